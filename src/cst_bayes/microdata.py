@@ -1,0 +1,263 @@
+"""The microdata contract: the agency-level data that every downstream stage takes.
+
+One row per responding agency. Columns:
+
+``stratum``
+    Sampling frame used as agency size: ``1000+``, ``state``, ``50-999``, ``1-49``
+    (the frame numbers ``1``-``4`` of ``sampling_frames.csv`` are accepted too).
+``court`` ... ``mdt`` (the nine approaches) and ``any_cst``
+    0/1. Text codes ``yes``/``no``/``not sure`` (any case) and ``1.0``/``0.0`` are accepted.
+    ``not sure`` is coded by a documented, configurable rule (``not_sure=``): the article
+    analyses each approach as *yes vs not yes*, so the default rule is ``"no"``.
+``agency_id`` (optional)
+    Unique identifier.
+``weight`` (optional)
+    Positive finite survey weight.
+
+The loaded frame gets a derived ``n_approaches`` (0-9) column, ``stratum`` as an ordered
+categorical with the reference level ``1-49`` first, and ``attrs`` recording the source,
+whether the file declares itself synthetic, and its leading ``#`` comment lines.
+
+Anything else is an :class:`~cst_bayes.errors.InputError` naming file, column and rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from .config import AGENCY_ID, APPROACHES, COUNT, OUTCOME, STRATA, STRATUM, WEIGHT
+from .errors import InputError
+
+NotSureRule = Literal["no", "yes", "error"]
+BINARY_COLUMNS: tuple[str, ...] = (*APPROACHES, OUTCOME)
+REQUIRED_COLUMNS: tuple[str, ...] = (STRATUM, *BINARY_COLUMNS)
+OPTIONAL_COLUMNS: tuple[str, ...] = (AGENCY_ID, WEIGHT)
+#: Frame numbers of sampling_frames.csv, accepted as stratum codes.
+FRAME_NUMBERS: dict[str, str] = {"1": "1000+", "2": "state", "3": "50-999", "4": "1-49"}
+
+_YES = {"1", "1.0", "yes", "y", "true"}
+_NO = {"0", "0.0", "no", "n", "false"}
+_NOT_SURE = {"not sure", "not_sure", "notsure", "unsure", "don't know", "dont know"}
+
+
+def stratum_dtype() -> pd.CategoricalDtype:
+    """The ordered categorical dtype of ``stratum`` (reference level first)."""
+    return pd.CategoricalDtype(categories=list(STRATA), ordered=True)
+
+
+def _rows(mask: np.ndarray | pd.Series) -> list[int]:
+    """1-based data-row numbers where ``mask`` is true."""
+    return [int(i) + 1 for i in np.flatnonzero(np.asarray(mask))]
+
+
+def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read a CSV, Parquet, Stata or SPSS file into a raw DataFrame (no validation).
+
+    Returns the frame and the leading ``#`` comment lines of a CSV (empty otherwise).
+    Value labels of Stata/SPSS files are applied, so labelled codes arrive as their text.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    if path.is_dir():
+        raise InputError("expected a file, got a folder", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("the file is empty", path=path)
+    suffix = path.suffix.lower()
+    comments: list[str] = []
+    try:
+        if suffix in {".parquet", ".pq"}:
+            df = pd.read_parquet(path)
+        elif suffix == ".dta":
+            import pyreadstat
+
+            df, _ = pyreadstat.read_dta(str(path), apply_value_formats=True)
+        elif suffix in {".sav", ".zsav"}:
+            import pyreadstat
+
+            df, _ = pyreadstat.read_sav(str(path), apply_value_formats=True)
+        else:
+            with open(path, encoding="utf-8") as fh:
+                skip = 0
+                for line in fh:
+                    if line.startswith("#"):
+                        comments.append(line[1:].strip())
+                        skip += 1
+                    else:
+                        break
+            df = pd.read_csv(path, skiprows=skip, dtype=str, keep_default_na=True)
+    except InputError:
+        raise
+    except UnicodeDecodeError:
+        raise InputError("not a text table (cannot decode as UTF-8); expected CSV, Parquet, .dta or .sav", path=path) from None
+    except pd.errors.EmptyDataError:
+        raise InputError("the file has no header or rows", path=path) from None
+    except Exception as exc:  # parser errors of four libraries: report them uniformly
+        raise InputError(f"cannot read as a table ({type(exc).__name__}: {exc})", path=path) from None
+    if df.shape[1] <= 1 and not set(df.columns) & set(REQUIRED_COLUMNS):
+        raise InputError(
+            "not a table with the expected columns (is it CSV with commas?)", path=path
+        )
+    if len(df) == 0:
+        raise InputError("the table has a header but no rows", path=path)
+    return df, comments
+
+
+def _code_binary(col: pd.Series, name: str, path: str | None, not_sure: NotSureRule) -> pd.Series:
+    raw = col
+    missing = raw.isna() | (raw.astype(str).str.strip() == "")
+    if missing.any():
+        raise InputError("missing values (every agency needs 0/1 here)", path=path, column=name, rows=_rows(missing))
+    if pd.api.types.is_numeric_dtype(raw):
+        vals = raw.to_numpy(dtype=float)
+        bad = ~np.isin(vals, (0.0, 1.0))
+        if bad.any():
+            shown = sorted({str(v) for v in vals[bad]})[:5]
+            raise InputError(f"codes outside {{0, 1}}: {shown}", path=path, column=name, rows=_rows(bad))
+        return pd.Series(vals.astype(np.int8), index=raw.index, name=name)
+    text = raw.astype(str).str.strip().str.lower()
+    out = np.full(len(text), -1, dtype=np.int8)
+    out[text.isin(_YES).to_numpy()] = 1
+    out[text.isin(_NO).to_numpy()] = 0
+    unsure = text.isin(_NOT_SURE).to_numpy()
+    if unsure.any():
+        if not_sure == "error":
+            raise InputError(
+                "'not sure' answers present and the rule is 'error' (use not_sure='no' for the article's yes vs not-yes coding)",
+                path=path, column=name, rows=_rows(unsure),
+            )
+        out[unsure] = 1 if not_sure == "yes" else 0
+    bad = out < 0
+    if bad.any():
+        shown = sorted(set(raw[bad].astype(str)))[:5]
+        raise InputError(
+            f"codes outside the allowed set (0/1, yes/no, not sure): {shown}", path=path, column=name, rows=_rows(bad)
+        )
+    return pd.Series(out, index=raw.index, name=name)
+
+
+def validate(
+    df: pd.DataFrame,
+    *,
+    source: str | Path | None = None,
+    not_sure: NotSureRule = "no",
+    allow_extra: bool = False,
+) -> pd.DataFrame:
+    """Check a raw frame against the contract and return it coded and typed.
+
+    Parameters
+    ----------
+    df
+        Raw agency-level data (any dtypes).
+    source
+        File name used in error messages.
+    not_sure
+        How a ``not sure`` answer is coded: ``"no"`` (default; the article's yes vs not-yes),
+        ``"yes"`` (sensitivity), or ``"error"``.
+    allow_extra
+        Keep unknown columns instead of rejecting them.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``[agency_id], stratum, <nine approaches>, any_cst, [weight], n_approaches``.
+
+    Raises
+    ------
+    InputError
+        On any breach of the contract, naming file, column and first offending rows.
+    """
+    if not_sure not in get_args(NotSureRule):
+        raise InputError(f"not_sure must be one of {get_args(NotSureRule)}, got {not_sure!r}")
+    path = None if source is None else str(source)
+    if len(df) == 0:
+        raise InputError("the table has no rows", path=path)
+    cols = [str(c).strip() for c in df.columns]
+    df = df.copy()
+    df.columns = cols
+    dup_cols = sorted({c for c in cols if cols.count(c) > 1})
+    if dup_cols:
+        raise InputError(f"duplicate column names: {dup_cols}", path=path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in cols]
+    if missing:
+        raise InputError(f"missing required columns: {missing}", path=path, column=missing[0])
+    extra = [c for c in cols if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS and c != COUNT]
+    if extra and not allow_extra:
+        raise InputError(
+            f"unexpected columns: {extra} (allowed: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})",
+            path=path, column=extra[0],
+        )
+
+    out = pd.DataFrame(index=pd.RangeIndex(len(df)))
+    df = df.reset_index(drop=True)
+    if AGENCY_ID in cols:
+        ids = df[AGENCY_ID]
+        miss = ids.isna() | (ids.astype(str).str.strip() == "")
+        if miss.any():
+            raise InputError("missing agency_id", path=path, column=AGENCY_ID, rows=_rows(miss))
+        ids = ids.astype(str).str.strip()
+        dup = ids.duplicated(keep=False)
+        if dup.any():
+            raise InputError(f"duplicate agency_id values: {sorted(set(ids[dup]))[:5]}", path=path, column=AGENCY_ID, rows=_rows(dup))
+        out[AGENCY_ID] = ids
+
+    s = df[STRATUM]
+    miss = s.isna() | (s.astype(str).str.strip() == "")
+    if miss.any():
+        raise InputError("missing stratum", path=path, column=STRATUM, rows=_rows(miss))
+    s = s.astype(str).str.strip()
+    s = s.str.replace(r"\.0$", "", regex=True).map(lambda v: FRAME_NUMBERS.get(v, v))
+    bad = ~s.isin(STRATA)
+    if bad.any():
+        raise InputError(
+            f"unknown stratum labels {sorted(set(s[bad]))[:5]} (allowed: {list(STRATA)} or frame numbers 1-4)",
+            path=path, column=STRATUM, rows=_rows(bad),
+        )
+    out[STRATUM] = pd.Categorical(s, dtype=stratum_dtype())
+
+    for name in BINARY_COLUMNS:
+        out[name] = _code_binary(df[name], name, path, not_sure).to_numpy()
+
+    if WEIGHT in cols:
+        w = pd.to_numeric(df[WEIGHT], errors="coerce")
+        bad = w.isna() | ~np.isfinite(w) | (w <= 0)
+        if bad.any():
+            raise InputError("weights must be positive finite numbers", path=path, column=WEIGHT, rows=_rows(bad))
+        out[WEIGHT] = w.astype(float).to_numpy()
+
+    count = out[list(APPROACHES)].sum(axis=1).astype(np.int8)
+    if COUNT in cols:
+        given = pd.to_numeric(df[COUNT], errors="coerce")
+        bad = given.isna() | (given.to_numpy() != count.to_numpy())
+        if bad.any():
+            raise InputError("n_approaches disagrees with the sum of the nine approaches", path=path, column=COUNT, rows=_rows(bad))
+    out[COUNT] = count
+    if allow_extra:
+        for c in extra:
+            out[c] = df[c].to_numpy()
+    out.attrs["source"] = path
+    return out
+
+
+def load(path: str | Path, *, not_sure: NotSureRule = "no") -> pd.DataFrame:
+    """Load and validate an agency-level file (CSV, Parquet, ``.dta``, ``.sav``).
+
+    ``attrs['synthetic']`` is True when a leading ``#`` comment line of a CSV says
+    ``SYNTHETIC`` (how the reconstructions label themselves); such files are never treated
+    as restricted microdata. ``attrs['restricted']`` is its negation: real microdata, to
+    which small-cell suppression applies downstream.
+    """
+    raw, comments = read_table(path)
+    df = validate(raw, source=path, not_sure=not_sure)
+    synthetic = any("SYNTHETIC" in c.upper() for c in comments)
+    df.attrs.update(source=str(path), comments=comments, synthetic=synthetic, restricted=not synthetic)
+    return df
+
+
+def is_synthetic(df: pd.DataFrame) -> bool:
+    """Whether a loaded frame declares itself synthetic (reconstructed)."""
+    return bool(df.attrs.get("synthetic", False))
