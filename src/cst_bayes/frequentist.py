@@ -493,3 +493,121 @@ def summarise_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
     """Matches per table (and link for Table 3): columns ``table, link, matched, total``."""
     g = comparison.groupby(["table", "link"], sort=False)["matches"]
     return pd.DataFrame({"matched": g.sum().astype(int), "total": g.size()}).reset_index()
+
+
+def suppress(tables: Mapping[str, pd.DataFrame], threshold: int | None = None) -> dict[str, pd.DataFrame]:
+    """Small-cell suppression of the frequentist outputs for restricted microdata.
+
+    Table 1 counts (and counts whose complement in the stratum is small), Figure 1 counts,
+    ANOVA groups smaller than the threshold (their mean and SD), and the reproduced counts
+    and percentages in a comparison are replaced by ``"<5"`` or blanked, via
+    :func:`cst_bayes.disclosure.suppress_small_cells`. Table 2 and Table 3 hold only
+    model-level statistics over all agencies and are returned unchanged.
+
+    Parameters
+    ----------
+    tables
+        Any of ``table1, anova, table2, fig1, table3, comparison``.
+    threshold
+        Default :data:`cst_bayes.config.SMALL_CELL`.
+    """
+    from .config import SMALL_CELL
+    from .disclosure import suppress_small_cells
+
+    thr = SMALL_CELL if threshold is None else threshold
+    out = dict(tables)
+    if "table1" in out:
+        out["table1"] = suppress_small_cells(out["table1"], ["n_yes"], thr, totals={"n_yes": "n_stratum"})
+    if "fig1" in out:
+        out["fig1"] = suppress_small_cells(
+            out["fig1"], ["n_no_case", "n_case"], thr,
+            totals={"n_no_case": "total_no_case", "n_case": "total_case"},
+        )
+    if "anova" in out:
+        out["anova"] = suppress_small_cells(out["anova"], ["n"], thr, derived={"n": ["mean", "sd"]})
+    if "comparison" in out and "table1" in tables:
+        # Blank the reproduced count and percentage of every Table 1 cell suppressed above.
+        t1 = out["table1"]
+        hidden = {f"{v}|{s}" for v, s, n in zip(t1["variable"], t1["stratum"], t1["n_yes"]) if isinstance(n, str)}
+        comp = out["comparison"].copy()
+        comp["reproduced"] = comp["reproduced"].astype(object)
+        mask = (comp["table"] == "table1") & comp["item"].isin(hidden)
+        comp.loc[mask & (comp["quantity"] == "n_yes"), "reproduced"] = f"<{thr}"
+        comp.loc[mask & (comp["quantity"] == "pct"), "reproduced"] = ""
+        comp.attrs["suppressed_cells"] = int(mask.sum())
+        out["comparison"] = comp
+    return out
+
+
+def summary_text(comparison: pd.DataFrame, *, warnings_: Iterable[str] = ()) -> str:
+    """A few lines saying how many published numbers were reproduced, per table."""
+    s = summarise_comparison(comparison)
+    lines = [f"reproduced {int(s['matched'].sum())} of {int(s['total'].sum())} published numbers"]
+    for rec in s.itertuples(index=False):
+        label = rec.table + (f" ({rec.link})" if rec.link else "")
+        lines.append(f"  {label:<14} {rec.matched:>4} / {rec.total}")
+    t3 = s[s["table"] == "table3"].set_index("link")["matched"]
+    if {"logit", "log"} <= set(t3.index):
+        better = "logit (odds ratios)" if t3["logit"] > t3["log"] else "log (risk ratios)" if t3["log"] > t3["logit"] else "neither"
+        lines.append(f"Table 3 agrees better with: {better}")
+    lines += [f"warning: {w}" for w in warnings_]
+    return "\n".join(lines)
+
+
+def write_tables(
+    data: str | pd.DataFrame,
+    out_dir: str,
+    *,
+    not_sure: Literal["no", "yes", "error"] = "no",
+    link: Link | Iterable[Link] = LINKS,
+) -> dict:
+    """Load (or take) a dataset, reproduce every table, compare, and write the six CSVs.
+
+    Parameters
+    ----------
+    data
+        Path of an agency-level file (loaded with :func:`cst_bayes.microdata.load`) or a
+        frame already in the contract (its ``attrs`` say whether it is synthetic/restricted).
+    out_dir
+        Folder receiving ``table1.csv, anova.csv, table2.csv, fig1.csv, table3.csv,
+        comparison.csv`` (each written atomically).
+    not_sure, link
+        Passed to the loader and to :func:`table3`.
+
+    Returns
+    -------
+    dict
+        ``tables`` (what was written, after suppression), ``paths``, ``summary_text``,
+        ``synthetic``, ``restricted``.
+    """
+    from pathlib import Path
+
+    from .config import SYNTHETIC_BANNER
+    from .fileio import write_csv
+    from .microdata import load
+
+    if isinstance(data, pd.DataFrame):
+        df = data
+    else:
+        df = load(data, not_sure=not_sure)
+    synthetic = bool(df.attrs.get("synthetic", False))
+    restricted = bool(df.attrs.get("restricted", False)) and not synthetic
+    tables = reproduce(df, link=link)
+    tables["comparison"] = compare(tables)
+    text = summary_text(tables["comparison"], warnings_=tables["table3"].attrs.get("warnings", []))
+    if restricted:
+        tables = suppress(tables)
+    source = df.attrs.get("source") or "data frame"
+    header = [f"cst-bayes tables from {source}"]
+    if synthetic:
+        header.insert(0, SYNTHETIC_BANNER)
+    if restricted:
+        header.append("restricted microdata: counts below 5 suppressed as '<5'")
+    out = Path(out_dir)
+    paths = {}
+    for name, table in tables.items():
+        paths[name] = write_csv(out / f"{name}.csv", table, header_comment="\n".join(header))
+    if synthetic:
+        text = "SYNTHETIC data (reconstruction): " + text
+    return {"tables": tables, "paths": paths, "summary_text": text,
+            "synthetic": synthetic, "restricted": restricted}
