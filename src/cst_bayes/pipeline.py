@@ -1,0 +1,894 @@
+"""The whole reanalysis as one resumable pipeline (``cst-bayes reproduce``).
+
+Stages, in order::
+
+    audit -> data (reconstruction ensemble or --data) -> tables -> models/<MODEL>
+          -> ppc/<MODEL> -> compare -> weights -> report
+
+Every stage *unit* (``audit``, ``models/logit_approaches`` ...) is computed in a hidden
+scratch folder ``RUN_DIR/.<unit>.partial-<pid>`` and renamed onto ``RUN_DIR/<unit>`` only when
+it is complete, with a ``manifest.json`` holding the hash of its inputs (data hashes, spec
+hashes, options, package version and the hashes of the units it reads). A rerun skips the
+units whose stored hash matches, so ``kill -9`` followed by a rerun resumes where it stopped
+and never shows a half-written unit. Stale scratch folders are removed at start.
+
+A stage whose module is not installed yet (the package is written in parallel) is recorded
+as *not available* in ``run.json``, the summary and the report; nothing is faked for it.
+
+Restricted-data mode (``--data`` with real microdata) suppresses every count below
+:data:`cst_bayes.config.SMALL_CELL` as ``"<5"`` in every table written, never writes
+row-level data (InferenceData files lose their per-agency groups), and the report says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from . import __version__, config
+from .errors import InputError
+from .fileio import sha256_file, sha256_frame, write_csv, write_json, write_text
+
+Profile = Literal["quick", "full"]
+StageName = Literal["audit", "data", "tables", "models", "ppc", "compare", "weights", "report"]
+STAGES: tuple[str, ...] = get_args(StageName)
+SUPPRESSED = f"<{config.SMALL_CELL}"
+
+#: Shipped models fitted by the ``quick`` profile (CI): the two Table 3 analyses with agency
+#: size, which is what the PPC and the forest plot need; ``full`` fits every shipped spec.
+QUICK_MODELS: tuple[str, ...] = ("logit_approaches_strata", "logit_count_strata")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Numbers that a profile fixes (all part of every unit's input hash)."""
+
+    n_reconstructions: int | None  #: None = the whole shipped ensemble
+    draws: int
+    tune: int
+    chains: int
+    ppc_draws: int
+    models: tuple[str, ...] | None  #: None = every shipped spec
+    weights_mcmc: bool  #: run the Bayesian (pseudo-likelihood, MRP) part of the weighting stage
+    sampler: str = "nutpie"
+
+
+PROFILES: dict[str, Settings] = {
+    # CI: minutes on two cores. Short chains are enough to exercise every stage end to end.
+    "quick": Settings(n_reconstructions=2, draws=200, tune=200, chains=2, ppc_draws=100,
+                      models=QUICK_MODELS, weights_mcmc=False),
+    # Publication quality: 4 x 1000 draws gives bulk ESS >= 1000 for the main model.
+    "full": Settings(n_reconstructions=None, draws=1000, tune=1000, chains=4, ppc_draws=500,
+                     models=None, weights_mcmc=True),
+}
+
+
+class StageUnavailable(RuntimeError):
+    """A stage cannot run because a module or function it needs is not installed."""
+
+
+@dataclass
+class RunContext:
+    """Everything the stages read: validated inputs, settings, hashes."""
+
+    out: Path
+    profile: str
+    settings: Settings
+    seed: int
+    published_dir: Path
+    weighting_file: Path
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    dataset_ids: list[str] = field(default_factory=list)
+    data_hashes: list[str] = field(default_factory=list)
+    data_source: str = ""
+    synthetic: bool = True
+    restricted: bool = False
+    reconstruction_manifest: dict[str, Any] | None = None
+    specs: dict[str, Any] = field(default_factory=dict)
+    spec_hashes: dict[str, str] = field(default_factory=dict)
+    input_notes: dict[str, str] = field(default_factory=dict)
+    progress: bool = True
+
+    def base_inputs(self) -> dict[str, Any]:
+        """Inputs every unit depends on."""
+        return {
+            "version": __version__,
+            "profile": self.profile,
+            "settings": asdict(self.settings),
+            "seed": self.seed,
+            "data": self.data_hashes,
+            "restricted": self.restricted,
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _need(module: str, *names: str) -> Any:
+    """Import ``cst_bayes.<module>`` and check that it has ``names``; else StageUnavailable."""
+    full = f"cst_bayes.{module}"
+    try:
+        mod = importlib.import_module(full)
+    except ModuleNotFoundError as exc:
+        if exc.name == full:
+            raise StageUnavailable(f"module {full} is not available") from None
+        raise
+    missing = [n for n in names if not hasattr(mod, n)]
+    if missing:
+        raise StageUnavailable(f"{full} has no {', '.join(missing)}")
+    return mod
+
+
+def input_hash(obj: Any) -> str:
+    """Stable SHA-256 of a JSON-able description of a unit's inputs."""
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def suppress_small(df: pd.DataFrame, count_columns: Sequence[str] | None = None,
+                   derived: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
+    """Replace counts below SMALL_CELL by ``"<5"`` (restricted-data mode).
+
+    Parameters
+    ----------
+    df
+        A table about real microdata.
+    count_columns
+        Columns holding counts. Default: every column whose name starts with ``n_`` (the
+        package's naming rule for counts) except ``n_draws``-like bookkeeping.
+    derived
+        ``{count_column: [columns that reveal it]}``: when the count is suppressed, these
+        are suppressed too (a percentage and its denominator give the count back).
+
+    Returns
+    -------
+    pandas.DataFrame
+        A copy whose affected columns are strings, ``"<5"`` where suppressed.
+    """
+    out = df.copy()
+    cols = list(count_columns) if count_columns is not None else [
+        c for c in out.columns if str(c).startswith("n_") and c not in {"n_draws", "n_chains"}
+    ]
+    derived = derived or {}
+    for c in cols:
+        if c not in out.columns:
+            continue
+        vals = pd.to_numeric(out[c], errors="coerce")
+        small = (vals < config.SMALL_CELL).to_numpy() & vals.notna().to_numpy()
+        if not small.any():
+            continue
+        out[c] = out[c].astype(object)
+        out.loc[small, c] = SUPPRESSED
+        for d in derived.get(c, ()):
+            if d in out.columns:
+                out[d] = out[d].astype(object)
+                out.loc[small, d] = SUPPRESSED
+    return out
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(config.ROOT), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        if out.returncode == 0:
+            dirty = subprocess.run(["git", "-C", str(config.ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def environment() -> dict[str, Any]:
+    """Package versions, Python, platform and git commit (the report's environment section)."""
+    from importlib import metadata
+
+    pkgs = {}
+    for name in ("cst_bayes", "numpy", "pandas", "scipy", "statsmodels", "pymc", "pytensor", "arviz",
+                 "nutpie", "xarray", "dask", "distributed", "matplotlib", "h5netcdf", "jinja2"):
+        try:
+            pkgs[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pkgs[name] = "not installed"
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "packages": pkgs,
+        "git_commit": _git_commit(),
+    }
+
+
+# --------------------------------------------------------------------------- input preparation
+
+
+def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, str], str | None]:
+    """Load the model specs (all shipped ones when ``names`` is None).
+
+    Returns specs, their hashes, and a note when the models module is missing.
+    """
+    try:
+        models = _need("models", "load_spec", "list_specs")
+    except StageUnavailable as exc:
+        return {}, {}, str(exc)
+    if names is None:
+        listing = models.list_specs()
+        names = list(listing["name"]) if "name" in listing.columns else list(listing.iloc[:, 0])
+    specs, hashes = {}, {}
+    for name in names:
+        spec = models.load_spec(name)  # raises SpecError naming file and key
+        key = getattr(spec, "name", None) or Path(str(name)).stem
+        specs[key] = spec
+        path = getattr(spec, "path", None)
+        if path is not None and Path(path).exists():
+            hashes[key] = sha256_file(path)
+        else:
+            hashes[key] = getattr(spec, "hash", None) or input_hash(repr(spec))
+    return specs, hashes, None
+
+
+def _load_reconstructions(directory: Path, n: int | None) -> tuple[list[pd.DataFrame], list[str], dict | None]:
+    from . import microdata
+
+    if not directory.is_dir():
+        raise InputError("reconstruction folder not found (build it with `cst-bayes reconstruct`)", path=directory)
+    files = sorted(directory.glob("reconstruction-*.csv"))
+    if not files:
+        raise InputError("no reconstruction-*.csv files (build them with `cst-bayes reconstruct`)", path=directory)
+    if n is not None:
+        files = files[:n]
+    frames = []
+    for f in files:
+        df = microdata.load(f)
+        if not microdata.is_synthetic(df):
+            raise InputError("a reconstruction file must declare itself SYNTHETIC in its first comment line", path=f)
+        frames.append(df)
+    manifest = None
+    mpath = directory / "manifest.json"
+    if mpath.exists():
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc})", path=mpath) from None
+    return frames, [f.stem for f in files], manifest
+
+
+def _check_published(directory: Path) -> None:
+    """Fail early on a published-tables folder that the audit would reject."""
+    if not directory.is_dir():
+        raise InputError("published-tables folder not found", path=directory)
+    try:
+        published = _need("published")
+    except StageUnavailable:
+        published = None
+    loader = None
+    if published is not None:
+        for name in ("load_all", "load"):
+            if hasattr(published, name):
+                loader = getattr(published, name)
+                break
+    if loader is not None:
+        loader(directory)  # raises InputError naming file, column and rows
+        return
+    for name in ("sampling_frames.csv", "table1_approaches_by_stratum.csv",
+                 "table2_phi_correlations.csv", "table3_odds_ratios.csv"):
+        if not (directory / name).is_file():
+            raise InputError("missing published table", path=directory / name)
+
+
+def _check_weighting(path: Path) -> str | None:
+    """Validate the weighting scenarios file up front; returns a note if weights is missing."""
+    try:
+        weights = _need("weights")
+    except StageUnavailable as exc:
+        return str(exc)
+    for name in ("load_scenarios", "read_scenarios"):
+        if hasattr(weights, name):
+            getattr(weights, name)(path)  # raises SpecError naming file and key
+            return None
+    if not path.is_file():
+        raise InputError("weighting scenarios file not found", path=path)
+    return None
+
+
+def prepare(
+    out: str | Path,
+    *,
+    profile: Profile = "full",
+    seed: int = 20240101,
+    data: str | Path | None = None,
+    reconstructions: str | Path | None = None,
+    published: str | Path | None = None,
+    weighting: str | Path | None = None,
+    models: Sequence[str] | None = None,
+    n_reconstructions: int | None = None,
+    progress: bool = True,
+) -> RunContext:
+    """Validate every input of a run before anything is written.
+
+    Raises
+    ------
+    InputError, SpecError
+        For bad microdata, reconstructions, published tables, model specs or scenarios;
+        nothing has been written when they are raised.
+    """
+    if profile not in PROFILES:
+        raise InputError(f"unknown profile {profile!r} (choose from {sorted(PROFILES)})")
+    if not isinstance(seed, int) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    settings = PROFILES[profile]
+    if n_reconstructions is not None:
+        if n_reconstructions < 1:
+            raise InputError(f"--n-reconstructions must be >= 1, got {n_reconstructions}")
+        settings = replace(settings, n_reconstructions=n_reconstructions)
+    if models is not None:
+        settings = replace(settings, models=tuple(models))
+    ctx = RunContext(
+        out=Path(out), profile=profile, settings=settings, seed=seed,
+        published_dir=Path(published) if published else config.PUBLISHED_DIR,
+        weighting_file=Path(weighting) if weighting else config.WEIGHTING_FILE,
+        progress=progress,
+    )
+    _check_published(ctx.published_dir)
+    if data is not None:
+        from . import microdata
+
+        df = microdata.load(data)
+        ctx.frames, ctx.dataset_ids = [df], ["data"]
+        ctx.synthetic = microdata.is_synthetic(df)
+        ctx.restricted = bool(df.attrs.get("restricted", not ctx.synthetic))
+        # the path is not row-level data, but in restricted mode keep only the file name
+        ctx.data_source = Path(data).name if ctx.restricted else str(data)
+    else:
+        directory = Path(reconstructions) if reconstructions else config.RECONSTRUCTED_DIR
+        ctx.frames, ctx.dataset_ids, ctx.reconstruction_manifest = _load_reconstructions(
+            directory, settings.n_reconstructions)
+        ctx.synthetic, ctx.restricted = True, False
+        ctx.data_source = str(directory)
+    ctx.data_hashes = [sha256_frame(f) for f in ctx.frames]
+    ctx.specs, ctx.spec_hashes, note = _load_specs(settings.models)
+    if note:
+        ctx.input_notes["models"] = note
+    note = _check_weighting(ctx.weighting_file)
+    if note:
+        ctx.input_notes["weights"] = note
+    return ctx
+
+
+# --------------------------------------------------------------------------- unit runner
+
+
+@dataclass
+class UnitResult:
+    """What happened to one unit in this run."""
+
+    unit: str
+    status: Literal["done", "cached", "unavailable", "failed"]
+    seconds: float
+    message: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def clean_stale(out: Path) -> list[Path]:
+    """Remove scratch folders and temporary files left by a killed run."""
+    removed: list[Path] = []
+    if not out.exists():
+        return removed
+    for p in list(out.rglob(".*.partial-*")) + list(out.rglob(".*.old-*")):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    for p in out.rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def run_unit(ctx: RunContext, unit: str, inputs: dict[str, Any],
+             body: Callable[[Path], dict[str, Any]], *, force: bool = False) -> UnitResult:
+    """Run ``body(scratch_dir)`` unless ``RUN_DIR/unit`` holds a manifest with the same input hash.
+
+    The body writes its files into ``scratch_dir``; on success a manifest is added and the
+    folder is renamed onto ``RUN_DIR/unit`` (two renames; the old copy is removed after).
+    """
+    target = ctx.out / unit
+    h = input_hash({"unit": unit, **inputs})
+    old = _read_manifest(target)
+    if not force and old is not None and old.get("input_hash") == h:
+        return UnitResult(unit, "cached", 0.0, info=old.get("info", {}))
+    scratch = target.parent / f".{target.name}.partial-{os.getpid()}"
+    if scratch.exists():
+        shutil.rmtree(scratch)
+    scratch.mkdir(parents=True)
+    t0 = time.perf_counter()
+    try:
+        info = body(scratch) or {}
+    except StageUnavailable as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        return UnitResult(unit, "unavailable", time.perf_counter() - t0, str(exc))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    secs = time.perf_counter() - t0
+    write_json(scratch / "manifest.json", {
+        "unit": unit, "input_hash": h, "inputs": inputs, "seconds": round(secs, 3),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "info": info,
+    })
+    if target.exists():
+        trash = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.replace(target, trash)
+        os.replace(scratch, target)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(scratch, target)
+    return UnitResult(unit, "done", secs, info=info)
+
+
+def _unit_hash(ctx: RunContext, unit: str) -> str | None:
+    m = _read_manifest(ctx.out / unit)
+    return None if m is None else m.get("input_hash")
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def _write_table(ctx: RunContext, path: Path, df: pd.DataFrame, *,
+                 derived: dict[str, Sequence[str]] | None = None) -> None:
+    """Write a table, labelled synthetic or suppressed as the run requires."""
+    if ctx.restricted:
+        df = suppress_small(df, derived=derived)
+        comment = (f"RESTRICTED DATA: counts below {config.SMALL_CELL} suppressed as '{SUPPRESSED}'; "
+                   "no row-level data")
+    else:
+        comment = config.SYNTHETIC_BANNER if ctx.synthetic else None
+    write_csv(path, df, header_comment=comment)
+
+
+def _copy_published(ctx: RunContext, work: Path) -> None:
+    """Keep the published tables the run used beside its outputs (the report reads them).
+
+    In restricted mode Table 1 is left out: it is public, but its small printed counts would
+    sit among outputs that promise no count below the threshold.
+    """
+    for p in sorted(ctx.published_dir.glob("*.csv")):
+        if ctx.restricted and p.name.startswith("table1"):
+            continue
+        write_text(work / "published" / p.name, p.read_text(encoding="utf-8"))
+
+
+def stage_audit(ctx: RunContext, work: Path) -> dict[str, Any]:
+    """Audit of the published tables (``audit.run_audit``) -> ``audit.csv``."""
+    audit = _need("audit", "run_audit")
+    checks = audit.run_audit(ctx.published_dir)
+    checks = pd.DataFrame(checks)
+    write_csv(work / "audit.csv", checks)
+    counts = checks["status"].value_counts().to_dict() if "status" in checks else {}
+    return {"checks": len(checks), **{str(k): int(v) for k, v in counts.items()}}
+
+
+def stage_data(ctx: RunContext, work: Path) -> dict[str, Any]:
+    """Provenance of the data (never the rows themselves) and reconstruction fidelity."""
+    rows = []
+    for ds, df, h in zip(ctx.dataset_ids, ctx.frames, ctx.data_hashes, strict=True):
+        rows.append({"dataset": ds, "n_rows": len(df), "sha256": h, "synthetic": ctx.synthetic})
+    info: dict[str, Any] = {"datasets": len(rows), "synthetic": ctx.synthetic, "restricted": ctx.restricted,
+                            "source": ctx.data_source}
+    write_csv(work / "datasets.csv", pd.DataFrame(rows),
+              header_comment=config.SYNTHETIC_BANNER if ctx.synthetic else None)
+    _copy_published(ctx, work)
+    man = ctx.reconstruction_manifest
+    if man is not None:
+        write_json(work / "reconstruction_manifest.json", man)
+        fid = _fidelity_table(man, ctx.dataset_ids)
+        if fid is not None:
+            write_csv(work / "fidelity.csv", fid, header_comment=config.SYNTHETIC_BANNER)
+            info["fidelity_targets"] = int(len(fid))
+            if "agrees" in fid:
+                info["fidelity_agree_share"] = float(pd.to_numeric(fid["agrees"], errors="coerce").mean())
+    return info
+
+
+def _fidelity_table(man: dict[str, Any], ids: Sequence[str]) -> pd.DataFrame | None:
+    """Flatten the reconstruction manifest's per-member fidelity, whatever its exact nesting."""
+    members = man.get("members") or man.get("reconstructions")
+    if not isinstance(members, list):
+        return None
+    frames = []
+    for m in members:
+        if not isinstance(m, dict):
+            continue
+        name = str(m.get("file") or m.get("name") or m.get("member") or "")
+        fid = m.get("fidelity")
+        if isinstance(fid, list) and fid:
+            f = pd.DataFrame(fid)
+            f.insert(0, "dataset", Path(name).stem)
+            frames.append(f)
+        elif isinstance(fid, dict):
+            f = pd.DataFrame([{"dataset": Path(name).stem, **fid}])
+            frames.append(f)
+    if not frames:
+        return None
+    out = pd.concat(frames, ignore_index=True)
+    return out[out["dataset"].isin(ids)] if ids else out
+
+
+TABLE_FUNCS: tuple[str, ...] = ("table1", "anova", "table2", "fig1", "table3")
+
+
+def stage_tables(ctx: RunContext, work: Path) -> dict[str, Any]:
+    """Frequentist tables on every dataset, stacked with a leading ``dataset`` column."""
+    freq = _need("frequentist", "reproduce", "compare")
+    out: dict[str, list[pd.DataFrame]] = {}
+    matched = total = 0
+    for ds, df in zip(ctx.dataset_ids, ctx.frames, strict=True):
+        res = dict(freq.reproduce(df))
+        res["comparison"] = freq.compare(res)
+        matched += int(res["comparison"]["matches"].sum())
+        total += len(res["comparison"])
+        if ctx.restricted:
+            res = freq.suppress(res)
+        for k, v in res.items():
+            v = pd.DataFrame(v).copy()
+            v.insert(0, "dataset", ds)
+            out.setdefault(k, []).append(v)
+    info: dict[str, Any] = {}
+    for k, parts in out.items():
+        t = pd.concat(parts, ignore_index=True)
+        _write_table(ctx, work / f"{k}.csv", t)
+        info[k] = len(t)
+    info["published_matched"] = matched
+    info["published_compared"] = total
+    return info
+
+
+def _strip_row_level(idata: Any) -> Any:
+    """Drop per-agency groups (restricted mode): observed data, predictions, pointwise log-lik."""
+    groups = [g for g in ("observed_data", "posterior_predictive", "log_likelihood", "constant_data",
+                          "predictions", "predictions_constant_data") if g in idata.groups()]
+    return idata.copy() if not groups else _without_groups(idata, groups)
+
+
+def _without_groups(idata: Any, groups: Sequence[str]) -> Any:
+    import arviz as az
+
+    keep = {g: getattr(idata, g) for g in idata.groups() if g not in groups}
+    return az.InferenceData(**keep)
+
+
+def _summary_of(fit: Any) -> pd.DataFrame:
+    s = getattr(fit, "summary", None)
+    if isinstance(s, pd.DataFrame):
+        return s
+    if isinstance(fit, dict) and isinstance(fit.get("summary"), pd.DataFrame):
+        return fit["summary"]
+    raise StageUnavailable(f"fit result {type(fit).__name__} has no summary DataFrame")
+
+
+def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
+    """Fit one shipped model on every dataset (pooled over the ensemble when > 1)."""
+    models = _need("models", "fit")
+    spec = ctx.specs[name]
+    s = ctx.settings
+    kw = dict(draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed, sampler=s.sampler)
+    info: dict[str, Any] = {"model": name, "datasets": len(ctx.frames)}
+    if len(ctx.frames) > 1:
+        pooling = _need("pooling", "fit_ensemble")
+        res = pooling.fit_ensemble(spec, ctx.frames, **kw)
+        summary = _summary_of(res)
+        idata = getattr(res, "idata", None)
+        for attr, fname in (("between", "between_variance.csv"), ("per_member", "per_member.csv"),
+                            ("variance", "between_variance.csv")):
+            v = getattr(res, attr, None)
+            if isinstance(v, pd.DataFrame):
+                write_csv(work / fname, v, header_comment=config.SYNTHETIC_BANNER)
+    else:
+        res = models.fit(spec, ctx.frames[0], **kw)
+        summary = _summary_of(res)
+        idata = res.idata
+    diag = getattr(res, "diagnostics", None)
+    if isinstance(diag, dict):
+        info["diagnostics"] = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else v) for k, v in diag.items()}
+    _write_table(ctx, work / "summary.csv", summary)
+    if idata is not None:
+        if ctx.restricted:
+            idata = _strip_row_level(idata)
+        path = work / f"{name}.nc"
+        idata.to_netcdf(str(path), engine="h5netcdf")
+    return info
+
+
+def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
+    """Table-level posterior predictive checks for one fitted model (on the first dataset)."""
+    ppc = _need("ppc", "ppc_tables", "plot_ppc_tables")
+    models = _need("models", "read_fit")
+    nc = ctx.out / "models" / name / f"{name}.nc"
+    if not nc.exists():
+        raise StageUnavailable(f"no fitted model {name} (models/{name} not available)")
+    fit = models.read_fit(nc)
+    try:
+        table = ppc.ppc_tables(fit, ctx.frames[0], n_draws=ctx.settings.ppc_draws, seed=ctx.seed)
+    except Exception as exc:
+        if ctx.restricted:  # restricted runs keep no per-agency groups on disk
+            raise StageUnavailable(f"PPC needs per-agency groups that restricted mode drops ({exc})") from None
+        raise
+    if ctx.restricted:
+        table = ppc.suppress_small_cells(table)
+    _write_table(ctx, work / "ppc.csv", table)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .fileio import atomic_path
+
+    fig = ppc.plot_ppc_tables(table, title=name, synthetic=ctx.synthetic)
+    with atomic_path(work / "ppc.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    outside = int(table["flag"].astype(bool).sum()) if "flag" in table else 0
+    return {"statistics": len(table), "flagged": outside}
+
+
+def _accepts(func: Callable[..., Any], kw: str) -> bool:
+    import inspect
+
+    try:
+        return kw in inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def stage_compare(ctx: RunContext, work: Path) -> dict[str, Any]:
+    """PSIS-LOO comparison of the fitted models."""
+    comparison = _need("comparison")
+    import arviz as az
+
+    fits = {}
+    for name in ctx.specs:
+        nc = ctx.out / "models" / name / f"{name}.nc"
+        if nc.exists():
+            fits[name] = az.from_netcdf(str(nc))
+    if len(fits) < 2:
+        raise StageUnavailable("fewer than two fitted models to compare")
+    func = next((getattr(comparison, n) for n in ("compare_models", "loo_table", "compare") if hasattr(comparison, n)), None)
+    if func is None:
+        raise StageUnavailable("cst_bayes.comparison has no compare_models")
+    table = func(fits)
+    table = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
+    _write_table(ctx, work / "loo.csv", table)
+    return {"models": len(fits)}
+
+
+def stage_weights(ctx: RunContext, work: Path) -> dict[str, Any]:
+    """Weighting scenarios and the sensitivity table (``cst_bayes.weights``)."""
+    weights = _need("weights")
+    func = next((getattr(weights, n) for n in ("run_weights", "run", "sensitivity_analysis") if hasattr(weights, n)), None)
+    if func is None:
+        raise StageUnavailable("cst_bayes.weights has no run_weights")
+    kwargs: dict[str, Any] = {}
+    for k, v in (("scenarios_file", ctx.weighting_file), ("seed", ctx.seed), ("mcmc", ctx.settings.weights_mcmc),
+                 ("out", work), ("out_dir", work), ("draws", ctx.settings.draws), ("chains", ctx.settings.chains),
+                 ("tune", ctx.settings.tune)):
+        if _accepts(func, k):
+            kwargs[k] = v
+    res = func(ctx.frames[0], **kwargs)
+    info: dict[str, Any] = {}
+    if isinstance(res, dict):
+        for k, v in res.items():
+            if isinstance(v, pd.DataFrame):
+                _write_table(ctx, work / f"{k}.csv", v)
+                info[k] = len(v)
+    return info
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+def _progress(ctx: RunContext, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not ctx.progress, leave=True, file=sys.stderr,
+                bar_format="{desc:<22} {bar:20} {n_fmt}/{total_fmt} [{elapsed}]")
+
+
+def _units(ctx: RunContext, stages: Sequence[str]) -> list[tuple[str, str, Callable[[], tuple[dict, Callable]]]]:
+    """(stage, unit, lazily computed (inputs, body)) in run order."""
+    base = ctx.base_inputs()
+    units: list[tuple[str, str, Callable[[], tuple[dict, Callable]]]] = []
+    pub_hash = {p.name: sha256_file(p) for p in sorted(ctx.published_dir.glob("*.csv"))}
+    if "audit" in stages:
+        units.append(("audit", "audit", lambda: ({"version": __version__, "published": pub_hash},
+                                                 lambda w: stage_audit(ctx, w))))
+    if "data" in stages:
+        units.append(("data", "data", lambda: ({**base, "manifest": ctx.reconstruction_manifest is not None},
+                                               lambda w: stage_data(ctx, w))))
+    if "tables" in stages:
+        units.append(("tables", "tables", lambda: ({**base, "published": pub_hash}, lambda w: stage_tables(ctx, w))))
+    if "models" in stages:
+        if not ctx.specs:
+            units.append(("models", "models", lambda: ({}, _unavailable(ctx.input_notes.get("models", "no model specs")))))
+        for name in ctx.specs:
+            units.append(("models", f"models/{name}", lambda n=name: (
+                {**base, "spec": ctx.spec_hashes[n]}, lambda w: stage_model(ctx, n, w))))
+    if "ppc" in stages:
+        if not ctx.specs:
+            units.append(("ppc", "ppc", lambda: ({}, _unavailable("no fitted models to check"))))
+        for name in ctx.specs:
+            units.append(("ppc", f"ppc/{name}", lambda n=name: (
+                {**base, "fit": _unit_hash(ctx, f"models/{n}")}, lambda w: stage_ppc(ctx, n, w))))
+    if "compare" in stages:
+        units.append(("compare", "compare", lambda: (
+            {**base, "fits": {n: _unit_hash(ctx, f"models/{n}") for n in ctx.specs}},
+            lambda w: stage_compare(ctx, w))))
+    if "weights" in stages:
+        w_hash = sha256_file(ctx.weighting_file) if ctx.weighting_file.is_file() else None
+        units.append(("weights", "weights", lambda: ({**base, "scenarios": w_hash}, lambda w: stage_weights(ctx, w))))
+    return units
+
+
+def _unavailable(msg: str) -> Callable[[Path], dict]:
+    def body(_: Path) -> dict:
+        raise StageUnavailable(msg)
+    return body
+
+
+@dataclass
+class RunSummary:
+    """The outcome of :func:`reproduce`."""
+
+    out: Path
+    results: list[UnitResult]
+    stage_seconds: dict[str, float]
+    total_seconds: float
+    report: Path | None
+
+    def unavailable(self) -> list[UnitResult]:
+        return [r for r in self.results if r.status == "unavailable"]
+
+    def text(self) -> str:
+        """A one-screen summary."""
+        lines = [f"cst-bayes reproduce: run directory {self.out}"]
+        lines.append(f"{'stage':<10} {'units':>5} {'done':>5} {'cached':>6} {'n/a':>4} {'seconds':>8}")
+        for st in (*STAGES,):
+            rs = [r for r in self.results if r.unit.split("/")[0] == st]
+            if not rs and st not in self.stage_seconds:
+                continue
+            lines.append(f"{st:<10} {len(rs):>5} {sum(r.status == 'done' for r in rs):>5} "
+                         f"{sum(r.status == 'cached' for r in rs):>6} {sum(r.status == 'unavailable' for r in rs):>4} "
+                         f"{self.stage_seconds.get(st, 0.0):>8.1f}")
+        lines.append(f"total {self.total_seconds:.1f} s")
+        for r in self.unavailable():
+            lines.append(f"STAGE NOT AVAILABLE: {r.unit}: {r.message}")
+        if self.report is not None:
+            lines.append(f"report: {self.report}")
+        return "\n".join(lines)
+
+
+def reproduce(
+    out: str | Path,
+    *,
+    profile: Profile = "full",
+    seed: int = 20240101,
+    data: str | Path | None = None,
+    reconstructions: str | Path | None = None,
+    published: str | Path | None = None,
+    weighting: str | Path | None = None,
+    models: Sequence[str] | None = None,
+    n_reconstructions: int | None = None,
+    stages: Sequence[str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> RunSummary:
+    """Run the pipeline into ``out``; cached units are skipped.
+
+    Parameters
+    ----------
+    out
+        Run directory (created). Reusing one resumes: units whose inputs are unchanged are
+        not recomputed.
+    profile
+        ``"quick"`` (CI) or ``"full"`` (publication quality); see :data:`PROFILES`.
+    seed
+        Seed for every stochastic step; the same seed gives identical tables.
+    data
+        Real (or any contract-conforming) microdata file instead of the reconstructions.
+    reconstructions
+        Folder of ``reconstruction-*.csv`` (default ``data/reconstructed``).
+    published, weighting
+        Published-tables folder and weighting-scenarios file (defaults under the repo).
+    models
+        Spec names or paths; default: the profile's list.
+    n_reconstructions
+        Override the profile's ensemble size.
+    stages
+        Subset of :data:`STAGES` to run (default: all). ``report`` is always last.
+    force
+        Recompute every unit even if cached.
+
+    Returns
+    -------
+    RunSummary
+    """
+    t_start = time.perf_counter()
+    stages = list(STAGES) if stages is None else list(stages)
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise InputError(f"unknown stage(s) {bad} (choose from {list(STAGES)})")
+    ctx = prepare(out, profile=profile, seed=seed, data=data, reconstructions=reconstructions,
+                  published=published, weighting=weighting, models=models,
+                  n_reconstructions=n_reconstructions, progress=progress)
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    clean_stale(ctx.out)
+    results: list[UnitResult] = []
+    stage_seconds: dict[str, float] = {}
+    units = _units(ctx, stages)
+    for st in [s for s in STAGES if s != "report" and s in stages]:
+        mine = [u for u in units if u[0] == st]
+        if not mine:
+            continue
+        t0 = time.perf_counter()
+        with _progress(ctx, len(mine), st) as bar:
+            for _, unit, make in mine:
+                bar.set_postfix_str(unit.split("/")[-1][:24])
+                inputs, body = make()
+                r = run_unit(ctx, unit, inputs, body, force=force)
+                results.append(r)
+                bar.update(1)
+        stage_seconds[st] = time.perf_counter() - t0
+    run_info = {
+        "cst_bayes_version": __version__,
+        "profile": ctx.profile,
+        "settings": asdict(ctx.settings),
+        "seed": ctx.seed,
+        "synthetic": ctx.synthetic,
+        "restricted": ctx.restricted,
+        "data_source": ctx.data_source,
+        "datasets": [{"dataset": d, "sha256": h} for d, h in zip(ctx.dataset_ids, ctx.data_hashes, strict=True)],
+        "published": {p.name: sha256_file(p) for p in sorted(ctx.published_dir.glob("*.csv"))},
+        "specs": ctx.spec_hashes,
+        "weighting_file": str(ctx.weighting_file),
+        "input_notes": ctx.input_notes,
+        "units": [asdict(r) for r in results],
+        "stage_seconds": {k: round(v, 2) for k, v in stage_seconds.items()},
+        "environment": environment(),
+    }
+    write_json(ctx.out / "run.json", run_info)
+    report_path = None
+    if "report" in stages:
+        from . import report as report_mod
+
+        t0 = time.perf_counter()
+        with _progress(ctx, 1, "report") as bar:
+            report_path = report_mod.build_report(ctx.out)
+            bar.update(1)
+        stage_seconds["report"] = time.perf_counter() - t0
+        results.append(UnitResult("report", "done", stage_seconds["report"]))
+    total = time.perf_counter() - t_start
+    run_info["stage_seconds"] = {k: round(v, 2) for k, v in stage_seconds.items()}
+    run_info["total_seconds"] = round(total, 2)
+    run_info["units"] = [asdict(r) for r in results]
+    write_json(ctx.out / "run.json", run_info)
+    return RunSummary(ctx.out, results, stage_seconds, total, report_path)
