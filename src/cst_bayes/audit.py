@@ -199,6 +199,16 @@ def approach_count_bounds(t1: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def implied_count_variance(p: np.ndarray, phi: np.ndarray) -> float:
+    """Population variance of the sum of binary variables with margins ``p`` and phi matrix ``phi``.
+
+    ``Var(sum X_j) = sum_jk phi_jk s_j s_k`` with ``s_j = sqrt(p_j (1 - p_j))``: for 0/1
+    variables phi is the Pearson correlation, so ``phi_jk s_j s_k`` is their covariance.
+    """
+    sd = np.sqrt(np.asarray(p, dtype=float) * (1 - np.asarray(p, dtype=float)))
+    return float((np.outer(sd, sd) * np.asarray(phi, dtype=float)).sum())
+
+
 def _anova(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     from scipy.stats import f as f_dist
 
@@ -236,11 +246,10 @@ def _anova(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     # margins exact, only the 2-decimal rounding of r (+-0.005) is uncertain.
     all_p = t1[(t1["stratum"] == "all") & t1["variable"].isin(APPROACHES)].set_index("variable")
     p = (all_p["n_yes"] / all_p["n_stratum"]).reindex(list(APPROACHES)).to_numpy()
-    sd = np.sqrt(p * (1 - p))
     r = phi_matrix(t2).to_numpy()
-    off = ~np.eye(len(p), dtype=bool)
-    var_c = float((np.outer(sd, sd) * r).sum())
-    var_half = float((np.outer(sd, sd) * off).sum()) * 0.005
+    var_c = implied_count_variance(p, r)
+    var_half = implied_count_variance(p, np.ones_like(r)) - implied_count_variance(p, np.eye(len(p)))
+    var_half *= 0.005
     sst = np.array([var_c - var_half, var_c, var_c + var_half]) * n_tot
     ssw = sst - ssb
     inside = bool(ssw[2] >= ssw_min and ssw[0] <= ssw_max)
