@@ -398,3 +398,14 @@ def test_cli_tables_bad_data_exit_2(tmp_path, sim_df, capsys):
     err = capsys.readouterr().err
     assert "mdt" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_table3_flags_separation_instead_of_crashing():
+    from cst_bayes.simulate import simulate
+
+    df, _ = simulate(2, n_by_stratum={"1-49": 80, "50-999": 40, "state": 5, "1000+": 6})
+    df.loc[df[config.STRATUM] == "1000+", config.OUTCOME] = 1  # every large agency has a case
+    t3 = F.table3(df, link="logit")
+    assert len(t3) == 26
+    assert any("adjusted yes" in w and "converge" in w for w in t3.attrs["warnings"])
+    assert not any("adjusted no" in w for w in t3.attrs["warnings"])

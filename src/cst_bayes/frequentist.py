@@ -276,7 +276,7 @@ def _fit(y: np.ndarray, x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarra
     msg = None
     sep = [w for w in caught if "separation" in str(w.message).lower()]
     if sep or not converged:
-        msg = str(sep[0].message) if sep else "did not converge"
+        msg = str(sep[0].message) if sep else "did not converge (separation? estimates diverge)"
     if not np.all(np.isfinite(bse)):
         msg = msg or "non-finite standard errors"
     return params, bse, msg
@@ -313,9 +313,26 @@ def table3(df: pd.DataFrame, link: Link | Iterable[Link] = LINKS) -> pd.DataFram
     _check_frame(df, (STRATUM, *APPROACHES, OUTCOME, COUNT))
     y, designs = _design(df)
     rows, notes = [], []
+    fits = {}
+    # The design matrices are small (n x 13): multithreaded BLAS only adds contention, and
+    # on a shared 2-core machine it made these fits ~10x slower. threadpoolctl comes with
+    # PyMC; without it the fits just run with the process-wide setting.
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(limits=1)
+    except ImportError:  # pragma: no cover
+        limit = None
+    try:
+        for lk in links:
+            for key, (x, _terms) in designs.items():
+                fits[(lk, key)] = _fit(y, x, lk)
+    finally:
+        if limit is not None:
+            limit.restore_original_limits()
     for lk in links:
         for (analysis, adjusted), (x, terms) in designs.items():
-            params, bse, msg = _fit(y, x, lk)
+            params, bse, msg = fits[(lk, (analysis, adjusted))]
             if msg:
                 notes.append(f"analysis {analysis}, adjusted {adjusted}, link {lk}: {msg}")
             b, se = params[1:], bse[1:]
