@@ -1,0 +1,694 @@
+"""Table-level posterior predictive checks: regenerate the published tables from the model.
+
+For a fitted model and its data we draw replicated outcomes from the posterior predictive
+and, for every replicate, recompute the statistics the article publishes:
+
+``table1``
+    Cases (``any_cst``) by stratum and the chi-square of the 2 x 4 table.
+``fig1``
+    For each approach: the share with the approach among agencies without and with a
+    case, and the chi-square of the 2 x 2 table.
+``table3``
+    The four published models (nine approaches / approach count, without and with agency
+    size) refitted on the replicate, both as logistic (OR) and Poisson (log link, PR)
+    regressions.
+``count``
+    For models of the approach count (outcome ``n_approaches``): the distribution of the
+    count 0-9 by stratum, its mean and SD by stratum, and the one-way ANOVA F.
+
+Design. The core, :func:`ppc_from_replicates`, takes a data frame and a ``(draws, agencies)``
+array of replicated outcomes; only :func:`ppc_tables` knows about fitted models. The
+observed column is computed by the package's frequentist code
+(:mod:`cst_bayes.frequentist`), exactly as the reproduction reports it. Recomputing it with
+pandas/statsmodels for each of >= 500 replicates would take minutes, so the replicates go
+through a vectorised path (closed-form counts and chi-squares, batched Newton-Raphson over
+all replicates at once for the GLM refits, since the design matrix is fixed and only the
+outcome changes); ``tests/test_ppc.py`` shows both paths agree on fixed replicates.
+
+The posterior predictive p-value is Gelman, Meng & Stern's (1996):
+``ppp = 2 * min(P(T_rep >= T_obs), P(T_rep <= T_obs))`` capped at 1 (two-sided), or the
+one-sided upper tail for chi-square and F statistics, where only large values signal misfit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+import numpy as np
+import pandas as pd
+
+from .config import APPROACHES, COUNT, OUTCOME, STRATA, STRATUM
+from .errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+TableName = Literal["table1", "fig1", "table3", "count"]
+ALL_TABLES: tuple[str, ...] = get_args(TableName)
+#: The fixed columns of ``ppc.csv`` (issue 5), then the extra columns we add after them.
+PPC_COLUMNS: tuple[str, ...] = (
+    "table", "statistic", "stratum_or_term", "observed", "published",
+    "rep_median", "rep_low", "rep_high", "ppp",
+)
+EXTRA_COLUMNS: tuple[str, ...] = ("flag", "n_rep", "sided")
+#: Order of strata in the published Table 1 (and in our rows): total first, then by size.
+TABLE1_STRATA: tuple[str, ...] = ("all", "1000+", "state", "50-999", "1-49")
+MAX_COUNT = len(APPROACHES)
+_DUMMIES = tuple(f"stratum[{s}]" for s in STRATA[1:])
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_tables(tables: Sequence[str] | None, outcome: str) -> tuple[str, ...]:
+    default = ("count",) if outcome == COUNT else ("table1", "fig1", "table3")
+    if tables is None:
+        return default
+    tables = tuple(tables)
+    bad = [t for t in tables if t not in ALL_TABLES]
+    if bad:
+        raise InputError(f"unknown PPC table(s) {bad}; allowed: {list(ALL_TABLES)}", column="tables")
+    wrong = [t for t in tables if t not in default]
+    if wrong:
+        raise InputError(
+            f"table(s) {wrong} cannot be checked for a model of {outcome!r} (allowed: {list(default)})",
+            column="tables",
+        )
+    return tables
+
+
+def _stratum_onehot(df: pd.DataFrame) -> np.ndarray:
+    """(n, 4) indicator matrix of the strata, columns in ``config.STRATA`` order."""
+    s = df[STRATUM].astype(str).to_numpy()
+    return np.stack([(s == k) for k in STRATA], axis=1).astype(float)
+
+
+def _pearson_chi2(obs: np.ndarray, *, yates: bool = False) -> np.ndarray:
+    """Pearson chi-square of a batch of r x c tables ``obs[..., r, c]`` (scipy's formula).
+
+    With ``yates`` (scipy's default for 2 x 2 tables) each ``|O - E|`` is reduced by
+    ``min(0.5, |O - E|)``, exactly as :func:`scipy.stats.chi2_contingency` does. Tables with
+    an empty row or column give NaN (the test is undefined there).
+    """
+    obs = np.asarray(obs, dtype=float)
+    rows = obs.sum(axis=-1, keepdims=True)
+    cols = obs.sum(axis=-2, keepdims=True)
+    tot = obs.sum(axis=(-2, -1), keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exp = rows * cols / tot
+        diff = obs - exp
+        if yates:
+            diff = np.sign(diff) * np.maximum(np.abs(diff) - 0.5, 0.0)
+        stat = (diff**2 / exp).sum(axis=(-2, -1))
+    empty = (rows == 0).any(axis=(-2, -1)) | (cols == 0).any(axis=(-2, -1))
+    return np.where(empty, np.nan, stat)
+
+
+# ----------------------------------------------------------------------------- batched GLMs
+def batched_glm(
+    X: np.ndarray,
+    Y: np.ndarray,
+    *,
+    link: Literal["logit", "log"] = "logit",
+    max_iter: int = 100,
+    tol: float = 1e-10,
+) -> np.ndarray:
+    """Maximum-likelihood coefficients of one GLM per row of ``Y``, all at once.
+
+    Newton-Raphson (= IRLS for these canonical links) vectorised over replicates: the
+    design ``X`` is shared, so each iteration is two einsums and one batched solve.
+
+    Parameters
+    ----------
+    X
+        (n, p) design matrix with an intercept column.
+    Y
+        (R, n) binary outcomes (logit) or counts (log link: Poisson likelihood).
+    link
+        ``"logit"`` (binomial) or ``"log"`` (Poisson, the article's "Poisson regression").
+    max_iter, tol
+        Newton iterations and the convergence tolerance on the largest coefficient step.
+
+    Returns
+    -------
+    numpy.ndarray
+        (R, p) coefficients; rows that did not converge (separation, an all-0 outcome: the
+        MLE does not exist) are NaN.
+    """
+    if link not in ("logit", "log"):
+        raise InputError(f"link must be 'logit' or 'log', got {link!r}", column="link")
+    X = np.asarray(X, dtype=float)
+    Y = np.atleast_2d(np.asarray(Y, dtype=float))
+    R, p = Y.shape[0], X.shape[1]
+    ybar = np.clip(Y.mean(axis=1), 1e-3, 1 - 1e-3 if link == "logit" else np.inf)
+    beta = np.zeros((R, p))
+    # Warm start: the fit to the average replicate (a fractional outcome is a valid
+    # quasi-likelihood target), itself started at the intercept-only MLE. Every replicate's
+    # MLE is close to it, so Newton needs a handful of steps and rarely any damping.
+    ybar_all = Y.mean(axis=0, keepdims=True)
+    if R > 1:
+        b0 = batched_glm(X, ybar_all, link=link, max_iter=max_iter, tol=tol)
+        if np.isfinite(b0).all():
+            beta[:] = b0
+        else:
+            beta[:, 0] = np.log(ybar / (1 - ybar)) if link == "logit" else np.log(ybar)
+    else:
+        beta[:, 0] = np.log(ybar / (1 - ybar)) if link == "logit" else np.log(ybar)
+    done = np.zeros(R, dtype=bool)
+    # Outer products of the design rows, once: the batched Hessian X' diag(w_r) X is then a
+    # single matrix product (R, n) @ (n, p*p), which BLAS does far faster than an einsum.
+    xx = (X[:, :, None] * X[:, None, :]).reshape(X.shape[0], p * p)
+    def loglik(b: np.ndarray, y: np.ndarray) -> np.ndarray:
+        eta = np.clip(b @ X.T, -50.0, 50.0)
+        if link == "logit":
+            return (y * eta - np.logaddexp(0.0, eta)).sum(axis=1)
+        return (y * eta - np.exp(eta)).sum(axis=1)
+
+    ll = loglik(beta, Y)
+    for _ in range(max_iter):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        b, y = beta[act], Y[act]
+        eta = np.clip(b @ X.T, -50.0, 50.0)  # (r, n)
+        if link == "logit":
+            mu = 1.0 / (1.0 + np.exp(-eta))
+            w = mu * (1.0 - mu)
+        else:
+            mu = np.exp(eta)
+            w = mu
+        grad = (y - mu) @ X  # (r, p)
+        hess = (w @ xx).reshape(-1, p, p)
+        try:
+            step = np.linalg.solve(hess, grad[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = np.stack([np.linalg.lstsq(h, g, rcond=None)[0] for h, g in zip(hess, grad)])
+        # Damped Newton: halve the step until the log-likelihood does not fall. A full
+        # Newton step from the intercept-only start overshoots for designs with large
+        # stratum effects (ORs ~ 50), as in the article's adjusted models.
+        ll0 = ll[act]
+        t = np.ones(act.size)
+        ll1 = loglik(b + step, y)
+        for _h in range(30):
+            worse = ~(ll1 >= ll0 - 1e-12 * np.abs(ll0))
+            if not worse.any():
+                break
+            t[worse] *= 0.5
+            ll1[worse] = loglik(b[worse] + t[worse, None] * step[worse], y[worse])
+        step = t[:, None] * step
+        ll[act] = ll1
+        beta[act] = b + step
+        small = np.max(np.abs(step), axis=1) < tol * (1.0 + np.max(np.abs(b), axis=1))
+        # Coefficients running off to infinity: (quasi-)separation, no finite MLE; stop.
+        diverged = np.max(np.abs(beta[act]), axis=1) > 25
+        done[act[small | diverged]] = True
+    out = beta.copy()
+    # Not converged or running off to infinity: quasi-separation, no finite MLE.
+    bad = ~done | (np.abs(beta) > 25).any(axis=1) | ~np.isfinite(beta).all(axis=1)
+    out[bad] = np.nan
+    return out
+
+
+def table3_designs(df: pd.DataFrame) -> dict[tuple[str, str], tuple[np.ndarray, list[str]]]:
+    """Design matrices of the four published Table 3 models.
+
+    Returns ``{(analysis, adjusted_for_size): (X, terms)}`` with ``X`` including an
+    intercept as its first column and ``terms`` naming the other columns as in
+    :func:`cst_bayes.frequentist.table3` (``stratum[LABEL]`` dummies, reference ``1-49``).
+    """
+    oh = _stratum_onehot(df)[:, 1:]
+    ones = np.ones((len(df), 1))
+    xa = df[list(APPROACHES)].to_numpy(dtype=float)
+    xc = df[[COUNT]].to_numpy(dtype=float)
+    return {
+        ("1", "no"): (np.hstack([ones, xa]), list(APPROACHES)),
+        ("1", "yes"): (np.hstack([ones, xa, oh]), [*APPROACHES, *_DUMMIES]),
+        ("2", "no"): (np.hstack([ones, xc]), [COUNT]),
+        ("2", "yes"): (np.hstack([ones, xc, oh]), [COUNT, *_DUMMIES]),
+    }
+
+
+def _t3_statistic(analysis: str, adjusted: str, link: str) -> str:
+    return f"analysis{analysis}_{'adjusted' if adjusted == 'yes' else 'unadjusted'}_{'OR' if link == 'logit' else 'PR'}"
+
+
+# ----------------------------------------------------------------------------- statistics
+@dataclass
+class _Stat:
+    table: str
+    statistic: str
+    stratum_or_term: str
+    sided: str  # "two" or "upper"
+
+
+def statistic_keys(df: pd.DataFrame, tables: Sequence[str]) -> list[_Stat]:
+    """The statistics checked for ``tables``, in output order."""
+    keys: list[_Stat] = []
+    if "table1" in tables:
+        keys += [_Stat("table1", "n_yes", s, "two") for s in TABLE1_STRATA]
+        keys.append(_Stat("table1", "chi2", "all", "upper"))
+    if "fig1" in tables:
+        for a in APPROACHES:
+            keys += [
+                _Stat("fig1", "pct_no_case", a, "two"),
+                _Stat("fig1", "pct_case", a, "two"),
+                _Stat("fig1", "chi2", a, "upper"),
+            ]
+    if "table3" in tables:
+        designs = table3_designs(df)
+        for link in ("logit", "log"):
+            for (an, adj), (_, terms) in designs.items():
+                keys += [_Stat("table3", _t3_statistic(an, adj, link), t, "two") for t in terms]
+    if "count" in tables:
+        for s in STRATA:
+            keys += [_Stat("count", f"n_count={k}", s, "two") for k in range(MAX_COUNT + 1)]
+        keys += [_Stat("count", "mean", s, "two") for s in STRATA]
+        keys += [_Stat("count", "sd", s, "two") for s in STRATA]
+        keys.append(_Stat("count", "anova_F", "all", "upper"))
+    return keys
+
+
+def batched_statistics(
+    df: pd.DataFrame,
+    y_rep: np.ndarray,
+    *,
+    tables: Sequence[str],
+    yates: bool = False,
+) -> np.ndarray:
+    """The checked statistics of every replicate, vectorised: an (R, S) array.
+
+    Columns follow :func:`statistic_keys`. ``y_rep`` replaces the outcome column
+    (``any_cst`` for the table1/fig1/table3 statistics, ``n_approaches`` for ``count``);
+    every covariate is taken from ``df``. ``yates`` applies the continuity correction to the
+    2 x 2 chi-squares of Figure 1; off by default, as in :func:`cst_bayes.frequentist.fig1`.
+    """
+    Y = np.atleast_2d(np.asarray(y_rep, dtype=float))
+    if Y.shape[1] != len(df):
+        raise InputError(f"replicates have {Y.shape[1]} agencies but the data have {len(df)} rows")
+    oh = _stratum_onehot(df)
+    n_s = oh.sum(axis=0)
+    cols: list[np.ndarray] = []
+    if "table1" in tables:
+        yes = Y @ oh  # (R, 4) in STRATA order
+        by = {s: yes[:, j] for j, s in enumerate(STRATA)}
+        by["all"] = yes.sum(axis=1)
+        cols += [by[s] for s in TABLE1_STRATA]
+        obs = np.stack([yes, n_s[None, :] - yes], axis=1)  # (R, 2, 4)
+        cols.append(_pearson_chi2(obs))
+    if "fig1" in tables:
+        n_case = Y.sum(axis=1)
+        n_no = len(df) - n_case
+        for a in APPROACHES:
+            x = df[a].to_numpy(dtype=float)
+            a_case = Y @ x
+            a_no = x.sum() - a_case
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cols.append(100.0 * a_no / n_no)
+                cols.append(100.0 * a_case / n_case)
+            # rows: approach no/yes; columns: no case / case (orientation does not matter)
+            tab = np.stack(
+                [np.stack([n_no - a_no, n_case - a_case], axis=-1), np.stack([a_no, a_case], axis=-1)],
+                axis=1,
+            )
+            cols.append(_pearson_chi2(tab, yates=yates))
+    if "table3" in tables:
+        designs = table3_designs(df)
+        for link in ("logit", "log"):
+            for X, terms in designs.values():
+                beta = batched_glm(X, Y, link=link)
+                cols += [np.exp(beta[:, 1 + i]) for i in range(len(terms))]
+    if "count" in tables:
+        counts = np.stack([(Y == k).astype(float) @ oh for k in range(MAX_COUNT + 1)], axis=-1)  # (R,4,10)
+        for j in range(len(STRATA)):
+            cols += [counts[:, j, k] for k in range(MAX_COUNT + 1)]
+        sums = Y @ oh
+        means = sums / n_s
+        ss = (Y**2) @ oh - n_s * means**2  # within-stratum sum of squares
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sds = np.sqrt(np.maximum(ss, 0.0) / (n_s - 1))
+        cols += [means[:, j] for j in range(len(STRATA))]
+        cols += [sds[:, j] for j in range(len(STRATA))]
+        grand = Y.mean(axis=1, keepdims=True)
+        ssb = ((means - grand) ** 2 * n_s).sum(axis=1)
+        ssw = ss.sum(axis=1)
+        k, n = len(STRATA), len(df)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cols.append((ssb / (k - 1)) / (ssw / (n - k)))
+    return np.stack(cols, axis=1) if cols else np.empty((Y.shape[0], 0))
+
+
+def frequentist_statistics(df: pd.DataFrame, *, tables: Sequence[str]) -> np.ndarray:
+    """The checked statistics of one dataset computed by :mod:`cst_bayes.frequentist`.
+
+    This is the code the reproduction reports with; the observed column of the PPC comes
+    from here. Returns a vector ordered like :func:`statistic_keys`.
+    """
+    from . import frequentist as fq
+
+    keys = statistic_keys(df, tables)
+    val: dict[tuple[str, str, str], float] = {}
+    if "table1" in tables:
+        t1 = fq.table1(df)
+        t1 = t1[t1["variable"] == OUTCOME]
+        for _, r in t1.iterrows():
+            val[("table1", "n_yes", str(r["stratum"]))] = float(r["n_yes"])
+        val[("table1", "chi2", "all")] = float(t1["chi2"].iloc[0])
+    if "fig1" in tables:
+        f1 = fq.fig1(df).set_index("variable")
+        for a in APPROACHES:
+            for c in ("pct_no_case", "pct_case", "chi2"):
+                val[("fig1", c, a)] = float(f1.loc[a, c])
+    if "table3" in tables:
+        t3 = fq.table3(df)
+        for _, r in t3.iterrows():
+            stat = _t3_statistic(str(r["analysis"]), str(r["adjusted_for_size"]), str(r["link"]))
+            val[("table3", stat, str(r["term"]))] = float(r["estimate"])
+    if "count" in tables:
+        y = df[COUNT].to_numpy()
+        s = df[STRATUM].astype(str).to_numpy()
+        for st in STRATA:
+            ys = y[s == st]
+            for k in range(MAX_COUNT + 1):
+                val[("count", f"n_count={k}", st)] = float((ys == k).sum())
+        an = fq.anova(df)
+        val[("count", "anova_F", "all")] = float(an["F"].iloc[0])
+        means, sds = _anova_groups(an)
+        for st in STRATA:
+            val[("count", "mean", st)] = means[st]
+            val[("count", "sd", st)] = sds[st]
+    return np.array([val.get((k.table, k.statistic, k.stratum_or_term), np.nan) for k in keys])
+
+
+def _anova_groups(an: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
+    """Group means and SDs (ddof=1) as :func:`frequentist.anova` reports them."""
+    g = an.set_index("group")
+    return ({s: float(g.loc[s, "mean"]) for s in STRATA}, {s: float(g.loc[s, "sd"]) for s in STRATA})
+
+
+def published_values(keys: Sequence[_Stat]) -> np.ndarray:
+    """The article's printed value for each statistic, NaN where it prints none.
+
+    Table 1 outcome counts, Table 3 ORs (the article prints one number per term; we set it
+    beside both links, since the question is which one it agrees with), and the one
+    Figure 1 figure given in the text (offense code: 54.7% without, 49.5% with a case).
+    """
+    from . import published
+
+    t1 = published.load_table1()
+    t1 = t1[t1["variable"] == OUTCOME].set_index("stratum")["n_yes"]
+    t3 = published.load_table3()
+    pub: dict[tuple[str, str, str], float] = {}
+    for s, v in t1.items():
+        pub[("table1", "n_yes", str(s))] = float(v)
+    for _, r in t3.iterrows():
+        for link in ("logit", "log"):
+            stat = _t3_statistic(str(r["analysis"]), str(r["adjusted_for_size"]), link)
+            pub[("table3", stat, r["term"])] = float(r["or"])
+    pub[("fig1", "pct_no_case", "offense_code")] = 54.7
+    pub[("fig1", "pct_case", "offense_code")] = 49.5
+    return np.array([pub.get((k.table, k.statistic, k.stratum_or_term), np.nan) for k in keys])
+
+
+# ----------------------------------------------------------------------------- ppp
+def ppp_values(
+    t_rep: np.ndarray, t_obs: np.ndarray, sided: Sequence[str] | str = "two"
+) -> np.ndarray:
+    """Gelman-Meng-Stern posterior predictive p-values, one per statistic.
+
+    Parameters
+    ----------
+    t_rep
+        (R, S) replicated statistics; NaN replicates (e.g. a refit without a finite MLE)
+        are left out of that statistic's count.
+    t_obs
+        (S,) observed statistics.
+    sided
+        Per statistic (or one for all): ``"two"`` gives
+        ``min(1, 2 * min(P(T_rep >= T_obs), P(T_rep <= T_obs)))``; ``"upper"`` gives
+        ``P(T_rep >= T_obs)`` (chi-square and F, where only large values mean misfit).
+
+    Returns
+    -------
+    numpy.ndarray
+        (S,) p-values, NaN where the observed statistic or every replicate is undefined.
+    """
+    t_rep = np.atleast_2d(np.asarray(t_rep, dtype=float))
+    t_obs = np.asarray(t_obs, dtype=float)
+    sided_arr = np.broadcast_to(np.asarray(sided, dtype=object), t_obs.shape)
+    bad = [s for s in set(sided_arr.tolist()) if s not in ("two", "upper")]
+    if bad:
+        raise InputError(f"sided must be 'two' or 'upper', got {bad}")
+    valid = ~np.isnan(t_rep)
+    n = valid.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ge = np.where(valid, t_rep >= t_obs, False).sum(axis=0) / n
+        le = np.where(valid, t_rep <= t_obs, False).sum(axis=0) / n
+    two = np.minimum(1.0, 2.0 * np.minimum(ge, le))
+    out = np.where(sided_arr == "upper", ge, two).astype(float)
+    out[(n == 0) | np.isnan(t_obs)] = np.nan
+    return out
+
+
+# ----------------------------------------------------------------------------- core
+def ppc_from_replicates(
+    df: pd.DataFrame,
+    y_rep: np.ndarray,
+    *,
+    outcome: Literal["any_cst", "n_approaches"] = OUTCOME,
+    tables: Sequence[TableName] | None = None,
+    prob: float = 0.95,
+    observed: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Table-level PPC from replicated outcomes (the model-free core).
+
+    Parameters
+    ----------
+    df
+        The data the model was fitted on (microdata contract).
+    y_rep
+        (R, n) replicated values of ``outcome`` for the ``n`` rows of ``df``.
+    outcome
+        ``"any_cst"`` (checks Table 1's outcome row, Figure 1 and Table 3) or
+        ``"n_approaches"`` (checks the count distribution, means, SDs and ANOVA F).
+    tables
+        A subset of the tables allowed for the outcome (default: all of them).
+    prob
+        Width of the central posterior predictive interval (default 95%).
+    observed
+        Observed statistics, if already computed; by default the frequentist code computes
+        them from ``df``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``table, statistic, stratum_or_term, observed, published, rep_median,
+        rep_low, rep_high, ppp, flag, n_rep, sided``; ``flag`` is True when the observed
+        value lies outside the interval.
+    """
+    if outcome not in (OUTCOME, COUNT):
+        raise InputError(f"outcome must be {OUTCOME!r} or {COUNT!r}, got {outcome!r}", column="outcome")
+    if not 0 < prob < 1:
+        raise InputError(f"prob must be in (0, 1), got {prob}", column="prob")
+    tabs = _check_tables(tables, outcome)
+    y_rep = np.atleast_2d(np.asarray(y_rep))
+    if outcome == OUTCOME and not np.isin(y_rep, (0, 1)).all():
+        raise InputError("replicated any_cst must be 0/1")
+    keys = statistic_keys(df, tabs)
+    t_rep = batched_statistics(df, y_rep, tables=tabs)
+    t_obs = frequentist_statistics(df, tables=tabs) if observed is None else np.asarray(observed, float)
+    return _summarise(keys, t_rep, t_obs, prob=prob)
+
+
+def _summarise(keys: list[_Stat], t_rep: np.ndarray, t_obs: np.ndarray, *, prob: float,
+               ppp: np.ndarray | None = None) -> pd.DataFrame:
+    a = (1 - prob) / 2
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
+            q = np.nanquantile(t_rep, [0.5, a, 1 - a], axis=0)
+    sided = [k.sided for k in keys]
+    p = ppp_values(t_rep, t_obs, sided) if ppp is None else ppp
+    out = pd.DataFrame(
+        {
+            "table": [k.table for k in keys],
+            "statistic": [k.statistic for k in keys],
+            "stratum_or_term": [k.stratum_or_term for k in keys],
+            "observed": t_obs,
+            "published": published_values(keys),
+            "rep_median": q[0],
+            "rep_low": q[1],
+            "rep_high": q[2],
+            "ppp": p,
+        }
+    )
+    out["flag"] = (out["observed"] < out["rep_low"]) | (out["observed"] > out["rep_high"])
+    out["n_rep"] = (~np.isnan(t_rep)).sum(axis=0)
+    out["sided"] = sided
+    return out
+
+
+# ----------------------------------------------------------------------------- model glue
+def _outcome_of(fit: Any) -> str:
+    spec = getattr(fit, "spec", None)
+    if spec is not None and getattr(spec, "outcome", None):
+        return str(spec.outcome)
+    idata = getattr(fit, "idata", fit)
+    attrs = dict(getattr(idata, "attrs", {}) or {})
+    post = getattr(idata, "posterior", None)
+    if post is not None:
+        attrs = {**dict(post.attrs), **attrs}
+    if attrs.get("outcome"):
+        return str(attrs["outcome"])
+    obs = getattr(idata, "observed_data", None)
+    if obs is not None:
+        for name in obs.data_vars:
+            if COUNT in str(name) or "count" in str(name):
+                return COUNT
+            if OUTCOME in str(name):
+                return OUTCOME
+    raise InputError("cannot tell the model's outcome (no spec, no 'outcome' attribute)")
+
+
+def ppc_tables(
+    fit_or_idata: Any,
+    df: pd.DataFrame,
+    *,
+    n_draws: int = 500,
+    seed: int = 0,
+    prob: float = 0.95,
+    tables: Sequence[TableName] | None = None,
+) -> pd.DataFrame:
+    """Posterior predictive checks of the published tables for a fitted model.
+
+    Parameters
+    ----------
+    fit_or_idata
+        A :class:`cst_bayes.models.Fit` (or the InferenceData of one, as read back by
+        :func:`cst_bayes.models.read_fit`).
+    df
+        The data the model was fitted on.
+    n_draws
+        Posterior predictive replicates (>= 500 for the published check; fewer in tests).
+    seed
+        Seed of the replicate draws: the same seed gives the same table.
+    prob
+        Width of the replicated interval.
+    tables
+        Subset of tables (default: every table the model's outcome allows).
+
+    Returns
+    -------
+    pandas.DataFrame
+        See :func:`ppc_from_replicates`.
+    """
+    from . import models
+
+    fit = fit_or_idata
+    if not hasattr(fit, "idata"):
+        fit = models.read_fit(fit) if not hasattr(fit, "posterior") else _fit_from_idata(fit)
+    outcome = _outcome_of(fit)
+    y_rep = models.replicate(fit, df, n_draws=n_draws, seed=seed)
+    out = ppc_from_replicates(df, y_rep, outcome=outcome, tables=tables, prob=prob)  # type: ignore[arg-type]
+    out.attrs.update(synthetic=bool(df.attrs.get("synthetic", False)), outcome=outcome,
+                     n_draws=n_draws, seed=seed)
+    return out
+
+
+def _fit_from_idata(idata: Any) -> Any:
+    """Wrap a bare InferenceData the way :func:`models.read_fit` would."""
+    from . import models
+
+    wrap = getattr(models, "fit_from_idata", None)
+    if wrap is not None:
+        return wrap(idata)
+    raise InputError("pass a Fit (models.fit / models.read_fit), not a bare InferenceData")
+
+
+def suppress_small_cells(ppc: pd.DataFrame, *, threshold: int | None = None) -> pd.DataFrame:
+    """Restricted-data mode: hide observed agency counts below the small-cell threshold.
+
+    Observed counts (Table 1 cases, count-distribution cells) under ``config.SMALL_CELL``
+    become the string ``"<5"``; replicated quantiles come from the model, not from rows of
+    data, and stay.
+    """
+    from .config import SMALL_CELL
+
+    thr = SMALL_CELL if threshold is None else threshold
+    out = ppc.copy()
+    is_count = (out["statistic"] == "n_yes") | out["statistic"].str.startswith("n_count=")
+    small = is_count & (out["observed"] < thr)
+    obs = out["observed"].astype(object)
+    obs[small] = f"<{thr}"
+    out["observed"] = obs
+    return out
+
+
+# ----------------------------------------------------------------------------- plotting
+_TITLES = {
+    "table1": "Table 1: cases by stratum, chi-square",
+    "fig1": "Figure 1: approach by any case",
+    "table3": "Table 3: refitted ORs (logit) / PRs (log link)",
+    "count": "Approach count by stratum, ANOVA F",
+}
+
+
+def plot_ppc_tables(ppc: pd.DataFrame, *, title: str | None = None, synthetic: bool | None = None) -> Figure:
+    """Observed vs replicated statistics, one panel per table.
+
+    Every statistic is drawn on a common standardised axis, ``(value - rep_median) /
+    ((rep_high - rep_low) / 2)``, so the replicated 95% interval is the band [-1, 1]
+    whatever the statistic's units; the observed value (dot; red when flagged) and the
+    published value (open diamond) are placed on the same axis.
+
+    Parameters
+    ----------
+    ppc
+        Output of :func:`ppc_tables` / :func:`ppc_from_replicates`.
+    title
+        Figure title (e.g. the model name).
+    synthetic
+        Whether the data are synthetic reconstructions (default: ``ppc.attrs['synthetic']``);
+        then the title says so.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    synthetic = bool(ppc.attrs.get("synthetic", False)) if synthetic is None else synthetic
+    tables = [t for t in ALL_TABLES if t in set(ppc["table"])]
+    if not tables:
+        raise InputError("nothing to plot: the PPC table is empty")
+    heights = [max(2.0, 0.16 * (ppc["table"] == t).sum()) for t in tables]
+    fig, axes = plt.subplots(len(tables), 1, figsize=(8.5, sum(heights) + 1.2),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, t in zip(axes[:, 0], tables):
+        d = ppc[ppc["table"] == t].reset_index(drop=True)
+        half = (d["rep_high"] - d["rep_low"]) / 2
+        half = half.where(half > 0, 1.0)
+        obs = pd.to_numeric(d["observed"], errors="coerce")
+        z_obs = ((obs - d["rep_median"]) / half).clip(-4, 4)
+        z_pub = ((d["published"] - d["rep_median"]) / half).clip(-4, 4)
+        yy = np.arange(len(d))[::-1]
+        ax.axvspan(-1, 1, color="0.88", zorder=0, label="replicated 95% interval")
+        ax.axvline(0, color="0.5", lw=0.8)
+        flag = d["flag"].to_numpy(dtype=bool)
+        ax.scatter(z_obs[~flag], yy[~flag], s=14, color="tab:blue", zorder=3, label="observed")
+        ax.scatter(z_obs[flag], yy[flag], s=18, color="tab:red", zorder=3, label="observed (flagged)")
+        ax.scatter(z_pub, yy, s=26, marker="D", facecolors="none", edgecolors="k", zorder=4,
+                   label="published")
+        ax.set_yticks(yy)
+        ax.set_yticklabels([f"{s} | {r}" for s, r in zip(d["statistic"], d["stratum_or_term"])], fontsize=5.5)
+        ax.set_xlim(-4.2, 4.2)
+        ax.set_title(_TITLES.get(t, t), fontsize=9)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[-1, 0].set_xlabel("(value - replicated median) / half-width of the replicated 95% interval", fontsize=8)
+    axes[0, 0].legend(fontsize=6, loc="lower right")
+    head = title or "Posterior predictive check of the published tables"
+    if synthetic:
+        head = f"SYNTHETIC DATA (reconstruction) - {head}"
+    fig.suptitle(head, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.985))
+    return fig
