@@ -1,0 +1,133 @@
+"""The pipeline: stage caching, kill -9 and resume, determinism, the quick profile end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cst_bayes import pipeline
+from cst_bayes.errors import InputError
+from pipeline_support import check_outputs_intact, quick_run, write_sim  # noqa: F401  (fixture)
+
+
+def _ctx(tmp_path: Path) -> pipeline.RunContext:
+    return pipeline.RunContext(out=tmp_path / "run", profile="quick", settings=pipeline.PROFILES["quick"],
+                               seed=1, published_dir=Path("."), weighting_file=Path("."))
+
+
+def test_unit_is_cached_by_input_hash(tmp_path):
+    ctx = _ctx(tmp_path)
+    calls = []
+
+    def body(work: Path) -> dict:
+        calls.append(1)
+        (work / "x.csv").write_text("a\n1\n")
+        return {"n": 1}
+
+    r1 = pipeline.run_unit(ctx, "stage/a", {"k": 1}, body)
+    r2 = pipeline.run_unit(ctx, "stage/a", {"k": 1}, body)
+    r3 = pipeline.run_unit(ctx, "stage/a", {"k": 2}, body)
+    assert [r1.status, r2.status, r3.status] == ["done", "cached", "done"]
+    assert len(calls) == 2
+    man = json.loads((ctx.out / "stage/a/manifest.json").read_text())
+    assert man["input_hash"] == pipeline.input_hash({"unit": "stage/a", "k": 2})
+    assert sorted(p.name for p in (ctx.out / "stage").iterdir()) == ["a"]  # no scratch or old copy left
+
+
+def test_failing_unit_leaves_previous_output_and_no_scratch(tmp_path):
+    ctx = _ctx(tmp_path)
+    pipeline.run_unit(ctx, "u", {"k": 1}, lambda w: (w / "f.txt").write_text("old") and {})
+
+    def boom(work: Path) -> dict:
+        (work / "f.txt").write_text("half")
+        raise RuntimeError("crash in the middle")
+
+    with pytest.raises(RuntimeError):
+        pipeline.run_unit(ctx, "u", {"k": 2}, boom)
+    assert (ctx.out / "u" / "f.txt").read_text() == "old"
+    assert [p.name for p in ctx.out.iterdir()] == ["u"]
+
+
+def test_unavailable_stage_is_reported_not_faked(tmp_path):
+    ctx = _ctx(tmp_path)
+
+    def body(work: Path) -> dict:
+        pipeline._need("no_such_module_xyz")
+        return {}
+
+    r = pipeline.run_unit(ctx, "models/x", {}, body)
+    assert r.status == "unavailable" and "not available" in r.message
+    assert not (ctx.out / "models" / "x").exists()
+
+
+def test_clean_stale_removes_scratch(tmp_path):
+    out = tmp_path / "run"
+    (out / ".tables.partial-123").mkdir(parents=True)
+    (out / "models" / ".m.old-9").mkdir(parents=True)
+    (out / "audit").mkdir()
+    (out / "audit" / ".audit.csv.abc.tmp").write_text("x")
+    removed = pipeline.clean_stale(out)
+    assert len(removed) == 3
+    assert sorted(p.name for p in out.rglob("*")) == ["audit", "models"]
+
+
+def test_suppress_small_counts_and_what_reveals_them():
+    df = pd.DataFrame({"variable": ["a", "b"], "n_yes": [3, 40], "pct": [15.8, 50.0], "r": [0.1, 0.2]})
+    out = pipeline.suppress_small(df, derived={"n_yes": ["pct"]})
+    assert out["n_yes"].tolist() == ["<5", 40]
+    assert out["pct"].tolist() == ["<5", 50.0]
+    assert out["r"].tolist() == [0.1, 0.2]
+
+
+def test_same_seed_gives_identical_tables(tmp_path):
+    data = write_sim(tmp_path / "sim.csv", 5)
+    a = pipeline.reproduce(tmp_path / "a", profile="quick", seed=3, data=data, stages=["data", "tables"], progress=False)
+    b = pipeline.reproduce(tmp_path / "b", profile="quick", seed=3, data=data, stages=["data", "tables"], progress=False)
+    names = sorted(p.name for p in (a.out / "tables").glob("*.csv"))
+    assert {"table1.csv", "table2.csv", "table3.csv", "fig1.csv", "anova.csv", "comparison.csv"} <= set(names)
+    for n in names:
+        assert (a.out / "tables" / n).read_bytes() == (b.out / "tables" / n).read_bytes(), n
+
+
+def test_bad_stage_name_is_input_error(tmp_path):
+    with pytest.raises(InputError, match="unknown stage"):
+        pipeline.reproduce(tmp_path / "x", stages=["tabels"], progress=False)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick_run")
+def test_kill_minus_9_then_rerun_resumes_and_leaves_no_partial_file(quick_run):
+    out = quick_run["out"]
+    assert quick_run["killed"], "the pipeline finished before it could be killed: nothing was tested"
+    # at the kill, every visible unit folder was complete (had its manifest)
+    assert quick_run["after_kill"]["half_written"] == []
+    done_before = set(quick_run["after_kill"]["units"])
+    assert {"audit", "data", "tables"} <= done_before
+    run = json.loads((out / "run.json").read_text())
+    status = {u["unit"]: u["status"] for u in run["units"]}
+    for unit in done_before:
+        assert status[unit] == "cached", (unit, status[unit])
+    assert set(status.values()) <= {"done", "cached", "unavailable"}
+    check_outputs_intact(out)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick_run")
+def test_quick_profile_end_to_end(quick_run):
+    out = quick_run["out"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["profile"] == "quick" and run["synthetic"] is True and run["restricted"] is False
+    assert run["settings"]["n_reconstructions"] == 2 and len(run["datasets"]) == 2
+    assert set(run["stage_seconds"]) >= {"audit", "data", "tables", "report"}
+    assert (out / "index.html").is_file() and (out / "report.md").is_file()
+    # the one-screen summary names every stage that was not available
+    for u in run["units"]:
+        if u["status"] == "unavailable":
+            assert f"STAGE NOT AVAILABLE: {u['unit']}" in quick_run["stdout"]
+    t1 = pd.read_csv(out / "tables" / "table1.csv", comment="#")
+    assert sorted(t1["dataset"].unique()) == [d["dataset"] for d in run["datasets"]]
+    assert "SYNTHETIC" in (out / "tables" / "table1.csv").read_text().splitlines()[0]
