@@ -54,11 +54,53 @@ def _rows(mask: np.ndarray | pd.Series) -> list[int]:
     return [int(i) + 1 for i in np.flatnonzero(np.asarray(mask))]
 
 
+#: Leading bytes of the binary formats, so a file is read by what it is, not by its suffix
+#: (archives rename files; an SPSS file saved as ``.csv`` should say so, not fail to decode).
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"PAR1", "parquet"),
+    (b"$FL2", "sav"),
+    (b"$FL3", "sav"),
+    (b"<stata_dta>", "dta"),
+    (b"PK\x03\x04", "zip"),
+    (b"\xd0\xcf\x11\xe0", "ole"),
+)
+_SUFFIX_KIND: dict[str, str] = {".parquet": "parquet", ".pq": "parquet", ".dta": "dta", ".sav": "sav", ".zsav": "sav"}
+
+
+def _sniff(path: Path) -> str:
+    """The format of a file from its first bytes, falling back on its suffix.
+
+    Returns ``parquet``, ``dta``, ``sav``, ``csv``, ``json`` or ``binary``.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return "binary" if kind in {"zip", "ole"} else kind
+    kind = _SUFFIX_KIND.get(path.suffix.lower())
+    if kind:  # Stata before version 13 has no text magic: trust the suffix
+        return kind
+    if b"\x00" in head:
+        return "binary"
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text[:1] in (b"{", b"["):
+        return "json"
+    return "csv"
+
+
 def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Read a CSV, Parquet, Stata or SPSS file into a raw DataFrame (no validation).
 
-    Returns the frame and the leading ``#`` comment lines of a CSV (empty otherwise).
-    Value labels of Stata/SPSS files are applied, so labelled codes arrive as their text.
+    The format is recognised from the file's first bytes (Parquet ``PAR1``, SPSS ``$FL2``,
+    Stata 13+ ``<stata_dta>``), else from the suffix (older Stata), else it is read as
+    UTF-8 CSV (a byte-order mark, as Excel writes, is dropped). Returns the frame and the
+    leading ``#`` comment lines of a CSV (empty otherwise). Value labels of Stata/SPSS files
+    are applied, so labelled codes arrive as their text.
+
+    Raises
+    ------
+    InputError
+        Missing, empty, JSON, binary or otherwise unreadable files, and tables without rows.
     """
     path = Path(path)
     if not path.exists():
@@ -67,21 +109,28 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         raise InputError("expected a file, got a folder", path=path)
     if path.stat().st_size == 0:
         raise InputError("the file is empty", path=path)
-    suffix = path.suffix.lower()
+    kind = _sniff(path)
+    if kind == "json":
+        raise InputError("this is JSON, not a table; expected CSV, Parquet, .dta or .sav", path=path)
+    if kind == "binary":
+        raise InputError(
+            "not a table file (binary content: a spreadsheet, archive or other format); "
+            "expected CSV, Parquet, .dta or .sav", path=path,
+        )
     comments: list[str] = []
     try:
-        if suffix in {".parquet", ".pq"}:
+        if kind == "parquet":
             df = pd.read_parquet(path)
-        elif suffix == ".dta":
+        elif kind == "dta":
             import pyreadstat
 
             df, _ = pyreadstat.read_dta(str(path), apply_value_formats=True)
-        elif suffix in {".sav", ".zsav"}:
+        elif kind == "sav":
             import pyreadstat
 
             df, _ = pyreadstat.read_sav(str(path), apply_value_formats=True)
         else:
-            with open(path, encoding="utf-8") as fh:
+            with open(path, encoding="utf-8-sig") as fh:
                 skip = 0
                 for line in fh:
                     if line.startswith("#"):
@@ -89,7 +138,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
                         skip += 1
                     else:
                         break
-            df = pd.read_csv(path, skiprows=skip, dtype=str, keep_default_na=True)
+            df = pd.read_csv(path, skiprows=skip, dtype=str, keep_default_na=True, encoding="utf-8-sig")
     except InputError:
         raise
     except UnicodeDecodeError:
@@ -97,7 +146,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     except pd.errors.EmptyDataError:
         raise InputError("the file has no header or rows", path=path) from None
     except Exception as exc:  # parser errors of four libraries: report them uniformly
-        raise InputError(f"cannot read as a table ({type(exc).__name__}: {exc})", path=path) from None
+        raise InputError(f"cannot read as a {kind} table ({type(exc).__name__}: {exc})", path=path) from None
     if df.shape[1] <= 1 and not set(df.columns) & set(REQUIRED_COLUMNS):
         raise InputError(
             "not a table with the expected columns (is it CSV with commas?)", path=path
@@ -199,6 +248,8 @@ def validate(
         miss = ids.isna() | (ids.astype(str).str.strip() == "")
         if miss.any():
             raise InputError("missing agency_id", path=path, column=AGENCY_ID, rows=_rows(miss))
+        if pd.api.types.is_float_dtype(ids) and np.all(np.mod(ids.to_numpy(dtype=float), 1) == 0):
+            ids = ids.astype("int64")  # Stata/SPSS store numeric ids as doubles: 17.0 -> "17"
         ids = ids.astype(str).str.strip()
         dup = ids.duplicated(keep=False)
         if dup.any():
