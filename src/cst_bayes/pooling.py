@@ -1,0 +1,379 @@
+"""Carry reconstruction uncertainty through: fit a model on every ensemble member and pool.
+
+The published tables do not determine the agency-level data; the reconstruction ensemble
+(:mod:`cst_bayes.reconstruct`) holds datasets that all agree with them. A model is fitted on
+each member and the posteriors are pooled by stacking the draws, as in multiple imputation
+(Zhou & Reiter 2010: with enough draws per imputation, mixing the per-imputation
+posteriors approximates the posterior that averages over the imputations).
+
+The pooled ``InferenceData`` keeps every member: the ``chain`` dimension runs over
+(member, chain) pairs and carries a ``reconstruction`` coordinate (1-based member number),
+so ``idata.posterior.where(idata.posterior.reconstruction == 3, drop=True)`` gives member
+3's own posterior back, and :func:`member_idata` does it for every group. The pointwise
+log-likelihood of each member (on its own data) is stacked the same way, so a LOO can be
+computed member by member.
+
+How much of the posterior spread is due to the reconstructions is the law of total
+variance on the coefficient (log) scale: total = mean within-member variance + variance of
+the member means; ``between_frac`` = between / total (the multiple-imputation "fraction of
+missing information" for a parameter). A conclusion *flips* when the 95% interval of a
+ratio excludes 1 in some members and not in others, or the posterior medians fall on both
+sides of 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import STRATA
+from .errors import InputError
+
+#: Columns of the between-reconstruction variance table (``MODEL-between.csv``).
+BETWEEN_COLUMNS: tuple[str, ...] = (
+    "term", "estimate", "ci_low", "ci_high", "within_var", "between_var", "total_var",
+    "between_frac", "n_members", "n_excluding_1", "n_above_1", "flips",
+)
+#: Columns of the per-member summary (``MODEL-members.csv``).
+MEMBER_COLUMNS: tuple[str, ...] = (
+    "reconstruction", "term", "estimate", "ci_low", "ci_high", "r_hat", "ess_bulk", "ess_tail",
+)
+#: Columns of the pooled summary (the models summary columns; diagnostics are the worst member's).
+SUMMARY_COLUMNS: tuple[str, ...] = ("term", "estimate", "ci_low", "ci_high", "r_hat", "ess_bulk", "ess_tail")
+
+
+@dataclass
+class PooledFit:
+    """A model fitted on every reconstruction, with the stacked posterior.
+
+    Attributes
+    ----------
+    spec
+        The model spec.
+    idata
+        Stacked InferenceData (``chain`` over member x chain, coordinate ``reconstruction``).
+    summary
+        Pooled posterior (columns :data:`SUMMARY_COLUMNS`): median and 95% interval of the
+        stacked draws on the ratio scale; ``r_hat`` is the largest and ``ess_*`` the
+        smallest of the members' (an R-hat over the stacked chains would measure the
+        between-reconstruction spread, which is wanted, not a convergence failure).
+    between
+        Per-term variance decomposition and flip flags (columns :data:`BETWEEN_COLUMNS`).
+    per_member
+        Every member's own summary (columns :data:`MEMBER_COLUMNS`).
+    diagnostics
+        ``all_ok`` plus, per diagnostic name, whether it held in every member, and
+        ``members_with_trouble``.
+    """
+
+    spec: Any
+    idata: Any
+    summary: pd.DataFrame
+    between: pd.DataFrame
+    per_member: pd.DataFrame
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_members(self) -> int:
+        return int(np.unique(self.idata.posterior["reconstruction"].values).size)
+
+
+# ----------------------------------------------------------------------------- draws per term
+def term_draws(idata: Any) -> dict[str, np.ndarray]:
+    """Posterior draws of every reported coefficient on the log (link) scale.
+
+    Terms are named as in the models' summaries and Table 3: the predictor names (from
+    ``beta``'s coordinate), and for stratum intercepts ``stratum[LABEL]`` = ``alpha[LABEL]
+    - alpha[1-49]`` (the contrast with the reference stratum, what Table 3 reports).
+
+    Returns
+    -------
+    dict
+        ``{term: (chain, draw) array}``.
+    """
+    post = idata.posterior
+    out: dict[str, np.ndarray] = {}
+    if "beta" in post:
+        b = post["beta"]
+        dim = [d for d in b.dims if d not in ("chain", "draw")]
+        if dim:
+            for name in b.coords[dim[0]].values:
+                out[str(name)] = b.sel({dim[0]: name}).values
+        else:
+            out["beta"] = b.values
+    if "alpha" in post and "stratum" in post["alpha"].dims:
+        a = post["alpha"]
+        ref = a.sel(stratum=STRATA[0]).values
+        for s in STRATA[1:]:
+            out[f"stratum[{s}]"] = a.sel(stratum=s).values - ref
+    if not out:
+        raise InputError("the posterior has neither 'beta' nor stratum 'alpha' coefficients")
+    return out
+
+
+def _null_is_excluded(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return (lo > 0) | (hi < 0)
+
+
+def variance_table(draws_by_member: Sequence[dict[str, np.ndarray]], *, prob: float = 0.95) -> pd.DataFrame:
+    """Between-reconstruction share of the posterior variance, and flips, per term.
+
+    Parameters
+    ----------
+    draws_by_member
+        For every member, ``{term: draws}`` on the log scale (any shape; flattened). Every
+        member must have the same number of draws (stacking weights members equally).
+    prob
+        Width of the intervals used for the flip check and the pooled interval.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns :data:`BETWEEN_COLUMNS`; ``estimate``/``ci_*`` are the pooled median and
+        interval on the ratio scale (exp), variances on the log scale.
+    """
+    if not draws_by_member:
+        raise InputError("no ensemble members to pool")
+    terms = list(draws_by_member[0])
+    a = (1 - prob) / 2
+    rows = []
+    for t in terms:
+        d = np.stack([np.asarray(m[t], float).ravel() for m in draws_by_member])  # (M, S)
+        means = d.mean(axis=1)
+        within = float(d.var(axis=1).mean())
+        between = float(means.var()) if len(means) > 1 else 0.0
+        total = within + between  # = variance of the stacked draws (equal draws per member)
+        lo, hi = np.quantile(d, [a, 1 - a], axis=1)
+        excl = _null_is_excluded(lo, hi)
+        med = np.median(d, axis=1)
+        above = med > 0
+        M = len(d)
+        flips = bool((0 < excl.sum() < M) or (0 < above.sum() < M))
+        q = np.quantile(d.ravel(), [0.5, a, 1 - a])
+        rows.append((t, *np.exp(q), within, between, total, between / total if total > 0 else np.nan,
+                     M, int(excl.sum()), int(above.sum()), flips))
+    return pd.DataFrame(rows, columns=list(BETWEEN_COLUMNS))
+
+
+# ----------------------------------------------------------------------------- stacking
+def stack_members(idatas: Sequence[Any]) -> Any:
+    """Stack members' InferenceData along ``chain`` with a ``reconstruction`` coordinate.
+
+    Groups with a ``chain`` dimension (posterior, sample_stats, log_likelihood,
+    posterior_predictive) are concatenated; groups without one (observed_data,
+    constant_data) differ between members and are dropped, since each member's data are
+    in the ensemble folder.
+    """
+    import arviz as az
+    import xarray as xr
+
+    if not idatas:
+        raise InputError("no ensemble members to stack")
+    groups = [g for g in idatas[0].groups() if "chain" in getattr(idatas[0], g).dims]
+    stacked: dict[str, Any] = {}
+    for g in groups:
+        parts, recon = [], []
+        for m, idata in enumerate(idatas, start=1):
+            ds = getattr(idata, g)
+            n_chain = ds.sizes["chain"]
+            parts.append(ds.drop_vars("chain", errors="ignore"))
+            recon += [m] * n_chain
+        ds = xr.concat(parts, dim="chain", join="override", combine_attrs="drop_conflicts")
+        ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), reconstruction=("chain", np.array(recon)))
+        stacked[g] = ds
+    out = az.InferenceData(**stacked)
+    out.posterior.attrs.update(pooled_members=len(idatas), pooling="stacked draws (multiple imputation)")
+    return out
+
+
+def member_idata(idata: Any, member: int) -> Any:
+    """One member's own InferenceData back from a stacked one (chains renumbered from 0)."""
+    import arviz as az
+
+    if "reconstruction" not in idata.posterior.coords:
+        raise InputError("not a pooled fit: the posterior has no 'reconstruction' coordinate")
+    groups = {}
+    for g in idata.groups():
+        ds = getattr(idata, g)
+        if "reconstruction" in ds.coords:
+            ds = ds.isel(chain=np.flatnonzero(ds["reconstruction"].values == member))
+            ds = ds.drop_vars("reconstruction").assign_coords(chain=np.arange(ds.sizes["chain"]))
+        groups[g] = ds
+    if groups["posterior"].sizes["chain"] == 0:
+        raise InputError(f"the pooled fit has no member {member}")
+    return az.InferenceData(**groups)
+
+
+# ----------------------------------------------------------------------------- fitting
+def _fit_member(args: tuple[Any, pd.DataFrame, dict[str, Any], Callable[..., Any] | None]) -> Any:
+    spec, df, kw, fit_fn = args
+    if fit_fn is None:
+        from .models import fit as fit_fn
+    return fit_fn(spec, df, **kw)
+
+
+def member_seeds(seed: int, n: int) -> list[int]:
+    """Independent per-member seeds derived from one seed (numpy SeedSequence)."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
+def fit_ensemble(
+    spec: Any,
+    frames: Sequence[pd.DataFrame],
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 0,
+    sampler: str = "nutpie",
+    jobs: int | None = None,
+    fit_fn: Callable[..., Any] | None = None,
+    **fit_kwargs: Any,
+) -> PooledFit:
+    """Fit ``spec`` on every reconstruction and pool the posteriors.
+
+    Parameters
+    ----------
+    spec
+        Model spec (or name) for :func:`cst_bayes.models.fit`.
+    frames
+        The ensemble (:func:`cst_bayes.reconstruct.load_ensemble`).
+    draws, tune, chains, sampler
+        Passed to each member's fit.
+    seed
+        Member ``m`` gets the ``m``-th seed spawned from this one: same seed, same pool.
+    jobs
+        Worker processes. Default 1: members run one after the other in this process,
+        re-using the compiled model (:mod:`cst_bayes.models` caches it), while the sampler
+        runs the chains in parallel. ``jobs > 1`` spreads members over processes (each
+        compiles once).
+    fit_fn
+        Replaces :func:`cst_bayes.models.fit` (tests); same signature.
+    **fit_kwargs
+        Further keywords of the fit function (``weights``, ``prior_scale``).
+
+    Returns
+    -------
+    PooledFit
+    """
+    if len(frames) == 0:
+        raise InputError("the ensemble is empty (no reconstruction files)")
+    if not isinstance(spec, str) and not hasattr(spec, "outcome"):
+        raise InputError(f"spec must be a model name or a ModelSpec, got {type(spec).__name__}")
+    if isinstance(spec, str):
+        from .models import load_spec
+
+        spec = load_spec(spec)
+    jobs = 1 if jobs is None else int(jobs)
+    if jobs < 1:
+        raise InputError(f"jobs must be >= 1, got {jobs}", column="jobs")
+    seeds = member_seeds(seed, len(frames))
+    tasks = [(spec, df, dict(draws=draws, tune=tune, chains=chains, seed=s, sampler=sampler, **fit_kwargs), fit_fn)
+             for df, s in zip(frames, seeds)]
+    if jobs == 1 or len(frames) == 1:
+        fits = [_fit_member(t) for t in tasks]
+    else:
+        import multiprocessing as mp
+
+        # spawn, not fork: PyTensor/nutpie hold threads and compiled state a fork would copy mid-flight
+        with ProcessPoolExecutor(max_workers=min(jobs, len(frames), os.cpu_count() or 1),
+                                 mp_context=mp.get_context("spawn")) as ex:
+            fits = list(ex.map(_fit_member, tasks))
+    return pool_fits(spec, fits)
+
+
+def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFit:
+    """Pool already fitted members (objects with ``.idata``, ``.summary``, ``.diagnostics``)."""
+    idatas = [f.idata for f in fits]
+    sizes = {(i.posterior.sizes["chain"], i.posterior.sizes["draw"]) for i in idatas}
+    if len(sizes) != 1:
+        raise InputError(f"members have different numbers of chains/draws {sorted(sizes)}; stacking needs equal ones")
+    draws = [term_draws(i) for i in idatas]
+    between = variance_table(draws, prob=prob)
+    per = []
+    for m, f in enumerate(fits, start=1):
+        s = getattr(f, "summary", None)
+        if isinstance(s, pd.DataFrame) and len(s):
+            s = s.copy()
+        else:
+            s = _summary_from_draws(draws[m - 1], prob=prob)
+        s.insert(0, "reconstruction", m)
+        per.append(s)
+    per_member = pd.concat(per, ignore_index=True)
+    for c in MEMBER_COLUMNS:
+        if c not in per_member:
+            per_member[c] = np.nan
+    per_member = per_member[list(MEMBER_COLUMNS)]
+    worst = per_member.groupby("term", sort=False).agg(r_hat=("r_hat", "max"), ess_bulk=("ess_bulk", "min"),
+                                                       ess_tail=("ess_tail", "min"))
+    summary = between[["term", "estimate", "ci_low", "ci_high"]].merge(
+        worst, left_on="term", right_index=True, how="left")[list(SUMMARY_COLUMNS)]
+    diag: dict[str, Any] = {}
+    trouble = []
+    for m, f in enumerate(fits, start=1):
+        d = getattr(f, "diagnostics", None) or {}
+        for k, v in d.items():
+            if isinstance(v, (bool, np.bool_)):
+                diag[k] = bool(diag.get(k, True) and v)
+                if not v:
+                    trouble.append(m)
+    diag["members_with_trouble"] = sorted(set(trouble))
+    diag["all_ok"] = not trouble
+    diag["flipping_terms"] = between.loc[between["flips"], "term"].tolist()
+    return PooledFit(spec=spec, idata=stack_members(idatas), summary=summary, between=between,
+                     per_member=per_member, diagnostics=diag)
+
+
+def _summary_from_draws(draws: dict[str, np.ndarray], *, prob: float) -> pd.DataFrame:
+    import arviz as az
+
+    a = (1 - prob) / 2
+    rows = []
+    for t, d in draws.items():
+        d2 = np.atleast_2d(d)
+        q = np.exp(np.quantile(d2.ravel(), [0.5, a, 1 - a]))
+        rows.append((t, *q, float(az.rhat(d2)), float(az.ess(d2, method="bulk")), float(az.ess(d2, method="tail"))))
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+# ----------------------------------------------------------------------------- output
+def flips_text(pooled: PooledFit) -> str:
+    """Lines naming every term whose conclusion differs between reconstructions."""
+    b = pooled.between
+    lines = []
+    for r in b[b["flips"]].itertuples(index=False):
+        lines.append(f"{r.term}: 95% interval excludes 1 in {r.n_excluding_1} of {r.n_members} reconstructions; "
+                     f"median above 1 in {r.n_above_1}; between/total variance {r.between_frac:.2f}")
+    return "\n".join(lines) if lines else "no conclusion flips between reconstructions"
+
+
+def write_pooled(pooled: PooledFit, out_dir: str | Path, name: str | None = None) -> dict[str, Path]:
+    """Write ``MODEL.nc``, ``MODEL-summary.csv``, ``MODEL-between.csv``, ``MODEL-members.csv``.
+
+    Every file is written atomically and says the data are synthetic reconstructions.
+    """
+    from .config import SYNTHETIC_BANNER
+    from .fileio import atomic_path, write_csv
+
+    name = name or getattr(pooled.spec, "name", "model")
+    out = Path(out_dir)
+    head = f"{SYNTHETIC_BANNER}\n{name}: pooled over {pooled.n_members} reconstructions (stacked draws)"
+    paths = {
+        "summary": write_csv(out / f"{name}-summary.csv", pooled.summary, header_comment=head),
+        "between": write_csv(out / f"{name}-between.csv", pooled.between, header_comment=head),
+        "members": write_csv(out / f"{name}-members.csv", pooled.per_member, header_comment=head),
+    }
+    idata = pooled.idata
+    idata.posterior.attrs.update(synthetic="SYNTHETIC reconstruction ensemble", model=name,
+                                 outcome=str(getattr(pooled.spec, "outcome", "")))
+    with atomic_path(out / f"{name}.nc") as tmp:
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+    paths["idata"] = out / f"{name}.nc"
+    return paths
