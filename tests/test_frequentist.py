@@ -447,3 +447,19 @@ def test_all_tables_match_r_reference_values():
         assert mine == pytest.approx(rec.value, rel=tol, abs=1e-300), rec
         checked += 1
     assert checked == len(ref) == 320
+
+
+def test_frames_that_bypass_validation_are_rejected(sim_df):
+    d = sim_df.copy()
+    d[config.STRATUM] = d[config.STRATUM].astype(str)
+    d.loc[3, config.STRATUM] = "county"
+    with pytest.raises(InputError, match="stratum") as e:
+        F.table1(d)
+    assert e.value.rows == [4]
+    d = sim_df.copy()
+    d.loc[[0, 9], "mdt"] = 2
+    with pytest.raises(InputError, match="0/1") as e:
+        F.table2(d)
+    assert e.value.column == "mdt" and e.value.rows == [1, 10]
+    with pytest.raises(InputError, match="columns"):
+        F.table3(sim_df.drop(columns=config.COUNT))

@@ -57,6 +57,7 @@ Z95: float = 1.959963984540054
 
 
 def _check_frame(df: pd.DataFrame, columns: Iterable[str]) -> None:
+    columns = tuple(columns)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(
@@ -65,6 +66,19 @@ def _check_frame(df: pd.DataFrame, columns: Iterable[str]) -> None:
         )
     if len(df) == 0:
         raise InputError("the frame has no rows", path=df.attrs.get("source"))
+    # Cheap guards against frames that bypassed microdata.validate: an unknown stratum label
+    # would silently drop out of every table, a 2 would be counted as "yes".
+    src = df.attrs.get("source")
+    if STRATUM in columns:
+        bad = ~df[STRATUM].astype(str).isin(STRATA).to_numpy()
+        if bad.any():
+            raise InputError(f"unknown stratum labels {sorted(set(df[STRATUM].astype(str)[bad]))[:5]}",
+                             path=src, column=STRATUM, rows=list(np.flatnonzero(bad) + 1))
+    for c in columns:
+        if c in (*APPROACHES, OUTCOME):
+            bad = ~np.isin(df[c].to_numpy(), (0, 1))
+            if bad.any():
+                raise InputError("values other than 0/1", path=src, column=c, rows=list(np.flatnonzero(bad) + 1))
 
 
 def _strata(df: pd.DataFrame) -> pd.Series:
