@@ -411,3 +411,96 @@ def weights_table(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.Da
     """Every adjustment step by scenario and stratum (:data:`STRATUM_TABLE_COLUMNS`)."""
     counts = respondent_counts(df)
     return pd.concat([stratum_weights(sc, counts, frames) for sc in scenarios], ignore_index=True)
+
+
+def run_weights(
+    df: pd.DataFrame,
+    *,
+    scenarios_file: str | Path | None = None,
+    scenario_names: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    mcmc: bool = True,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 20240101,
+    sampler: str | None = None,
+    published_dir: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, pd.DataFrame | str]:
+    """The whole weighting stage: weights, design-based, Bayesian (optional) and sensitivity.
+
+    Parameters
+    ----------
+    df
+        Agency-level data (microdata contract).
+    scenarios_file, scenario_names
+        Weighting TOML (default ``models/weighting.toml``) and the scenarios to run (all).
+    out_dir
+        When given, every table is written there as ``<key>.csv`` (atomically), plus
+        ``sensitivity.png`` and ``sensitivity.md``.
+    mcmc
+        Run the pseudo-likelihood and MRP fits (needs :mod:`cst_bayes.models`); without it the
+        MRP table holds only the conjugate estimands (approach shares, saturated any_cst).
+    draws, tune, chains, seed, sampler
+        MCMC settings; ``seed`` also seeds the conjugate draws.
+
+    Returns
+    -------
+    dict
+        ``weights`` (scenario, stratum, weight), ``weighting_steps``, ``design_estimates``,
+        ``design_tests``, ``design_models``, ``pseudo_likelihood_estimates`` (empty without
+        MCMC), ``mrp_estimates``, ``sensitivity``, ``conclusions``.
+    """
+    from . import mrp
+    from .published import load_sampling_frames
+    from .sensitivity import conclusions, conclusions_text, plot_sensitivity, sensitivity_table
+
+    frames = load_sampling_frames(published_dir)
+    scenarios = select_scenarios(load_scenarios(scenarios_file), scenario_names)
+    steps = weights_table(df, scenarios, frames)
+    out: dict[str, pd.DataFrame] = {
+        "weights": steps[WEIGHTS_COLUMNS].copy(),
+        "weighting_steps": steps,
+        "design_estimates": design_estimates(df, scenarios, frames),
+        "design_tests": design_tests(df, scenarios, frames),
+        "design_models": design_models(df, scenarios, frames),
+    }
+    if mcmc:
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc="weighting fits", unit="fit")
+        try:
+            pl, mrp_table = mrp.bayes_weighting(df, scenarios, draws=draws, tune=tune, chains=chains, seed=seed,
+                                                sampler=sampler, frames=frames, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+    else:
+        pl = pd.DataFrame(columns=mrp.MRP_COLUMNS)
+        tables = []
+        for sc in scenarios:
+            t = steps[steps["scenario"] == sc.name]
+            frame = dict(zip(t["stratum"], t["eligible_frame"]))
+            tables.append(mrp.mrp_summaries(sc.name, df, frame, fpc=bool(sc.fpc and sc.weighted), seed=seed,
+                                            risk_adjusted=None))
+        mrp_table = pd.concat(tables, ignore_index=True)
+    out["pseudo_likelihood_estimates"] = pl
+    out["mrp_estimates"] = mrp_table
+    sens = sensitivity_table(out["design_estimates"], out["design_models"], pl, mrp_table)
+    out["sensitivity"] = sens
+    out["conclusions"] = conclusions(sens, out["design_tests"], published_dir=published_dir)
+    synthetic = bool(df.attrs.get("synthetic", False))
+    text = conclusions_text(out["conclusions"], sens, synthetic=synthetic)
+    if out_dir is not None:
+        from .fileio import write_csv, write_text
+
+        out_dir = Path(out_dir)
+        comment = "SYNTHETIC DATA (reconstructed or simulated; not the study's microdata)" if synthetic else None
+        for key, table in out.items():
+            write_csv(out_dir / f"{key}.csv", table, header_comment=comment)
+        plot_sensitivity(sens, out_dir / "sensitivity.png", synthetic=synthetic)
+        write_text(out_dir / "sensitivity.md", text)
+    return {**out, "sensitivity_text": text}

@@ -1,0 +1,250 @@
+"""Weighting sensitivity: the key estimands across every scenario and method, and what survives.
+
+:func:`sensitivity_table` stacks, for every weighting scenario and method (``design``:
+design-based; ``pseudo_likelihood``: weighted Bayesian fit; ``mrp``: multilevel regression
+and poststratification), the national prevalence of ``any_cst`` and each approach's odds
+ratio and marginal risk difference without and with adjustment for agency size. The
+``unweighted`` scenario row of each method is the unweighted analysis (design-based under it
+is the published frequentist analysis).
+
+:func:`conclusions` checks the article's conclusions against every row and
+:func:`conclusions_text` says in words which survive every scenario; nothing is hard-coded:
+the claims are read from the published tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import APPROACHES, OUTCOME, SYNTHETIC_BANNER
+from .fileio import atomic_path
+
+SENSITIVITY_COLUMNS = ["scenario", "method", "estimand", "term", "adjusted_for_size", "estimate", "ci_low", "ci_high"]
+CONCLUSION_COLUMNS = ["claim", "published", "holds_in", "rows", "survives", "reproduced_unweighted", "detail"]
+METHODS: tuple[str, ...] = ("design", "pseudo_likelihood", "mrp")
+Z95: float = 1.959963984540054
+
+
+def _from_bayes(table: pd.DataFrame | None, method: str) -> list[dict[str, object]]:
+    """Rows of a ``scenario, estimand, median, ci_low, ci_high`` table in the sensitivity shape."""
+    rows: list[dict[str, object]] = []
+    if table is None or table.empty:
+        return rows
+    for r in table.itertuples(index=False):
+        est = str(r.estimand)
+        if est == OUTCOME:
+            kind, term, adj = "prevalence", OUTCOME, ""
+        elif ":" in est:
+            head, term = est.split(":", 1)
+            kind, label = head.split("_", 1)
+            adj = "yes" if label == "adjusted" else "no"
+        else:
+            continue  # approach shares are reported in mrp_estimates, not in the key estimands
+        rows.append({"scenario": r.scenario, "method": method, "estimand": kind, "term": term,
+                     "adjusted_for_size": adj, "estimate": r.median, "ci_low": r.ci_low, "ci_high": r.ci_high})
+    return rows
+
+
+def sensitivity_table(
+    design_estimates: pd.DataFrame,
+    design_models: pd.DataFrame,
+    pseudo_likelihood: pd.DataFrame | None = None,
+    mrp: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """The key estimands across scenarios and methods (:data:`SENSITIVITY_COLUMNS`).
+
+    ``estimand`` is ``prevalence`` (``term`` = ``any_cst``), ``or`` or ``rd`` (``term`` =
+    approach); intervals are 95% (Wald/t for design-based, equal-tailed posterior otherwise).
+    """
+    rows: list[dict[str, object]] = []
+    prev = design_estimates[design_estimates["estimand"] == OUTCOME]
+    for r in prev.itertuples(index=False):
+        rows.append({"scenario": r.scenario, "method": "design", "estimand": "prevalence", "term": OUTCOME,
+                     "adjusted_for_size": "", "estimate": r.estimate,
+                     "ci_low": r.estimate - Z95 * r.se, "ci_high": r.estimate + Z95 * r.se})
+    mods = design_models[design_models["term"].isin(APPROACHES)]
+    for r in mods.to_dict("records"):  # "or" is a keyword: no itertuples attribute
+        rows.append({"scenario": r["scenario"], "method": "design", "estimand": "or", "term": r["term"],
+                     "adjusted_for_size": r["adjusted_for_size"], "estimate": r["or"],
+                     "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
+        rows.append({"scenario": r["scenario"], "method": "design", "estimand": "rd", "term": r["term"],
+                     "adjusted_for_size": r["adjusted_for_size"], "estimate": r["rd"],
+                     "ci_low": r["rd_ci_low"], "ci_high": r["rd_ci_high"]})
+    rows += _from_bayes(pseudo_likelihood, "pseudo_likelihood")
+    rows += _from_bayes(mrp, "mrp")
+    out = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
+    order = {m: i for i, m in enumerate(METHODS)}
+    scen = {s: i for i, s in enumerate(dict.fromkeys(out["scenario"]))}
+    out = out.assign(_m=out["method"].map(order), _s=out["scenario"].map(scen),
+                     _e=out["estimand"].map({"prevalence": 0, "or": 1, "rd": 2}),
+                     _t=out["term"].map({t: i for i, t in enumerate((OUTCOME, *APPROACHES))}))
+    out = out.sort_values(["_e", "adjusted_for_size", "_t", "_s", "_m"], kind="stable")
+    return out.drop(columns=["_m", "_s", "_e", "_t"]).reset_index(drop=True)
+
+
+def _sign(lo: float, hi: float, null: float) -> str:
+    if lo > null:
+        return "+"
+    if hi < null:
+        return "-"
+    return "0"
+
+
+def conclusions(
+    sens: pd.DataFrame,
+    tests: pd.DataFrame,
+    *,
+    published_dir: str | Path | None = None,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Check the article's conclusions in every scenario x method.
+
+    Claims, read from the published tables:
+
+    * Table 3 (Analysis 1): for each approach, unadjusted and size-adjusted, whether its OR is
+      significantly above 1 (``+``), below 1 (``-``) or not significant (``0``; printed
+      p >= 0.05). A row agrees when its 95% interval gives the same verdict.
+    * Table 1: whether each approach (and ``any_cst``) differs by agency size (printed
+      p < 0.05), against the Rao-Scott test of each scenario (design-based only).
+    * Figure 1: each approach by ``any_cst`` -- every approach but the offense code was
+      significantly associated with having a case (the article's text).
+
+    Returns
+    -------
+    pandas.DataFrame
+        :data:`CONCLUSION_COLUMNS`: ``holds_in``/``rows`` count agreeing rows, ``survives`` is
+        True when every row agrees, ``detail`` names the disagreeing scenario/method pairs.
+    """
+    from .published import load_table1, load_table3
+
+    out: list[dict[str, object]] = []
+    t3 = load_table3(published_dir)
+    t3 = t3[(t3["analysis"] == 1) & t3["term"].isin(APPROACHES)]
+    for r in t3.itertuples(index=False):
+        sig = (r.p_value < alpha) or (r.p_op == "<" and r.p_value <= alpha)
+        pub = ("+" if r._asdict().get("or", r[t3.columns.get_loc("or")]) > 1 else "-") if sig else "0"
+        sub = sens[(sens["estimand"] == "or") & (sens["term"] == r.term) & (sens["adjusted_for_size"] == r.adjusted_for_size)]
+        verdicts = [(_sign(s.ci_low, s.ci_high, 1.0), f"{s.scenario}/{s.method}") for s in sub.itertuples(index=False)]
+        adj = "size-adjusted" if r.adjusted_for_size == "yes" else "unadjusted"
+        words = {"+": "positive", "-": "negative", "0": "not significant"}[pub]
+        _add(out, f"Table 3: {r.term} OR {adj} is {words}", pub, verdicts)
+    t1 = load_table1(published_dir)
+    t1 = t1[t1["stratum"] == "all"]
+    for r in t1.itertuples(index=False):
+        sig = (r.p_value < alpha) or (r.p_op == "<" and r.p_value <= alpha)
+        pub = "+" if sig else "0"
+        sub = tests[(tests["by"] == "stratum") & (tests["variable"] == r.variable)]
+        verdicts = [("+" if s.p_value < alpha else "0", f"{s.scenario}/design") for s in sub.itertuples(index=False)]
+        _add(out, f"Table 1: {r.variable} {'differs' if sig else 'does not differ'} by agency size", pub, verdicts)
+    for a in APPROACHES:
+        pub = "0" if a == "offense_code" else "+"
+        sub = tests[(tests["by"] == OUTCOME) & (tests["variable"] == a)]
+        verdicts = [("+" if s.p_value < alpha else "0", f"{s.scenario}/design") for s in sub.itertuples(index=False)]
+        _add(out, f"Figure 1: {a} {'is not' if pub == '0' else 'is'} associated with having a case", pub, verdicts)
+    return pd.DataFrame(out, columns=CONCLUSION_COLUMNS)
+
+
+def _add(out: list[dict[str, object]], claim: str, pub: str, verdicts: list[tuple[str, str]]) -> None:
+    bad = [w for v, w in verdicts if v != pub]
+    unweighted = [v for v, w in verdicts if w.startswith("unweighted/")]
+    out.append({"claim": claim, "published": pub, "holds_in": len(verdicts) - len(bad), "rows": len(verdicts),
+                "survives": bool(verdicts) and not bad,
+                "reproduced_unweighted": bool(unweighted) and all(v == pub for v in unweighted),
+                "detail": "; ".join(bad[:8]) + (" ..." if len(bad) > 8 else "")})
+
+
+def conclusions_text(concl: pd.DataFrame, sens: pd.DataFrame, *, synthetic: bool) -> str:
+    """A paragraph saying which of the article's conclusions survive every scenario and method.
+
+    Claims are split three ways: hold everywhere; hold in the unweighted analysis of these
+    data but not under some weighting (the weighting matters); and not reproduced even
+    unweighted (a property of the data, not of the weights).
+    """
+    scen = list(dict.fromkeys(sens["scenario"]))
+    meth = list(dict.fromkeys(sens["method"]))
+    lines = []
+    if synthetic:
+        lines.append(f"{SYNTHETIC_BANNER}. The statements below describe these data, not the study's agencies.\n")
+    lines.append(f"Scenarios: {', '.join(scen)}. Methods: {', '.join(meth)}.\n")
+    prev = sens[sens["estimand"] == "prevalence"]
+    if not prev.empty:
+        lo, hi = prev["estimate"].min(), prev["estimate"].max()
+        un = prev[prev["scenario"] == "unweighted"]["estimate"]
+        unw = f" (unweighted {un.iloc[0]:.1%})" if len(un) else ""
+        lines.append(f"National share of agencies with any CST case: {lo:.1%} to {hi:.1%} across scenarios and "
+                     f"methods{unw}.\n")
+    surv = concl[concl["survives"]]
+    fragile = concl[~concl["survives"] & concl["reproduced_unweighted"]]
+    other = concl[~concl["survives"] & ~concl["reproduced_unweighted"]]
+    lines.append(f"{len(surv)} of {len(concl)} conclusions of the article hold in every scenario and method:")
+    lines += [f"  - {c}" for c in surv["claim"]]
+    lines.append(f"\n{len(fragile)} hold in the unweighted analysis but not under every weighting "
+                 "(disagreeing scenario/method):")
+    lines += [f"  - {r.claim}: holds in {r.holds_in} of {r.rows} ({r.detail})" for r in fragile.itertuples(index=False)]
+    if len(other):
+        lines.append(f"\n{len(other)} are not reproduced by these data even unweighted, so weighting is not what "
+                     "decides them:")
+        lines += [f"  - {r.claim}: holds in {r.holds_in} of {r.rows}" for r in other.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_sensitivity(sens: pd.DataFrame, path: str | Path, *, synthetic: bool) -> Path:
+    """One figure: prevalence, OR and RD (unadjusted, adjusted) by approach, scenario and method (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scen = list(dict.fromkeys(sens["scenario"]))
+    meth = [m for m in METHODS if m in set(sens["method"])]
+    combos = [(s, m) for s in scen for m in meth]
+    colours = plt.get_cmap("tab10")
+    markers = {"design": "o", "pseudo_likelihood": "s", "mrp": "^"}
+    panels = [("prevalence", ""), ("or", "no"), ("or", "yes"), ("rd", "no"), ("rd", "yes")]
+    titles = {("prevalence", ""): "National share with any CST case", ("or", "no"): "OR, unadjusted",
+              ("or", "yes"): "OR, size-adjusted", ("rd", "no"): "Marginal RD, unadjusted",
+              ("rd", "yes"): "Marginal RD, size-adjusted"}
+    fig, axes = plt.subplots(1, 5, figsize=(20, 7), sharey=False, gridspec_kw={"width_ratios": [1, 1.4, 1.4, 1.4, 1.4]})
+    terms = list(APPROACHES)
+    offsets = np.linspace(-0.38, 0.38, max(len(combos), 1))
+    for ax, (est, adj) in zip(axes, panels):
+        sub = sens[(sens["estimand"] == est) & (sens["adjusted_for_size"] == adj)]
+        ylabels = [OUTCOME] if est == "prevalence" else terms
+        for k, (s, m) in enumerate(combos):
+            rows = sub[(sub["scenario"] == s) & (sub["method"] == m)].set_index("term")
+            for i, t in enumerate(ylabels):
+                if t not in rows.index:
+                    continue
+                r = rows.loc[t]
+                y = i + offsets[k]
+                ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colours(scen.index(s) % 10), lw=0.8)
+                ax.plot(r["estimate"], y, markers.get(m, "o"), color=colours(scen.index(s) % 10), ms=3.5,
+                        label=f"{s} / {m}" if i == 0 else None)
+        if est == "or":
+            from matplotlib.ticker import FixedLocator, NullFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_locator(FixedLocator([0.25, 0.5, 1, 2, 4, 8]))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.axvline(1.0, color="grey", lw=0.7, ls="--")
+        elif est == "rd":
+            ax.axvline(0.0, color="grey", lw=0.7, ls="--")
+        ax.set_yticks(range(len(ylabels)))
+        ax.set_yticklabels(ylabels)
+        ax.invert_yaxis()
+        ax.set_title(titles[(est, adj)], fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(combos), 6), fontsize=7, frameon=False)
+    title = "Weighting sensitivity: estimates (95% intervals) by scenario (colour) and method (marker)"
+    if synthetic:
+        title = "SYNTHETIC DATA - " + title
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout(rect=(0, 0.08 + 0.02 * (len(combos) // 6), 1, 0.95))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return Path(path)
