@@ -463,3 +463,18 @@ def test_frames_that_bypass_validation_are_rejected(sim_df):
     assert e.value.column == "mdt" and e.value.rows == [1, 10]
     with pytest.raises(InputError, match="columns"):
         F.table3(sim_df.drop(columns=config.COUNT))
+
+
+def test_cli_tables_suppresses_small_cells_of_real_microdata(tmp_path, sim_df, capsys):
+    from cst_bayes.cli import main
+
+    data = tmp_path / "agencies.csv"  # no SYNTHETIC line: treated as restricted microdata
+    sim_df.to_csv(data, index=False)
+    assert main(["tables", "--data", str(data), "--out", str(tmp_path / "o"), "--link", "logit"]) == 0
+    assert "reproduced" in capsys.readouterr().out
+    text = (tmp_path / "o" / "table1.csv").read_text()
+    assert text.startswith("# ") and "SYNTHETIC" not in text and "suppressed" in text
+    t1 = pd.read_csv(tmp_path / "o" / "table1.csv", comment="#", dtype=str, keep_default_na=False)
+    assert (t1["n_yes"] == "<5").any()
+    assert (t1.loc[t1["n_yes"] == "<5", "pct"] == "").all()
+    assert set(pd.read_csv(tmp_path / "o" / "table3.csv", comment="#")["link"]) == {"logit"}

@@ -24,6 +24,7 @@ statsmodels calls; nothing here re-implements them.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Literal, get_args
@@ -586,8 +587,8 @@ def summary_text(comparison: pd.DataFrame, *, warnings_: Iterable[str] = ()) -> 
 
 
 def write_tables(
-    data: str | pd.DataFrame,
-    out_dir: str,
+    data: str | os.PathLike[str] | pd.DataFrame,
+    out_dir: str | os.PathLike[str],
     *,
     not_sure: Literal["no", "yes", "error"] = "no",
     link: Link | Iterable[Link] = LINKS,
