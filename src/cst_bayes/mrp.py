@@ -284,7 +284,7 @@ def bayes_weighting(
     from .weights import agency_weights, respondent_counts, stratum_weights
 
     specs = {"unadjusted": models.load_spec(MODEL_UNADJUSTED), "adjusted": models.load_spec(MODEL_ADJUSTED)}
-    kw = {"draws": draws, "tune": tune, "chains": chains, "seed": seed}
+    kw: dict[str, object] = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progress": False}
     if sampler is not None:
         kw["sampler"] = sampler
     cache: dict[bytes, dict[str, tuple[object, RiskDraws]]] = {}

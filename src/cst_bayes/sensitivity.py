@@ -215,14 +215,14 @@ def plot_sensitivity(sens: pd.DataFrame, path: str | Path, *, synthetic: bool) -
         ylabels = [OUTCOME] if est == "prevalence" else terms
         for k, (s, m) in enumerate(combos):
             rows = sub[(sub["scenario"] == s) & (sub["method"] == m)].set_index("term")
-            for i, t in enumerate(ylabels):
-                if t not in rows.index:
-                    continue
-                r = rows.loc[t]
-                y = i + offsets[k]
-                ax.plot([r["ci_low"], r["ci_high"]], [y, y], color=colours(scen.index(s) % 10), lw=0.8)
-                ax.plot(r["estimate"], y, markers.get(m, "o"), color=colours(scen.index(s) % 10), ms=3.5,
-                        label=f"{s} / {m}" if i == 0 else None)
+            rows = rows.reindex([t for t in ylabels if t in rows.index])
+            if rows.empty:
+                continue
+            # One artist per scenario x method and panel (not per point): drawing stays fast.
+            y = np.array([ylabels.index(t) for t in rows.index]) + offsets[k]
+            colour = colours(scen.index(s) % 10)
+            ax.hlines(y, rows["ci_low"], rows["ci_high"], color=colour, lw=0.8)
+            ax.plot(rows["estimate"], y, markers.get(m, "o"), color=colour, ms=3.5, ls="none", label=f"{s} / {m}")
         if est == "or":
             from matplotlib.ticker import FixedLocator, NullFormatter
 
