@@ -179,24 +179,21 @@ def test_table2_positive_definite_and_within_bounds(checks):
     assert len(fr) == 36 and (fr["status"] == "pass").all()
 
 
-def test_impossible_correlation_fails(tmp_path):
+def test_impossible_correlation_fails_and_wrong_stars_are_flagged(tmp_path):
     d = tmp_path / "pub"
     shutil.copytree(PUBLISHED_DIR, d)
     path = d / P.FILES["table2"]
+    text = path.read_text()
     # mdt (9.3%) and advocates (89.7%): phi can be at most ~0.11; 0.90 is impossible.
-    path.write_text(path.read_text().replace("mdt,advocates,0.07,**,yes", "mdt,advocates,0.90,***,yes"))
+    text = text.replace("mdt,advocates,0.07,**,yes", "mdt,advocates,0.90,***,yes")
+    # r = 0.04 with n = 1306 gives p ~ 0.15: three stars are impossible.
+    text = text.replace("offense_code,court,0.04,,yes", "offense_code,court,0.04,***,yes")
+    path.write_text(text)
     c = A.run_audit(d)
     assert _check(c, "t2.frechet.mdt.advocates")["status"] == "fail"
     assert _check(c, "t2.stars.mdt.advocates")["status"] == "pass"
-
-
-def test_wrong_stars_are_flagged(tmp_path):
-    d = tmp_path / "pub"
-    shutil.copytree(PUBLISHED_DIR, d)
-    path = d / P.FILES["table2"]
-    # r = 0.04 with n = 1306 gives p ~ 0.15: three stars are impossible.
-    path.write_text(path.read_text().replace("offense_code,court,0.04,,yes", "offense_code,court,0.04,***,yes"))
-    assert _check(A.run_audit(d), "t2.stars.offense_code.court")["status"] == "flag"
+    assert _check(c, "t2.stars.offense_code.court")["status"] == "flag"
+    assert _check(c, "t2.frechet.offense_code.court")["status"] == "pass"
 
 
 def _small_table1(col_sums: dict[str, list[int]], n: dict[str, int]) -> pd.DataFrame:
@@ -278,3 +275,38 @@ def test_cli_table_json_and_out(tmp_path, capsys):
     back = pd.read_csv(tmp_path / "a.csv", dtype=str, keep_default_na=False)
     assert list(back.columns) == A.AUDIT_COLUMNS and len(back) == len(printed)
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_exact_tests_seeded_and_agree_with_a_permutation_test(checks):
+    # Only the tables with an expected count below 5 get a Monte Carlo exact test.
+    exact = checks[checks["id"].str.startswith("t1.exact.")]
+    assert set(exact["id"]) == {"t1.exact.court", "t1.exact.advocates", "t1.exact.mdt", "t1.exact.any_cst"}
+    assert (exact["status"] == "pass").all()
+    t1 = P.load_table1()
+
+    def exact_only(seed):
+        c = A._Checks()
+        A._table1_exact(t1, c, seed=seed)
+        return c.frame()
+
+    pd.testing.assert_frame_equal(exact_only(20240101), exact.reset_index(drop=True))
+    assert (exact_only(5)["observed"].to_numpy() != exact["observed"].to_numpy()).any()
+    # Independent reference: permute the stratum labels of 1,306 agencies (advocates).
+    counts = _counts_by_stratum()["advocates"]
+    strata = np.repeat(np.arange(4), [counts[s][1] for s in STRATA])
+    yes = np.concatenate([np.r_[np.ones(counts[s][0]), np.zeros(counts[s][1] - counts[s][0])] for s in STRATA])
+    n_s = np.bincount(strata)
+
+    def stat(y):
+        ys = np.bincount(strata, weights=y)
+        obs = np.vstack([ys, n_s - ys])
+        e = obs.sum(1, keepdims=True) * obs.sum(0, keepdims=True) / obs.sum()
+        return ((obs - e) ** 2 / e).sum()
+
+    rng = np.random.default_rng(99)
+    s0 = stat(yes)
+    perm = np.array([stat(rng.permutation(yes)) for _ in range(3000)])
+    p_perm = (1 + (perm >= s0 - 1e-9).sum()) / 3001
+    obs_txt = _check(checks, "t1.exact.advocates")["observed"]
+    p_audit = float(obs_txt.split("p = ")[1].split(" ")[0])
+    assert abs(p_audit - p_perm) < 0.012  # ~4 combined Monte Carlo SEs at p ~ 0.02

@@ -32,6 +32,7 @@ import pandas as pd
 from .config import APPROACHES, OUTCOME, REFERENCE_STRATUM, STRATA
 from .published import PublishedTables, load_all, p_interval, phi_matrix
 
+TABLE1_ORDER: tuple[str, ...] = (*APPROACHES, OUTCOME)
 AUDIT_COLUMNS: list[str] = ["id", "table", "description", "status", "expected", "observed"]
 STATUSES: tuple[str, ...] = ("pass", "flag", "fail")
 
@@ -102,7 +103,42 @@ def _table1_chisq(t1: pd.DataFrame, out: _Checks) -> None:
             f"t1.chisq.{var}", "table1",
             f"chi-square p of {var} by stratum (2x4, Pearson) recomputed from the counts",
             "pass" if ok else "fail", f"p {r['p_value_printed']}",
-            f"chi2={res.statistic:.2f}, df={res.dof}, p={_fmt(float(res.pvalue))}",
+            f"chi2={res.statistic:.2f}, df={res.dof}, p={_fmt(float(res.pvalue))}; "
+            f"smallest expected count {res.expected_freq.min():.1f}",
+        )
+
+
+def _table1_exact(t1: pd.DataFrame, out: _Checks, *, seed: int, draws: int = 10_000) -> None:
+    """Monte Carlo exact test where the chi-square approximation is doubtful (an expected count < 5).
+
+    Tables with Table 1's margins are drawn under independence (``scipy.stats.random_table``,
+    the multivariate hypergeometric), and p is the share with a Pearson statistic at least as
+    large as the observed one, ``(1 + hits) / (1 + draws)``.
+    """
+    from scipy.stats import chi2_contingency, random_table
+    from scipy.stats.contingency import expected_freq
+
+    for var, g in t1[t1["stratum"] != "all"].groupby("variable", sort=False):
+        yes = g["n_yes"].to_numpy()
+        tab = np.vstack([yes, g["n_stratum"].to_numpy() - yes])
+        exp = expected_freq(tab)
+        if exp.min() >= 5:
+            continue
+        stat = chi2_contingency(tab, correction=False).statistic
+        # One stream per variable, from the audit's seed, so adding a check changes no other.
+        rng = np.random.default_rng([seed, TABLE1_ORDER.index(var)])
+        sims = random_table(tab.sum(1), tab.sum(0), seed=rng).rvs(size=draws)
+        hits = int((((sims - exp) ** 2 / exp).sum(axis=(1, 2)) >= stat * (1 - 1e-12)).sum())
+        p_mc = (1 + hits) / (1 + draws)
+        se = math.sqrt(p_mc * (1 - p_mc) / draws)
+        r = g.iloc[0]
+        a, b = p_interval(r["p_op"], r["p_value"], int(r["p_decimals"]))
+        ok = p_mc - 2 * se < b and p_mc + 2 * se >= a
+        out.add(
+            f"t1.exact.{var}", "table1",
+            f"{var}: Monte Carlo exact p (smallest expected count {exp.min():.1f} < 5) agrees with the printed chi-square p",
+            "pass" if ok else "flag", f"p {r['p_value_printed']}",
+            f"p = {_fmt(p_mc)} +- {_fmt(2 * se, 2)} ({draws} tables with the same margins, seed {seed})",
         )
 
 
@@ -503,13 +539,15 @@ def _text(tabs: PublishedTables, out: _Checks) -> None:
             f"training unadjusted OR {tr['or']} [{tr['ci_low']}, {tr['ci_high']}], p {tr['p_value_printed']}")
 
 
-def run_audit(published_dir: str | Path | None = None) -> pd.DataFrame:
+def run_audit(published_dir: str | Path | None = None, *, seed: int = 20240101) -> pd.DataFrame:
     """Run every check on the published tables.
 
     Parameters
     ----------
     published_dir
         Folder with the four published CSVs (default ``config.PUBLISHED_DIR``).
+    seed
+        Seed of the Monte Carlo exact tests (the only stochastic checks); same seed, same output.
 
     Returns
     -------
@@ -525,6 +563,7 @@ def run_audit(published_dir: str | Path | None = None) -> pd.DataFrame:
     tabs = load_all(published_dir)
     out = _Checks()
     _table1_chisq(tabs.table1, out)
+    _table1_exact(tabs.table1, out, seed=seed)
     _table1_sums(tabs.table1, out)
     _table1_pct(tabs.table1, out)
     _table1_grim(tabs.table1, out)

@@ -19,6 +19,7 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--published", metavar="DIR", help="published-tables folder (default: data/published)")
     parser.add_argument("--json", action="store_true", help="print the checks as a JSON list instead of a table")
+    parser.add_argument("--seed", type=int, default=20240101, help="seed of the Monte Carlo exact tests")
     parser.add_argument("--out", metavar="FILE", help="also write the checks to FILE (.json: JSON list, else CSV)")
 
 
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cst_bayes.audit import format_checks, run_audit, to_records, write_audit
 
-    checks = run_audit(args.published)
+    checks = run_audit(args.published, seed=args.seed)
     if args.out:
         write_audit(checks, args.out)
     print(json.dumps(to_records(checks), indent=2) if args.json else format_checks(checks))
