@@ -564,31 +564,29 @@ def stage_tables(ctx: RunContext, work: Path) -> dict[str, Any]:
     return info
 
 
-def _strip_row_level(idata: Any) -> Any:
-    """Drop per-agency groups (restricted mode): observed data, predictions, pointwise log-lik."""
-    groups = [g for g in ("observed_data", "posterior_predictive", "log_likelihood", "constant_data",
-                          "predictions", "predictions_constant_data") if g in idata.groups()]
-    return idata.copy() if not groups else _without_groups(idata, groups)
+def strip_row_level(idata: Any) -> Any:
+    """Restricted mode: keep only parameter-level variables.
 
-
-def _without_groups(idata: Any, groups: Sequence[str]) -> Any:
+    A variable survives only if every one of its dimensions is a dimension of the posterior
+    (chain, draw, stratum, approach, ...); anything indexed by agency or covariate pattern
+    (observed data, pointwise log-likelihood, predictions, design matrices) is dropped.
+    """
     import arviz as az
 
-    keep = {g: getattr(idata, g) for g in idata.groups() if g not in groups}
+    allowed = set(idata.posterior.dims)
+    keep = {}
+    for g in idata.groups():
+        ds = getattr(idata, g)
+        ok = [v for v in ds.data_vars if set(ds[v].dims) <= allowed]
+        if ok:
+            sub = ds[ok]
+            sub = sub.drop_vars([c for c in sub.coords if not set(sub[c].dims) <= allowed])
+            keep[g] = sub
     return az.InferenceData(**keep)
 
 
-def _summary_of(fit: Any) -> pd.DataFrame:
-    s = getattr(fit, "summary", None)
-    if isinstance(s, pd.DataFrame):
-        return s
-    if isinstance(fit, dict) and isinstance(fit.get("summary"), pd.DataFrame):
-        return fit["summary"]
-    raise StageUnavailable(f"fit result {type(fit).__name__} has no summary DataFrame")
-
-
 def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
-    """Fit one shipped model on every dataset (pooled over the ensemble when > 1)."""
+    """Fit one shipped model on every dataset (pooled over the ensemble when there are several)."""
     models = _need("models", "fit")
     spec = ctx.specs[name]
     s = ctx.settings
@@ -597,26 +595,29 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     if len(ctx.frames) > 1:
         pooling = _need("pooling", "fit_ensemble")
         res = pooling.fit_ensemble(spec, ctx.frames, **kw)
-        summary = _summary_of(res)
-        idata = getattr(res, "idata", None)
-        for attr, fname in (("between", "between_variance.csv"), ("per_member", "per_member.csv"),
-                            ("variance", "between_variance.csv")):
+        for attr in ("between", "variance_share", "per_member"):
             v = getattr(res, attr, None)
             if isinstance(v, pd.DataFrame):
-                write_csv(work / fname, v, header_comment=config.SYNTHETIC_BANNER)
+                write_csv(work / f"{attr}.csv", v, header_comment=config.SYNTHETIC_BANNER)
     else:
-        res = models.fit(spec, ctx.frames[0], **kw)
-        summary = _summary_of(res)
-        idata = res.idata
+        res = models.fit(spec, ctx.frames[0], progress=False, **kw)
+    summary = _summary_of(res)
+    idata = getattr(res, "idata", None)
     diag = getattr(res, "diagnostics", None)
     if isinstance(diag, dict):
-        info["diagnostics"] = {k: (bool(v) if isinstance(v, (bool, np.bool_)) else v) for k, v in diag.items()}
+        info["diagnostics"] = {k: v for k, v in diag.items() if k in (
+            "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "min_bfmi", "ok", "messages")}
     _write_table(ctx, work / "summary.csv", summary)
+    text = getattr(spec, "text", None)
+    if text:
+        write_text(work / "spec.toml", text)
     if idata is not None:
         if ctx.restricted:
-            idata = _strip_row_level(idata)
-        path = work / f"{name}.nc"
-        idata.to_netcdf(str(path), engine="h5netcdf")
+            idata = strip_row_level(idata)
+        from .fileio import atomic_path
+
+        with atomic_path(work / f"{name}.nc") as tmp:
+            idata.to_netcdf(str(tmp), engine="h5netcdf")
     return info
 
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import time
 import tomllib
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -255,14 +256,12 @@ def fit_cell(cell: Cell) -> pd.DataFrame:
 
     df = microdata.load(cell.data_file)
     scen = weights.load_scenarios(cell.weighting_file)[cell.scenario]
-    if scen.weighted:
-        df = df.assign(**{config.WEIGHT: weights.agency_weights(df, scen)})
+    w = weights.agency_weights(df, scen) if scen.weighted else None
     spec = models.load_spec(cell.model)
-    if cell.prior_scale != 1.0:
-        spec = models.scale_priors(spec, cell.prior_scale)
     s = cell.sampling
     res = models.fit(spec, df, draws=s["draws"], tune=s["tune"], chains=s["chains"], seed=s["seed"],
-                     sampler=s["sampler"])
+                     sampler=s["sampler"], weights=w, prior_scale=cell.prior_scale, progress=False,
+                     pointwise=False)
     return res.summary
 
 
@@ -287,17 +286,17 @@ def _read_cache(out: Path, cell: Cell) -> dict[str, Any] | None:
     return d if d.get("key") == cell.key() else None
 
 
-def to_dataset(grid: Grid, results: Mapping[Cell, dict[str, Any]]) -> Any:
+def to_dataset(grid: Grid, results: Mapping[str, tuple[Cell, dict[str, Any]]]) -> Any:
     """Gather the cell results into one Dataset with dims (reconstruction, scenario, prior_scale, model, term)."""
     import xarray as xr
 
-    terms = list(dict.fromkeys(r["term"] for res in results.values() for r in res["rows"]))
+    terms = list(dict.fromkeys(r["term"] for _, res in results.values() for r in res["rows"]))
     coords = {"reconstruction": grid.reconstructions, "scenario": grid.scenarios,
               "prior_scale": grid.prior_scales, "model": grid.models, "term": terms}
     shape = (*grid.shape, len(terms))
     arrays = {v: np.full(shape, np.nan) for v in VARIABLES}
     seconds = np.full(grid.shape, np.nan)
-    for cell, res in results.items():
+    for cell, res in results.values():
         idx = (grid.reconstructions.index(cell.reconstruction), grid.scenarios.index(cell.scenario),
                grid.prior_scales.index(cell.prior_scale), grid.models.index(cell.model))
         seconds[idx] = res.get("seconds", np.nan)
@@ -414,12 +413,12 @@ def run_sweep(
     g = grid if isinstance(grid, Grid) else load_grid(grid)
     out = Path(out)
     todo_cells = cells(g)
-    results: dict[Cell, dict[str, Any]] = {}
+    results: dict[str, tuple[Cell, dict[str, Any]]] = {}  # cell key -> (cell, result)
     pending = []
     for c in todo_cells:
         hit = _read_cache(out, c)
         if hit is not None:
-            results[c] = hit
+            results[c.key()] = (c, hit)
         else:
             pending.append(c)
     n_cached = len(results)
@@ -436,13 +435,16 @@ def run_sweep(
                                            dashboard_address=None)
                 client = own_client = Client(own_cluster)
         try:
-            futures = {client.submit(_run_cell, c, fit, key=f"cell-{c.key()[:16]}", pure=False): c for c in pending}
+            # a fresh token per run: a key reused across runs could hand back an old result
+            token = uuid.uuid4().hex[:8]
+            futures = {client.submit(_run_cell, c, fit, key=f"cell-{c.key()[:16]}-{token}", pure=False): c
+                       for c in pending}
             with tqdm(total=len(pending), desc="sweep", disable=not progress) as bar:
                 for fut in as_completed(futures):
                     c = futures[fut]
                     res = fut.result()
                     write_json(_cache_path(out, c), res)  # atomic: a finished cell survives a crash
-                    results[c] = res
+                    results[c.key()] = (c, res)
                     bar.update(1)
         finally:
             if own_client is not None:
