@@ -368,3 +368,52 @@ def test_conclusions_are_computed_not_hardcoded(ref_df, scenarios):
     c2 = conclusions(sens, tests).set_index("claim")
     assert not c2.loc[claim, "survives"] and c2.loc[claim, "detail"] == "design/design"
     assert c2.loc[claim, "reproduced_unweighted"]
+
+
+# ----------------------------------------------------------------------------- Bayesian (MCMC)
+
+
+@pytest.fixture(scope="module")
+def bayes(ref_df, scenarios):
+    """Pseudo-likelihood and MRP under 'unweighted' and 'design' with short chains."""
+    pytest.importorskip("cst_bayes.models")
+    fits: dict = {}
+    # nutpie over PyTensor's disk-cached C backend: cheapest for a handful of fits in one process.
+    pl, m = mrp.bayes_weighting(ref_df, [scenarios["unweighted"], scenarios["design"]], draws=150, tune=200,
+                                chains=2, seed=11, sampler="nutpie-c", fits_out=fits, max_risk_draws=300)
+    return pl, m, fits
+
+
+@pytest.mark.slow
+def test_unweighted_scenario_reproduces_the_unweighted_fit(bayes, ref_df):
+    from cst_bayes import models
+
+    pl, m, fits = bayes
+    # Same seed, no weights: the pseudo-likelihood fit under 'unweighted' is the plain fit.
+    direct = models.fit(mrp.MODEL_ADJUSTED, ref_df, draws=150, tune=200, chains=2, seed=11,
+                        sampler="nutpie-c", progress=False)
+    np.testing.assert_array_equal(fits[("unweighted", "adjusted")].summary["estimate"], direct.summary["estimate"])
+    # MRP poststratified to the sample itself equals the unweighted average: same numbers.
+    a = pl[pl["scenario"] == "unweighted"].set_index("estimand")
+    b = m[m["scenario"] == "unweighted"].set_index("estimand").loc[a.index]
+    np.testing.assert_allclose(a[["median", "ci_low", "ci_high"]], b[["median", "ci_low", "ci_high"]], rtol=1e-10)
+
+
+@pytest.mark.slow
+def test_weighted_fits_move_toward_the_design_estimate(bayes, ref_df, scenarios):
+    pl, m, fits = bayes
+    de = W.design_estimates(ref_df, [scenarios["design"]]).set_index("estimand").loc[OUTCOME]
+    unw = ref_df[OUTCOME].mean()
+    for table in (pl, m):
+        row = table[(table["scenario"] == "design") & (table["estimand"] == OUTCOME)].iloc[0]
+        # The weighted share sits near the design-based one (3 SE), far from the unweighted one.
+        assert abs(row["median"] - de["estimate"]) < 3 * de["se"]
+        assert abs(row["median"] - unw) > 3 * de["se"]
+    # The pseudo-likelihood fit still gives posterior predictive draws and a pointwise log-likelihood.
+    idata = fits[("design", "adjusted")].idata
+    assert {"posterior_predictive", "log_likelihood"} <= set(idata.groups())
+    assert idata.log_likelihood[OUTCOME].shape[-1] == len(ref_df)
+    assert float(idata.constant_data["weight"].sum()) == pytest.approx(len(ref_df))
+    # MRP's odds ratios are the unweighted model's, whatever the scenario.
+    ors = m[m["estimand"].str.startswith("or_")].pivot(index="estimand", columns="scenario", values="median")
+    np.testing.assert_array_equal(ors["design"], ors["unweighted"])

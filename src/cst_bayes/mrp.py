@@ -266,6 +266,7 @@ def bayes_weighting(
     frames: pd.DataFrame | None = None,
     max_risk_draws: int = 1000,
     progress: object | None = None,
+    fits_out: dict[tuple[str, str], object] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Pseudo-likelihood and MRP estimates for every scenario.
 
@@ -279,6 +280,8 @@ def bayes_weighting(
         Two tables ``scenario, estimand, median, ci_low, ci_high``. Estimands as in
         :func:`mrp_summaries`; the pseudo-likelihood ``any_cst`` is the weighted average of
         the agencies' posterior risks, its ``rd_*`` the weighted average risk difference.
+        ``fits_out``, when given, receives every fit as ``{(scenario, "adjusted" |
+        "unadjusted"): Fit}`` (``("mrp", ...)`` for the unweighted fits behind MRP).
     """
     from . import models
     from .weights import agency_weights, respondent_counts, stratum_weights
@@ -302,6 +305,8 @@ def bayes_weighting(
         return cache[key]
 
     base = fits_for(None)
+    if fits_out is not None:
+        fits_out.update({("mrp", label): f for label, (f, _) in base.items()})
     or_mrp = {label: _or_from_summary(f) for label, (f, _) in base.items()}
     pl_rows: list[dict[str, object]] = []
     mrp_tables = []
@@ -319,6 +324,8 @@ def bayes_weighting(
         w_raw = agency_weights(df, sc, frames)  # type: ignore[arg-type]
         w = None if not sc.weighted else normalise_weights(w_raw)  # type: ignore[attr-defined]
         fits = fits_for(w)
+        if fits_out is not None:
+            fits_out.update({(sc.name, label): f for label, (f, _) in fits.items()})  # type: ignore[attr-defined]
         avg_w = np.ones(len(df)) if w is None else w
 
         def add(est: str, d: np.ndarray) -> None:
