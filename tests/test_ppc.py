@@ -206,7 +206,9 @@ def test_bad_arguments(sim_df):
     with pytest.raises(InputError):
         ppc.ppc_from_replicates(sim_df, y[:, :10])
     with pytest.raises(InputError):
-        ppc.ppc_from_replicates(sim_df, y + 2)
+        ppc.ppc_from_replicates(sim_df, y - 1)
+    with pytest.raises(InputError):
+        ppc.ppc_from_replicates(sim_df, y + 0.5)
 
 
 def test_suppress_small_cells_hides_small_observed_counts(sim_df):

@@ -377,3 +377,29 @@ def write_pooled(pooled: PooledFit, out_dir: str | Path, name: str | None = None
         idata.to_netcdf(str(tmp), engine="h5netcdf")
     paths["idata"] = out / f"{name}.nc"
     return paths
+
+
+def load_frames(path: str | Path) -> list[pd.DataFrame]:
+    """The datasets behind ``--data``: one file, or every member of an ensemble folder.
+
+    A folder is read with :func:`cst_bayes.reconstruct.load_ensemble` (members in file-name
+    order, the order :func:`fit_ensemble` fits them in).
+    """
+    from .microdata import load
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file or folder", path=p)
+    if not p.is_dir():
+        return [load(p)]
+    try:
+        from .reconstruct import load_ensemble
+    except ImportError:  # pragma: no cover - the reconstruction module ships with the package
+        load_ensemble = None
+    if load_ensemble is not None:
+        frames = list(load_ensemble(p))
+    else:  # pragma: no cover
+        frames = [load(f) for f in sorted(p.glob("reconstruction-*.csv"))]
+    if not frames:
+        raise InputError("the folder holds no reconstruction-*.csv members", path=p)
+    return frames

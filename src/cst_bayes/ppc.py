@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
@@ -421,7 +422,8 @@ def ppp_values(
         (R, S) replicated statistics; NaN replicates (e.g. a refit without a finite MLE)
         are left out of that statistic's count.
     t_obs
-        (S,) observed statistics.
+        (S,) observed statistics, or (R, S): each replicate compared with its own observed
+        value (pooling over reconstructions, where every member has its own data).
     sided
         Per statistic (or one for all): ``"two"`` gives
         ``min(1, 2 * min(P(T_rep >= T_obs), P(T_rep <= T_obs)))``; ``"upper"`` gives
@@ -434,22 +436,64 @@ def ppp_values(
     """
     t_rep = np.atleast_2d(np.asarray(t_rep, dtype=float))
     t_obs = np.asarray(t_obs, dtype=float)
-    sided_arr = np.broadcast_to(np.asarray(sided, dtype=object), t_obs.shape)
+    sided_arr = np.broadcast_to(np.asarray(sided, dtype=object), t_rep.shape[1:])
     bad = [s for s in set(sided_arr.tolist()) if s not in ("two", "upper")]
     if bad:
         raise InputError(f"sided must be 'two' or 'upper', got {bad}")
-    valid = ~np.isnan(t_rep)
+    valid = ~np.isnan(t_rep) & ~np.isnan(t_obs)
     n = valid.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         ge = np.where(valid, t_rep >= t_obs, False).sum(axis=0) / n
         le = np.where(valid, t_rep <= t_obs, False).sum(axis=0) / n
     two = np.minimum(1.0, 2.0 * np.minimum(ge, le))
     out = np.where(sided_arr == "upper", ge, two).astype(float)
-    out[(n == 0) | np.isnan(t_obs)] = np.nan
+    out[n == 0] = np.nan
     return out
 
 
 # ----------------------------------------------------------------------------- core
+def _binary_replicates(y_rep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """0/1 replicates of any_cst, and the per-replicate number of values above 1.
+
+    A Poisson working likelihood for the 0/1 outcome (the article's "Poisson regression")
+    replicates counts 2, 3, ... that the data cannot show. The published statistics are
+    computed on ``min(y, 1)`` (the agency had at least one case), and the count of
+    impossible values is checked as a statistic of its own (observed: 0).
+    """
+    y_rep = np.atleast_2d(np.asarray(y_rep))
+    if (y_rep < 0).any() or not np.array_equal(y_rep, np.round(y_rep)):
+        raise InputError("replicated any_cst must be non-negative integers (0/1, or counts of a Poisson model)")
+    above = (y_rep > 1).sum(axis=1).astype(float)
+    if not above.any():
+        return y_rep, None
+    return np.minimum(y_rep, 1), above
+
+
+def _prepare(df: pd.DataFrame, y_rep: np.ndarray, outcome: str, tables: Sequence[str] | None,
+             observed: np.ndarray | None = None) -> tuple[list[_Stat], np.ndarray, np.ndarray]:
+    """Keys, replicated and observed statistics of one dataset."""
+    tabs = _check_tables(tables, outcome)
+    y_rep = np.atleast_2d(np.asarray(y_rep))
+    above = None
+    if outcome == OUTCOME:
+        y_rep, above = _binary_replicates(y_rep)
+    keys = statistic_keys(df, tabs)
+    t_rep = batched_statistics(df, y_rep, tables=tabs)
+    t_obs = frequentist_statistics(df, tables=tabs) if observed is None else np.asarray(observed, float)
+    if above is not None:
+        keys.append(_Stat("table1", "n_above_1", "all", "two"))
+        t_rep = np.column_stack([t_rep, above])
+        t_obs = np.append(t_obs, 0.0)
+    return keys, t_rep, t_obs
+
+
+def _check_common(outcome: str, prob: float) -> None:
+    if outcome not in (OUTCOME, COUNT):
+        raise InputError(f"outcome must be {OUTCOME!r} or {COUNT!r}, got {outcome!r}", column="outcome")
+    if not 0 < prob < 1:
+        raise InputError(f"prob must be in (0, 1), got {prob}", column="prob")
+
+
 def ppc_from_replicates(
     df: pd.DataFrame,
     y_rep: np.ndarray,
@@ -482,40 +526,42 @@ def ppc_from_replicates(
     -------
     pandas.DataFrame
         Columns ``table, statistic, stratum_or_term, observed, published, rep_median,
-        rep_low, rep_high, ppp, flag, n_rep, sided``; ``flag`` is True when the observed
-        value lies outside the interval.
+        rep_low, rep_high, ppp``, then ``flag`` (observed outside the interval), ``n_rep``
+        (replicates where the statistic is defined), ``sided`` (``two`` or ``upper``),
+        ``observed_min``, ``observed_max`` (equal to ``observed`` for one dataset).
     """
-    if outcome not in (OUTCOME, COUNT):
-        raise InputError(f"outcome must be {OUTCOME!r} or {COUNT!r}, got {outcome!r}", column="outcome")
-    if not 0 < prob < 1:
-        raise InputError(f"prob must be in (0, 1), got {prob}", column="prob")
-    tabs = _check_tables(tables, outcome)
-    y_rep = np.atleast_2d(np.asarray(y_rep))
-    if outcome == OUTCOME and not np.isin(y_rep, (0, 1)).all():
-        raise InputError("replicated any_cst must be 0/1")
-    keys = statistic_keys(df, tabs)
-    t_rep = batched_statistics(df, y_rep, tables=tabs)
-    t_obs = frequentist_statistics(df, tables=tabs) if observed is None else np.asarray(observed, float)
-    return _summarise(keys, t_rep, t_obs, prob=prob)
+    _check_common(outcome, prob)
+    keys, t_rep, t_obs = _prepare(df, y_rep, outcome, tables, observed)
+    return _summarise(keys, t_rep, t_obs[None, :], prob=prob)
 
 
-def _summarise(keys: list[_Stat], t_rep: np.ndarray, t_obs: np.ndarray, *, prob: float,
-               ppp: np.ndarray | None = None) -> pd.DataFrame:
+def _summarise(keys: list[_Stat], t_rep: np.ndarray, t_obs: np.ndarray, *, prob: float) -> pd.DataFrame:
+    """The PPC table from (R, S) replicated and (M, S) observed statistics (M datasets).
+
+    With several datasets (an ensemble), ``t_obs`` rows are the members' observed values
+    and ``t_rep`` rows are ordered member by member in equal blocks; each replicate is
+    compared with its own member's observed value in the ppp, and ``observed`` is the
+    members' median.
+    """
+    import warnings
+
     a = (1 - prob) / 2
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
-            q = np.nanquantile(t_rep, [0.5, a, 1 - a], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
+        q = np.nanquantile(t_rep, [0.5, a, 1 - a], axis=0)
+        obs_med = np.nanmedian(t_obs, axis=0)
+        obs_min, obs_max = np.nanmin(t_obs, axis=0), np.nanmax(t_obs, axis=0)
+    M, R = t_obs.shape[0], t_rep.shape[0]
+    if R % M:
+        raise InputError(f"{R} replicates cannot be shared equally among {M} datasets")
     sided = [k.sided for k in keys]
-    p = ppp_values(t_rep, t_obs, sided) if ppp is None else ppp
+    p = ppp_values(t_rep, np.repeat(t_obs, R // M, axis=0), sided)
     out = pd.DataFrame(
         {
             "table": [k.table for k in keys],
             "statistic": [k.statistic for k in keys],
             "stratum_or_term": [k.stratum_or_term for k in keys],
-            "observed": t_obs,
+            "observed": obs_med,
             "published": published_values(keys),
             "rep_median": q[0],
             "rep_low": q[1],
@@ -526,34 +572,90 @@ def _summarise(keys: list[_Stat], t_rep: np.ndarray, t_obs: np.ndarray, *, prob:
     out["flag"] = (out["observed"] < out["rep_low"]) | (out["observed"] > out["rep_high"])
     out["n_rep"] = (~np.isnan(t_rep)).sum(axis=0)
     out["sided"] = sided
+    out["observed_min"] = obs_min
+    out["observed_max"] = obs_max
     return out
 
 
 # ----------------------------------------------------------------------------- model glue
-def _outcome_of(fit: Any) -> str:
+def model_outcome(fit: Any) -> str:
+    """The outcome a fitted model (Fit, PooledFit or InferenceData) describes."""
     spec = getattr(fit, "spec", None)
     if spec is not None and getattr(spec, "outcome", None):
         return str(spec.outcome)
     idata = getattr(fit, "idata", fit)
-    attrs = dict(getattr(idata, "attrs", {}) or {})
+    attrs: dict[str, Any] = {}
     post = getattr(idata, "posterior", None)
     if post is not None:
-        attrs = {**dict(post.attrs), **attrs}
+        attrs = dict(post.attrs)
     if attrs.get("outcome"):
         return str(attrs["outcome"])
-    obs = getattr(idata, "observed_data", None)
-    if obs is not None:
-        for name in obs.data_vars:
-            if COUNT in str(name) or "count" in str(name):
+    if attrs.get("spec_toml"):
+        import tomllib
+
+        try:
+            return str(tomllib.loads(str(attrs["spec_toml"]))["model"]["outcome"])
+        except (tomllib.TOMLDecodeError, KeyError):
+            pass
+    for group in ("observed_data", "log_likelihood"):
+        ds = getattr(idata, group, None)
+        if ds is not None:
+            names = [str(v) for v in ds.data_vars]
+            if COUNT in names:
                 return COUNT
-            if OUTCOME in str(name):
+            if OUTCOME in names:
                 return OUTCOME
     raise InputError("cannot tell the model's outcome (no spec, no 'outcome' attribute)")
 
 
+def _as_fit(fit_or_idata: Any) -> Any:
+    """A models.Fit (or PooledFit) from a Fit, PooledFit, path or InferenceData."""
+    from . import models
+
+    if hasattr(fit_or_idata, "idata") and hasattr(fit_or_idata, "spec"):
+        return fit_or_idata
+    if isinstance(fit_or_idata, (str, Path)):
+        return models.read_fit(fit_or_idata)
+    if hasattr(fit_or_idata, "posterior"):
+        import tomllib  # noqa: F401  (spec text is embedded by models.fit)
+
+        attrs = fit_or_idata.posterior.attrs
+        if "spec_toml" not in attrs:
+            raise InputError("the InferenceData has no embedded model spec (spec_toml attribute)")
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            p = Path(d) / f"{attrs.get('model', 'model')}.toml"
+            p.write_text(str(attrs["spec_toml"]), encoding="utf-8")
+            spec = models.load_spec(p)
+        return _MemberFit(spec=spec, idata=fit_or_idata, xbar_=None)
+    raise InputError(f"cannot use a {type(fit_or_idata).__name__} as a fitted model")
+
+
+@dataclass
+class _MemberFit:
+    """What :func:`cst_bayes.models.replicate` needs of a fit: spec, idata, centring means."""
+
+    spec: Any
+    idata: Any
+    xbar_: np.ndarray | None
+
+    @property
+    def xbar(self) -> np.ndarray:
+        if self.xbar_ is not None:
+            return self.xbar_
+        return np.asarray(self.idata.constant_data["xbar"].to_numpy(), dtype=float)
+
+
+def is_pooled(fit: Any) -> bool:
+    """Whether a fit (or InferenceData) is stacked over reconstructions."""
+    idata = getattr(fit, "idata", fit)
+    return "reconstruction" in getattr(idata, "posterior", {}).coords
+
+
 def ppc_tables(
     fit_or_idata: Any,
-    df: pd.DataFrame,
+    df: pd.DataFrame | Sequence[pd.DataFrame],
     *,
     n_draws: int = 500,
     seed: int = 0,
@@ -565,12 +667,14 @@ def ppc_tables(
     Parameters
     ----------
     fit_or_idata
-        A :class:`cst_bayes.models.Fit` (or the InferenceData of one, as read back by
-        :func:`cst_bayes.models.read_fit`).
+        A :class:`cst_bayes.models.Fit`, a fit file path, its InferenceData, or a pooled
+        fit (:class:`cst_bayes.pooling.PooledFit`, or its stacked InferenceData).
     df
-        The data the model was fitted on.
+        The data the model was fitted on; for a pooled fit, the list of ensemble members
+        in the order they were fitted.
     n_draws
         Posterior predictive replicates (>= 500 for the published check; fewer in tests).
+        For a pooled fit they are shared equally among the members (rounded up).
     seed
         Seed of the replicate draws: the same seed gives the same table.
     prob
@@ -581,29 +685,51 @@ def ppc_tables(
     Returns
     -------
     pandas.DataFrame
-        See :func:`ppc_from_replicates`.
+        See :func:`ppc_from_replicates`. For a pooled fit, each member's replicates come
+        from that member's own posterior and covariates and are compared with that member's
+        observed statistics (``observed`` is then the members' median and
+        ``observed_min``/``observed_max`` their range).
     """
     from . import models
 
-    fit = fit_or_idata
-    if not hasattr(fit, "idata"):
-        fit = models.read_fit(fit) if not hasattr(fit, "posterior") else _fit_from_idata(fit)
-    outcome = _outcome_of(fit)
-    y_rep = models.replicate(fit, df, n_draws=n_draws, seed=seed)
-    out = ppc_from_replicates(df, y_rep, outcome=outcome, tables=tables, prob=prob)  # type: ignore[arg-type]
-    out.attrs.update(synthetic=bool(df.attrs.get("synthetic", False)), outcome=outcome,
-                     n_draws=n_draws, seed=seed)
+    if n_draws < 1:
+        raise InputError(f"n_draws must be >= 1, got {n_draws}", column="n_draws")
+    fit = _as_fit(fit_or_idata)
+    outcome = model_outcome(fit)
+    _check_common(outcome, prob)
+    frames = [df] if isinstance(df, pd.DataFrame) else list(df)
+    if is_pooled(fit):
+        from .pooling import member_idata
+
+        n_members = int(np.unique(fit.idata.posterior["reconstruction"].values).size)
+        if len(frames) != n_members:
+            raise InputError(f"the pooled fit has {n_members} reconstructions but {len(frames)} datasets were given")
+        per = -(-n_draws // n_members)
+        fits = [_MemberFit(fit.spec, member_idata(fit.idata, m + 1),
+                           frames[m][list(fit.spec.predictors)].to_numpy(float).mean(axis=0)
+                           if fit.spec.predictors else np.zeros(0))
+                for m in range(n_members)]
+    else:
+        if len(frames) != 1:
+            raise InputError("a single (not pooled) fit takes one dataset; fit the ensemble with fit_ensemble")
+        per = n_draws
+        fits = [fit]
+    seeds = np.random.SeedSequence(seed).spawn(len(frames))
+    results = []
+    for f, d, ss in zip(fits, frames, seeds):
+        y_rep = models.replicate(f, d, n_draws=per, seed=int(ss.generate_state(1)[0]))
+        results.append(_prepare(d, y_rep, outcome, tables))
+    # Only the trailing n_above_1 check (Poisson working likelihood) can be missing for a
+    # member whose replicates happened to stay within 0/1: there it is 0.
+    keys_all = max((r[0] for r in results), key=len)
+    width = len(keys_all)
+    reps = [t if t.shape[1] == width else np.column_stack([t, np.zeros(len(t))]) for _, t, _ in results]
+    obs = [o if o.size == width else np.append(o, 0.0) for _, _, o in results]
+    out = _summarise(keys_all, np.vstack(reps), np.vstack(obs), prob=prob)
+    synthetic = any(bool(d.attrs.get("synthetic", False)) for d in frames)
+    out.attrs.update(synthetic=synthetic, outcome=outcome, n_draws=per * len(frames), seed=seed,
+                     members=len(frames), model=getattr(fit.spec, "name", ""))
     return out
-
-
-def _fit_from_idata(idata: Any) -> Any:
-    """Wrap a bare InferenceData the way :func:`models.read_fit` would."""
-    from . import models
-
-    wrap = getattr(models, "fit_from_idata", None)
-    if wrap is not None:
-        return wrap(idata)
-    raise InputError("pass a Fit (models.fit / models.read_fit), not a bare InferenceData")
 
 
 def suppress_small_cells(ppc: pd.DataFrame, *, threshold: int | None = None) -> pd.DataFrame:
@@ -692,3 +818,77 @@ def plot_ppc_tables(ppc: pd.DataFrame, *, title: str | None = None, synthetic: b
     fig.suptitle(head, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.985))
     return fig
+
+
+# ----------------------------------------------------------------------------- files
+def summary_text(ppc: pd.DataFrame) -> str:
+    """A few lines: how many statistics, which fall outside the replicated interval."""
+    head = f"{len(ppc)} statistics, {int(ppc['flag'].sum())} outside the replicated 95% interval"
+    if ppc.attrs.get("synthetic"):
+        head = "SYNTHETIC data (reconstruction): " + head
+    lines = [head]
+    for r in ppc[ppc["flag"]].itertuples(index=False):
+        lines.append(f"  {r.table:<7} {r.statistic:<24} {r.stratum_or_term:<16} observed {r.observed:.4g} "
+                     f"replicated [{r.rep_low:.4g}, {r.rep_high:.4g}] ppp {r.ppp:.3f}")
+    return "\n".join(lines)
+
+
+def write_ppc(
+    fit_path: str | Path,
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    n_draws: int = 500,
+    seed: int = 0,
+    prob: float = 0.95,
+) -> dict[str, Any]:
+    """Run :func:`ppc_tables` for a fit file and write ``ppc.csv`` and ``ppc.png``.
+
+    Parameters
+    ----------
+    fit_path
+        ``MODEL.nc`` from ``cst-bayes fit`` (one dataset, or pooled over an ensemble).
+    data
+        The data file it was fitted on, or the ensemble folder for a pooled fit.
+    out_dir
+        Output folder (created if missing); files are written atomically.
+    n_draws, seed, prob
+        See :func:`ppc_tables`.
+
+    Returns
+    -------
+    dict
+        ``table`` (as written), ``paths``, ``summary_text``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import models
+    from .config import SYNTHETIC_BANNER
+    from .fileio import atomic_path, write_csv
+    from .pooling import load_frames
+
+    fit = models.read_fit(fit_path)
+    frames = load_frames(data)
+    if is_pooled(fit) != Path(data).is_dir():
+        raise InputError("a pooled fit needs the ensemble folder as --data, a single fit one data file",
+                         path=data)
+    table = ppc_tables(fit, frames if is_pooled(fit) else frames[0], n_draws=n_draws, seed=seed, prob=prob)
+    restricted = any(bool(d.attrs.get("restricted", False)) and not d.attrs.get("synthetic") for d in frames)
+    written = suppress_small_cells(table) if restricted else table
+    head = [f"cst-bayes ppc of {Path(fit_path).name} on {data}: {table.attrs['n_draws']} replicates, seed {seed}"]
+    if table.attrs.get("synthetic"):
+        head.insert(0, SYNTHETIC_BANNER)
+    if restricted:
+        head.append("restricted microdata: observed counts below 5 suppressed as '<5'")
+    out = Path(out_dir)
+    paths = {"ppc": write_csv(out / "ppc.csv", written, header_comment="\n".join(head))}
+    fig = plot_ppc_tables(written, title=f"{fit.spec.name}: observed vs replicated",
+                          synthetic=bool(table.attrs.get("synthetic")))
+    with atomic_path(out / "ppc.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    paths["figure"] = out / "ppc.png"
+    return {"table": written, "paths": paths, "summary_text": summary_text(table)}
