@@ -15,7 +15,8 @@ not reliable.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -55,6 +56,13 @@ def loo_table(
 ) -> pd.DataFrame:
     """PSIS-LOO of every model and their comparison within groups of the same outcome.
 
+    Fits pooled over a reconstruction ensemble (:mod:`cst_bayes.pooling`) are compared
+    member by member (each member's posterior against its own data) and the results
+    averaged: ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff``, ``dse`` and ``weight`` are
+    member means, Pareto-k counts are summed over members, and ``favoured_in`` counts the
+    members in which the model ranks first (a ranking that flips between reconstructions
+    shows there).
+
     Parameters
     ----------
     fits
@@ -68,16 +76,75 @@ def loo_table(
         Columns :data:`LOO_COLUMNS`, one row per model, sorted by group and rank. ``group``
         is the outcome (plus ``n=`` when the observation counts differ); ``favoured`` is True
         for the top-ranked model of a group with more than one model. ``attrs['notes']``
-        lists groups that had to be split and models with unreliable PSIS.
+        lists groups that had to be split and models with unreliable PSIS. Two more
+        columns follow: ``n_members`` and ``favoured_in``.
     """
+    from .pooling import member_idata
+
+    if not fits:
+        raise InputError("no models to compare")
+    pooled = {n: "reconstruction" in _idata(f).posterior.coords for n, f in fits.items()}
+    if not any(pooled.values()):
+        t = _loo_single(fits, method=method)
+        t["n_members"] = 1
+        t["favoured_in"] = t["favoured"].astype(int)
+        return t
+    if not all(pooled.values()):
+        raise InputError("cannot compare fits pooled over an ensemble with fits on one dataset: "
+                         f"pooled {sorted(n for n, p in pooled.items() if p)}, "
+                         f"single {sorted(n for n, p in pooled.items() if not p)}")
+    members = {n: sorted(np.unique(_idata(f).posterior["reconstruction"].values).tolist()) for n, f in fits.items()}
+    if len({tuple(m) for m in members.values()}) != 1:
+        raise InputError(f"pooled fits cover different reconstructions: {members}")
+    parts, notes = [], []
+    for m in next(iter(members.values())):
+        t = _loo_single({n: _with_outcome(member_idata(_idata(f), m), f) for n, f in fits.items()}, method=method)
+        t["member"] = m
+        notes += [f"reconstruction {m}: {x}" for x in t.attrs.get("notes", [])]
+        parts.append(t)
+    allm = pd.concat(parts, ignore_index=True)
+    g = allm.groupby(["group", "model"], sort=False)
+    table = g.agg(
+        elpd_loo=("elpd_loo", "mean"), se=("se", "mean"), p_loo=("p_loo", "mean"),
+        elpd_diff=("elpd_diff", "mean"), dse=("dse", "mean"), weight=("weight", "mean"),
+        n_obs=("n_obs", "first"), k_good=("k_good", "sum"), k_bad=("k_bad", "sum"),
+        k_very_bad=("k_very_bad", "sum"), k_max=("k_max", "max"),
+        good_k_threshold=("good_k_threshold", "min"), warning=("warning", "any"),
+        n_members=("member", "nunique"), favoured_in=("favoured", "sum"),
+    ).reset_index()
+    table["rank"] = table.groupby("group")["elpd_loo"].rank(ascending=False, method="first").astype(int) - 1
+    sizes = table.groupby("group")["model"].transform("size")
+    table["favoured"] = (table["rank"] == 0) & (sizes > 1)
+    table["favoured_in"] = table["favoured_in"].astype(int)
+    table = table[[*LOO_COLUMNS, "n_members", "favoured_in"]].sort_values(["group", "rank"], kind="stable")
+    table = table.reset_index(drop=True)
+    table.attrs["notes"] = sorted(set(notes), key=notes.index)
+    return table
+
+
+def _with_outcome(idata: Any, fit: Any) -> Any:
+    """Carry the model's outcome onto a member's InferenceData (for grouping)."""
+    from .ppc import model_outcome
+
+    try:
+        idata.posterior.attrs.setdefault("outcome", model_outcome(fit))
+    except InputError:
+        pass
+    return idata
+
+
+def _loo_single(
+    fits: Mapping[str, Any],
+    *,
+    method: Literal["stacking", "BB-pseudo-BMA", "pseudo-BMA"] = "stacking",
+) -> pd.DataFrame:
+    """:func:`loo_table` for fits on one dataset."""
     import arviz as az
 
     from .ppc import model_outcome
 
     if method not in ("stacking", "BB-pseudo-BMA", "pseudo-BMA"):
         raise InputError(f"unknown weighting method {method!r}", column="method")
-    if not fits:
-        raise InputError("no models to compare")
     rows: dict[str, dict[str, Any]] = {}
     elpd: dict[str, Any] = {}
     members: dict[str, list[str]] = {}
@@ -158,3 +225,72 @@ def summary_text(table: pd.DataFrame) -> str:
         )
     lines += [f"note: {n}" for n in table.attrs.get("notes", [])]
     return "\n".join(lines)
+
+
+def write_comparison(
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    models: Sequence[str] | None = None,
+    fits_dir: str | Path | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 4,
+    seed: int = 0,
+    sampler: str = "nutpie",
+    jobs: int | None = None,
+) -> dict[str, Any]:
+    """Fit (or read) the models, compare them by PSIS-LOO and write ``loo.csv``.
+
+    Parameters
+    ----------
+    data
+        A data file, or an ensemble folder (then every model is fitted on every member
+        with :func:`cst_bayes.pooling.fit_ensemble` and compared member by member).
+    out_dir
+        Output folder for ``loo.csv``.
+    models
+        Spec names or paths (default: every shipped spec).
+    fits_dir
+        Folder with ``MODEL.nc`` fits to reuse; models without one are fitted.
+    draws, tune, chains, seed, sampler, jobs
+        Sampling settings for the models that are fitted.
+
+    Returns
+    -------
+    dict
+        ``table``, ``paths``, ``summary_text``.
+    """
+    from . import models as mdl
+    from .config import SYNTHETIC_BANNER
+    from .fileio import write_csv
+    from .pooling import fit_ensemble, load_frames
+
+    names = list(models) if models else mdl.list_specs()["name"].tolist()
+    if len(names) < 2:
+        raise InputError(f"need at least two models to compare, got {names}")
+    frames = load_frames(data)
+    ensemble = Path(data).is_dir()
+    fits: dict[str, Any] = {}
+    for name in names:
+        spec = mdl.load_spec(name)
+        nc = Path(fits_dir) / f"{spec.name}.nc" if fits_dir is not None else None
+        if nc is not None and nc.exists():
+            fits[spec.name] = mdl.read_fit(nc)
+        elif ensemble:
+            fits[spec.name] = fit_ensemble(spec, frames, draws=draws, tune=tune, chains=chains, seed=seed,
+                                           sampler=sampler, jobs=jobs)
+        else:
+            fits[spec.name] = mdl.fit(spec, frames[0], draws=draws, tune=tune, chains=chains, seed=seed,
+                                      sampler=sampler, progress=False)
+    table = loo_table(fits)
+    synthetic = any(bool(d.attrs.get("synthetic", False)) for d in frames)
+    head = [f"cst-bayes compare on {data}: PSIS-LOO within outcome groups"]
+    if synthetic:
+        head.insert(0, SYNTHETIC_BANNER)
+    head += [f"note: {n}" for n in table.attrs.get("notes", [])]
+    paths = {"loo": write_csv(Path(out_dir) / "loo.csv", table, header_comment="\n".join(head))}
+    text = summary_text(table)
+    if synthetic:
+        text = "SYNTHETIC data (reconstruction)\n" + text
+    return {"table": table, "paths": paths, "summary_text": text}
