@@ -585,6 +585,13 @@ def strip_row_level(idata: Any) -> Any:
     return az.InferenceData(**keep)
 
 
+def _summary_of(fit: Any) -> pd.DataFrame:
+    s = getattr(fit, "summary", None)
+    if not isinstance(s, pd.DataFrame):
+        raise StageUnavailable(f"fit result {type(fit).__name__} has no summary DataFrame")
+    return s
+
+
 def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     """Fit one shipped model on every dataset (pooled over the ensemble when there are several)."""
     models = _need("models", "fit")
@@ -624,13 +631,12 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
 def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     """Table-level posterior predictive checks for one fitted model (on the first dataset)."""
     ppc = _need("ppc", "ppc_tables", "plot_ppc_tables")
-    models = _need("models", "read_fit")
     nc = ctx.out / "models" / name / f"{name}.nc"
     if not nc.exists():
         raise StageUnavailable(f"no fitted model {name} (models/{name} not available)")
-    fit = models.read_fit(nc)
+    data = ctx.frames if len(ctx.frames) > 1 else ctx.frames[0]  # a pooled fit takes every member
     try:
-        table = ppc.ppc_tables(fit, ctx.frames[0], n_draws=ctx.settings.ppc_draws, seed=ctx.seed)
+        table = ppc.ppc_tables(nc, data, n_draws=ctx.settings.ppc_draws, seed=ctx.seed)
     except Exception as exc:
         if ctx.restricted:  # restricted runs keep no per-agency groups on disk
             raise StageUnavailable(f"PPC needs per-agency groups that restricted mode drops ({exc})") from None
@@ -663,45 +669,50 @@ def _accepts(func: Callable[..., Any], kw: str) -> bool:
 
 
 def stage_compare(ctx: RunContext, work: Path) -> dict[str, Any]:
-    """PSIS-LOO comparison of the fitted models."""
-    comparison = _need("comparison")
-    import arviz as az
-
+    """PSIS-LOO comparison of the fitted models (``comparison.loo_table``)."""
+    comparison = _need("comparison", "loo_table")
+    models = _need("models", "read_fit")
+    if ctx.restricted:
+        raise StageUnavailable("PSIS-LOO needs the pointwise log-likelihood, which restricted mode does not keep")
     fits = {}
     for name in ctx.specs:
         nc = ctx.out / "models" / name / f"{name}.nc"
         if nc.exists():
-            fits[name] = az.from_netcdf(str(nc))
+            fits[name] = models.read_fit(nc)
     if len(fits) < 2:
-        raise StageUnavailable("fewer than two fitted models to compare")
-    func = next((getattr(comparison, n) for n in ("compare_models", "loo_table", "compare") if hasattr(comparison, n)), None)
-    if func is None:
-        raise StageUnavailable("cst_bayes.comparison has no compare_models")
-    table = func(fits)
-    table = table.reset_index() if not isinstance(table.index, pd.RangeIndex) else table
+        raise StageUnavailable(f"{len(fits)} fitted model(s): nothing to compare")
+    table = comparison.loo_table(fits)
     _write_table(ctx, work / "loo.csv", table)
-    return {"models": len(fits)}
+    notes = list(table.attrs.get("notes", []))
+    if hasattr(comparison, "summary_text"):
+        write_text(work / "loo.md", comparison.summary_text(table) + "\n")
+    return {"models": len(fits), "notes": notes}
 
 
 def stage_weights(ctx: RunContext, work: Path) -> dict[str, Any]:
-    """Weighting scenarios and the sensitivity table (``cst_bayes.weights``)."""
-    weights = _need("weights")
-    func = next((getattr(weights, n) for n in ("run_weights", "run", "sensitivity_analysis") if hasattr(weights, n)), None)
-    if func is None:
-        raise StageUnavailable("cst_bayes.weights has no run_weights")
-    kwargs: dict[str, Any] = {}
-    for k, v in (("scenarios_file", ctx.weighting_file), ("seed", ctx.seed), ("mcmc", ctx.settings.weights_mcmc),
-                 ("out", work), ("out_dir", work), ("draws", ctx.settings.draws), ("chains", ctx.settings.chains),
-                 ("tune", ctx.settings.tune)):
-        if _accepts(func, k):
-            kwargs[k] = v
-    res = func(ctx.frames[0], **kwargs)
-    info: dict[str, Any] = {}
-    if isinstance(res, dict):
-        for k, v in res.items():
-            if isinstance(v, pd.DataFrame):
-                _write_table(ctx, work / f"{k}.csv", v)
-                info[k] = len(v)
+    """Weighting scenarios, design-based and Bayesian estimates, sensitivity (``weights.run_weights``).
+
+    Runs on the first dataset (the weighting question is about the design, not about which
+    reconstruction is used; the sweep crosses both).
+    """
+    weights = _need("weights", "run_weights")
+    s = ctx.settings
+    res = weights.run_weights(ctx.frames[0], scenarios_file=ctx.weighting_file, out_dir=None, mcmc=s.weights_mcmc,
+                              draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed, sampler=s.sampler,
+                              published_dir=ctx.published_dir)
+    info: dict[str, Any] = {"dataset": ctx.dataset_ids[0], "mcmc": s.weights_mcmc}
+    for k, v in res.items():
+        if isinstance(v, pd.DataFrame):
+            _write_table(ctx, work / f"{k}.csv", v)
+            info[k] = len(v)
+    text = res.get("sensitivity_text")
+    if isinstance(text, str):
+        write_text(work / "sensitivity.md", text)
+    sens = res.get("sensitivity")
+    if isinstance(sens, pd.DataFrame) and len(sens):
+        from .sensitivity import plot_sensitivity
+
+        plot_sensitivity(sens, work / "sensitivity.png", synthetic=ctx.synthetic)  # atomic itself
     return info
 
 

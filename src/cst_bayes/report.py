@@ -349,11 +349,11 @@ def _section_results(run: dict[str, Any], run_dir: Path, figs: _Figures) -> Sect
         s = _csv(run_dir / "models" / name / "summary.csv")
         if s is not None:
             sec.table(_fmt(s), f"Posterior summary of {name}.")
-        b = _csv(run_dir / "models" / name / "between_variance.csv")
+        b = _csv(run_dir / "models" / name / "between.csv")
         if b is not None:
             sec.table(_fmt(b), f"{name}: share of posterior variance from differences between reconstructions.")
     for model in TABLE3_MODELS:
-        b = _csv(run_dir / "models" / model / "between_variance.csv")
+        b = _csv(run_dir / "models" / model / "between.csv")
         if b is not None:
             sec.table(_fmt(b), f"{model}: share of posterior variance from differences between reconstructions.")
     return sec
