@@ -118,6 +118,15 @@ def term_draws(idata: Any) -> dict[str, np.ndarray]:
     return out
 
 
+def _member_term_draws(spec: Any, idata: Any) -> dict[str, np.ndarray]:
+    """The models module's own term draws (same terms as its summaries) when ``spec`` is a ModelSpec."""
+    try:
+        from .models import ModelSpec, _term_draws
+    except ImportError:  # pragma: no cover - models ships with the package
+        return term_draws(idata)
+    return _term_draws(spec, idata) if isinstance(spec, ModelSpec) else term_draws(idata)
+
+
 def _null_is_excluded(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (lo > 0) | (hi < 0)
 
@@ -295,7 +304,7 @@ def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFi
     sizes = {(i.posterior.sizes["chain"], i.posterior.sizes["draw"]) for i in idatas}
     if len(sizes) != 1:
         raise InputError(f"members have different numbers of chains/draws {sorted(sizes)}; stacking needs equal ones")
-    draws = [term_draws(i) for i in idatas]
+    draws = [_member_term_draws(spec, i) for i in idatas]
     between = variance_table(draws, prob=prob)
     per = []
     for m, f in enumerate(fits, start=1):
