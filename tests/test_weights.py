@@ -384,7 +384,9 @@ def bayes(ref_df, scenarios):
     return pl, m, fits
 
 
+# Both MCMC tests share one module fixture: keep them on one xdist worker (make test uses loadgroup).
 @pytest.mark.slow
+@pytest.mark.xdist_group("weights_bayes")
 def test_unweighted_scenario_reproduces_the_unweighted_fit(bayes, ref_df):
     from cst_bayes import models
 
@@ -400,6 +402,7 @@ def test_unweighted_scenario_reproduces_the_unweighted_fit(bayes, ref_df):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("weights_bayes")
 def test_weighted_fits_move_toward_the_design_estimate(bayes, ref_df, scenarios):
     pl, m, fits = bayes
     de = W.design_estimates(ref_df, [scenarios["design"]]).set_index("estimand").loc[OUTCOME]

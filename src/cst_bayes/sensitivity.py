@@ -207,7 +207,7 @@ def plot_sensitivity(sens: pd.DataFrame, path: str | Path, *, synthetic: bool) -
     titles = {("prevalence", ""): "National share with any CST case", ("or", "no"): "OR, unadjusted",
               ("or", "yes"): "OR, size-adjusted", ("rd", "no"): "Marginal RD, unadjusted",
               ("rd", "yes"): "Marginal RD, size-adjusted"}
-    fig, axes = plt.subplots(1, 5, figsize=(20, 7), sharey=False, gridspec_kw={"width_ratios": [1, 1.4, 1.4, 1.4, 1.4]})
+    fig, axes = plt.subplots(1, 5, figsize=(20, max(7.0, 3 + 0.45 * len(combos))), sharey=False, gridspec_kw={"width_ratios": [1, 1.4, 1.4, 1.4, 1.4]})
     terms = list(APPROACHES)
     offsets = np.linspace(-0.38, 0.38, max(len(combos), 1))
     for ax, (est, adj) in zip(axes, panels):
