@@ -265,6 +265,7 @@ def forest_figure(df: pd.DataFrame, *, synthetic: bool, restricted: bool) -> Any
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     panels = sorted({(int(a), adj) for a, adj in zip(df["analysis"], df["adjusted_for_size"])})
     colors = {"published": "#222222", "frequentist": "#1f77b4", "Bayesian": "#d62728"}
@@ -281,8 +282,11 @@ def forest_figure(df: pd.DataFrame, *, synthetic: bool, restricted: bool) -> Any
                         fmt="o", ms=3.5, lw=1, color=colors.get(src, "gray"), label=src)
         ax.axvline(1.0, color="gray", lw=0.8, ls="--")
         ax.set_xscale("log")
+        # plain numbers on the log axis: a narrow range (e.g. 1.1-1.5) gets unreadable 10^x labels
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_yticks(range(len(terms)), terms, fontsize=8)
-        ax.invert_yaxis()
+        ax.set_ylim(len(terms) - 0.5, -0.5)  # fixed rows: one-term panels must not stretch the offsets
         ax.set_title(f"Analysis {a}, {'adjusted' if adj == 'yes' else 'unadjusted'}", fontsize=9)
         ax.set_xlabel("odds ratio (95% interval)", fontsize=8)
     axes[0][0].legend(fontsize=7, loc="lower right")
