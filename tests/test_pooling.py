@@ -211,6 +211,11 @@ def test_fit_ensemble_real_sampler_ppc_and_loo():
     table = ppc.ppc_tables(pooled, frames, n_draws=40, seed=0, tables=["table1"])
     assert (table["n_rep"] == 40).all()
     assert (table["observed_min"] < table["observed_max"]).any()
+    # one member's data: that member's posterior is found by its data hash
+    one = ppc.ppc_tables(pooled, frames[1], n_draws=40, seed=0, tables=["table1"])
+    assert (one["observed"] == one["observed_min"]).all()
+    with pytest.raises(InputError):
+        ppc.ppc_tables(pooled, simulate(23)[0], n_draws=10, tables=["table1"])
     # LOO member by member
     other = pooling.fit_ensemble("logit_count", frames, **kw)
     cmp = loo_table({"logit_count_strata": pooled, "logit_count": other})

@@ -198,7 +198,11 @@ def stack_members(idatas: Sequence[Any]) -> Any:
         ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), reconstruction=("chain", np.array(recon)))
         stacked[g] = ds
     out = az.InferenceData(**stacked)
-    out.posterior.attrs.update(pooled_members=len(idatas), pooling="stacked draws (multiple imputation)")
+    # Which data each member was fitted on (models.fit records a data hash): lets a PPC given
+    # one member's data find that member's posterior. Joined as text: netCDF attrs are flat.
+    hashes = [str(i.posterior.attrs.get("data_hash", "")) for i in idatas]
+    out.posterior.attrs.update(pooled_members=len(idatas), pooling="stacked draws (multiple imputation)",
+                               member_data_hashes=",".join(hashes))
     return out
 
 

@@ -647,6 +647,18 @@ class _MemberFit:
         return np.asarray(self.idata.constant_data["xbar"].to_numpy(), dtype=float)
 
 
+def _member_of(fit: Any, df: pd.DataFrame) -> int:
+    """The ensemble member (1-based) a pooled fit was fitted on ``df`` as, by data hash."""
+    from .models import _data_hash
+
+    hashes = str(fit.idata.posterior.attrs.get("member_data_hashes", "")).split(",")
+    h = _data_hash(df, fit.spec)
+    if h not in hashes:
+        raise InputError("these data are not one of the reconstructions the pooled fit was fitted on; "
+                         "pass the whole ensemble (the folder) instead", path=df.attrs.get("source"))
+    return hashes.index(h) + 1
+
+
 def is_pooled(fit: Any) -> bool:
     """Whether a fit (or InferenceData) is stacked over reconstructions."""
     idata = getattr(fit, "idata", fit)
@@ -671,7 +683,8 @@ def ppc_tables(
         fit (:class:`cst_bayes.pooling.PooledFit`, or its stacked InferenceData).
     df
         The data the model was fitted on; for a pooled fit, the list of ensemble members
-        in the order they were fitted.
+        in the order they were fitted (or one member: the check then uses that member's
+        posterior, found by its data hash).
     n_draws
         Posterior predictive replicates (>= 500 for the published check; fewer in tests).
         For a pooled fit they are shared equally among the members (rounded up).
@@ -702,13 +715,17 @@ def ppc_tables(
         from .pooling import member_idata
 
         n_members = int(np.unique(fit.idata.posterior["reconstruction"].values).size)
-        if len(frames) != n_members:
+        if len(frames) == n_members:
+            members = list(range(1, n_members + 1))
+        elif len(frames) == 1:
+            members = [_member_of(fit, frames[0])]
+        else:
             raise InputError(f"the pooled fit has {n_members} reconstructions but {len(frames)} datasets were given")
-        per = -(-n_draws // n_members)
-        fits = [_MemberFit(fit.spec, member_idata(fit.idata, m + 1),
-                           frames[m][list(fit.spec.predictors)].to_numpy(float).mean(axis=0)
+        per = -(-n_draws // len(frames))
+        fits = [_MemberFit(fit.spec, member_idata(fit.idata, m),
+                           d[list(fit.spec.predictors)].to_numpy(float).mean(axis=0)
                            if fit.spec.predictors else np.zeros(0))
-                for m in range(n_members)]
+                for m, d in zip(members, frames)]
     else:
         if len(frames) != 1:
             raise InputError("a single (not pooled) fit takes one dataset; fit the ensemble with fit_ensemble")
@@ -849,7 +866,8 @@ def write_ppc(
     fit_path
         ``MODEL.nc`` from ``cst-bayes fit`` (one dataset, or pooled over an ensemble).
     data
-        The data file it was fitted on, or the ensemble folder for a pooled fit.
+        The data file it was fitted on, or the ensemble folder for a pooled fit (a pooled
+        fit with one member's file checks that member).
     out_dir
         Output folder (created if missing); files are written atomically.
     n_draws, seed, prob
@@ -872,10 +890,9 @@ def write_ppc(
 
     fit = models.read_fit(fit_path)
     frames = load_frames(data)
-    if is_pooled(fit) != Path(data).is_dir():
-        raise InputError("a pooled fit needs the ensemble folder as --data, a single fit one data file",
-                         path=data)
-    table = ppc_tables(fit, frames if is_pooled(fit) else frames[0], n_draws=n_draws, seed=seed, prob=prob)
+    if Path(data).is_dir() and not is_pooled(fit):
+        raise InputError("an ensemble folder needs a fit pooled over it (cst-bayes fit MODEL --data DIR)", path=data)
+    table = ppc_tables(fit, frames if Path(data).is_dir() else frames[0], n_draws=n_draws, seed=seed, prob=prob)
     restricted = any(bool(d.attrs.get("restricted", False)) and not d.attrs.get("synthetic") for d in frames)
     written = suppress_small_cells(table) if restricted else table
     head = [f"cst-bayes ppc of {Path(fit_path).name} on {data}: {table.attrs['n_draws']} replicates, seed {seed}"]
