@@ -211,14 +211,27 @@ def test_bad_arguments(sim_df):
         ppc.ppc_from_replicates(sim_df, y + 0.5)
 
 
-def test_suppress_small_cells_hides_small_observed_counts(sim_df):
+def test_suppress_small_cells_hides_small_counts_and_complements(sim, sim_df):
     out = ppc.ppc_from_replicates(sim_df, count_replicates(sim_df, 20, 2), outcome=COUNT)
-    sup = ppc.suppress_small_cells(out)
+    sizes = {**sim_df["stratum"].astype(str).value_counts().to_dict(), "all": len(sim_df)}
+    sup = ppc.suppress_small_cells(out, n_by_stratum=sizes)
     counts = out["statistic"].str.startswith("n_count=")
-    small = counts & (out["observed"] < 5)
+    n = out["stratum_or_term"].map(sizes)
+    small = counts & ((out["observed"] < 5) | (n - out["observed"] < 5))
     assert small.any()
-    assert (sup.loc[small, "observed"] == "<5").all()
-    assert (sup.loc[~small, "observed"] == out.loc[~small, "observed"]).all()
+    for col in ("observed", "observed_min", "observed_max"):
+        assert (sup.loc[small, col] == "<5").all()
+        assert (sup.loc[~small, col] == out.loc[~small, col]).all()
+    # Figure 1 shares imply counts: a share of the 34 largest agencies... here of the case
+    # agencies; make one share imply 3 agencies with a case and check it is blanked
+    df, truth = sim
+    t = ppc.ppc_from_replicates(df, truth_replicates(df, truth, 20, seed=1), tables=["table1", "fig1"])
+    n_case = t.loc[(t["statistic"] == "n_yes") & (t["stratum_or_term"] == "all"), "observed"].item()
+    row = (t["statistic"] == "pct_case") & (t["stratum_or_term"] == "court")
+    t.loc[row, "observed"] = 100 * 3 / n_case
+    s = ppc.suppress_small_cells(t, n_by_stratum={"all": len(df)})
+    assert pd.isna(s.loc[row, "observed"].item())
+    assert s.loc[(t["statistic"] == "pct_case") & (t["stratum_or_term"] == "mdt"), "observed"].notna().all()
 
 
 def test_plot_has_one_panel_per_table_and_says_synthetic(sim):
