@@ -88,6 +88,10 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 BFMI_MIN = 0.3
 
+#: NUTS target acceptance. 0.8 left a handful of scattered divergences (not a funnel: at ordinary
+#: values of sigma_stratum) in the stratum models; 0.9 removes them for ~15% more leapfrog steps.
+TARGET_ACCEPT = 0.9
+
 SUMMARY_COLUMNS = ["term", "estimate", "ci_low", "ci_high", "r_hat", "ess_bulk", "ess_tail"]
 
 
@@ -612,7 +616,7 @@ def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: in
         t1 = time.perf_counter()
         with model:
             idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(chains, 2), random_seed=seed,
-                              progressbar=progress, compute_convergence_checks=False, nuts_sampler="pymc")
+                              progressbar=progress, target_accept=TARGET_ACCEPT, compute_convergence_checks=False, nuts_sampler="pymc")
         timings["sample_s"] = time.perf_counter() - t1
     else:
         import nutpie
@@ -630,7 +634,7 @@ def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: in
         timings["compile_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                              progress_bar=progress, save_warmup=False)
+                              progress_bar=progress, save_warmup=False, target_accept=TARGET_ACCEPT)
         timings["sample_s"] = time.perf_counter() - t1
     keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
     post = idata.posterior[keep]

@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=1000, help="warm-up iterations per chain (default 1000)")
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--sampler", choices=("nutpie", "nutpie-c", "pymc"), default="nutpie-c",
-                        help="nutpie-c (default: nutpie on PyTensor's disk-cached C backend, quickest for one fit), "
-                             "nutpie (numba backend: slow compile, fastest sampling) or pymc")
+    parser.add_argument("--sampler", choices=("nutpie", "nutpie-c", "pymc"), default="nutpie",
+                        help="nutpie (default; numba backend: slow compile, fastest sampling), nutpie-c (nutpie "
+                             "on PyTensor's disk-cached C backend: quick compile, slower sampling) or pymc")
     parser.add_argument("--weights", metavar="COLUMN", help="weight column: weighted pseudo-likelihood")
     parser.add_argument("--prior-scale", type=float, default=1.0, help="multiply the coefficient prior scale")
     parser.add_argument("--compare-published", action="store_true",
