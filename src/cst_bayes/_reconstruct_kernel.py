@@ -1,0 +1,336 @@
+"""The numba kernel of :mod:`cst_bayes.reconstruct` (simulated annealing over swaps).
+
+Kept in its own module, at module level, so numba's on-disk cache (``cache=True``) is hit by
+every worker process instead of recompiling the kernel in each (about 10 s per process).
+Only :mod:`cst_bayes.reconstruct` imports it, lazily.
+"""
+
+# ruff: noqa: E741
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def design_row(m, v, s, out):
+    out[0] = 1.0
+    if m <= 1:
+        for k in range(9):
+            out[1 + k] = v[k]
+        if m == 1:
+            out[10] = 1.0 if s == 1 else 0.0
+            out[11] = 1.0 if s == 2 else 0.0
+            out[12] = 1.0 if s == 3 else 0.0
+    else:
+        tot = 0.0
+        for k in range(9):
+            tot += v[k]
+        out[1] = tot
+        if m == 3:
+            out[2] = 1.0 if s == 1 else 0.0
+            out[3] = 1.0 if s == 2 else 0.0
+            out[4] = 1.0 if s == 3 else 0.0
+
+@njit(cache=True)
+def refit(m, V, strat, beta, hinv, iters):
+    """Newton iterations of logistic model m from beta; hinv = inverse information."""
+    n = V.shape[0]
+    p = 13 if m == 1 else (10 if m == 0 else (2 if m == 2 else 5))
+    d = np.zeros(13)
+    ok = True
+    for it in range(iters):
+        H = np.zeros((p, p))
+        g = np.zeros(p)
+        for i in range(n):
+            design_row(m, V[i], strat[i], d)
+            eta = 0.0
+            for k in range(p):
+                eta += d[k] * beta[k]
+            mu = 1.0 / (1.0 + np.exp(-eta))
+            w = mu * (1.0 - mu)
+            r = V[i, 9] - mu
+            for k in range(p):
+                g[k] += d[k] * r
+                wk = w * d[k]
+                for l in range(k + 1):
+                    H[k, l] += wk * d[l]
+        for k in range(p):
+            for l in range(k):
+                H[l, k] = H[k, l]
+        Hi = np.linalg.inv(H)
+        for k in range(p):
+            for l in range(p):
+                hinv[k, l] = Hi[k, l]
+        step = Hi @ g
+        mx = 0.0
+        for k in range(p):
+            beta[k] += step[k]
+            mx = max(mx, abs(step[k]))
+        if not np.isfinite(mx):
+            ok = False
+            break
+        # hinv is at the pre-step beta; after a step this small the difference is ~1e-10
+        if mx < 1e-10:
+            break
+    return ok
+
+@njit(cache=True)
+def sm_update(hinv, p, d, c, u):
+    """hinv <- (H + c d d')^-1 by Sherman-Morrison (u: work buffer)."""
+    for k in range(p):
+        acc = 0.0
+        for l in range(p):
+            acc += hinv[k, l] * d[l]
+        u[k] = acc
+    den = 1.0
+    for k in range(p):
+        den += c * d[k] * u[k]
+    f = c / den
+    for k in range(p):
+        for l in range(p):
+            hinv[k, l] -= f * u[k] * u[l]
+
+@njit(cache=True)
+def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u):
+    """One Newton step for model m after rows old[0..1] -> new[0..1] (same stratum).
+
+    g, do, dn, u are work buffers (no allocation in the hot loop).
+    """
+    p = 13 if m == 1 else (10 if m == 0 else (2 if m == 2 else 5))
+    for k in range(p):
+        g[k] = 0.0
+        for l in range(p):
+            nhinv[k, l] = hinv[k, l]
+    for r in range(2):
+        design_row(m, old[r], s, do)
+        design_row(m, new[r], s, dn)
+        same = True
+        for k in range(p):
+            if do[k] != dn[k]:
+                same = False
+                break
+        eta = 0.0
+        for k in range(p):
+            eta += do[k] * beta[k]
+        mo = 1.0 / (1.0 + np.exp(-eta))
+        if same:
+            dy = new[r, 9] - old[r, 9]
+            if dy != 0:
+                for k in range(p):
+                    g[k] += do[k] * dy
+            continue
+        eta = 0.0
+        for k in range(p):
+            eta += dn[k] * beta[k]
+        mn = 1.0 / (1.0 + np.exp(-eta))
+        for k in range(p):
+            g[k] += dn[k] * (new[r, 9] - mn) - do[k] * (old[r, 9] - mo)
+        sm_update(nhinv, p, do, -mo * (1.0 - mo), u)
+        sm_update(nhinv, p, dn, mn * (1.0 - mn), u)
+    for k in range(p):
+        acc = 0.0
+        for l in range(p):
+            acc += nhinv[k, l] * g[l]
+        nbeta[k] = beta[k] + acc
+
+@njit(cache=True)
+def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
+    ef = 0.0
+    es = 0.0
+    for q in range(tm.shape[0]):
+        m = tm[q]
+        c = tc[q]
+        b = betas[m, c]
+        v = hinvs[m, c, c]
+        se = np.sqrt(v) if v > 0 else 1e9
+        for k in range(3):
+            x = b if k == 0 else (b - 1.959963984540054 * se if k == 1 else b + 1.959963984540054 * se)
+            lo = win[q, k, 0]
+            hi = win[q, k, 1]
+            dist = 0.0
+            if x < lo:
+                dist = lo - x
+            elif x > hi:
+                dist = x - hi
+            if forced[q, k]:
+                ef += dist / scale
+            else:
+                es += wt * dist / scale
+    return ef, es
+
+@njit(cache=True)
+def count_energy(C, phi_lo, phi_hi, t_lo, t_hi):
+    e = 0.0
+    for i in range(9):
+        for j in range(i):
+            x = C[i, j]
+            if x < phi_lo[i, j]:
+                e += phi_lo[i, j] - x
+            elif x > phi_hi[i, j]:
+                e += x - phi_hi[i, j]
+        x = C[i, 9]
+        if x < t_lo[i]:
+            e += t_lo[i] - x
+        elif x > t_hi[i]:
+            e += x - t_hi[i]
+    return e
+
+@njit(cache=True)
+def anneal(V, strat, sstart, send, scum, ccum, C, phi_lo, phi_hi, t_lo, t_hi,
+           betas, hinvs, tm, tc, win, forced, soft_wt, scale, T0, T1, max_steps,
+           refit_every, near, p_target, count_w, seed):
+    """Simulated annealing; returns (status, steps, accepted, E_forced, E_soft).
+
+    status 1: every forced target inside its (shrunk) window after an exact refit.
+    """
+    np.random.seed(seed)
+    n = V.shape[0]
+    for m in range(4):
+        refit(m, V, strat, betas[m], hinvs[m], 25)
+    ec = count_w * count_energy(C, phi_lo, phi_hi, t_lo, t_hi)
+    emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
+    if ec + emf == 0.0:
+        return 1, 0, 0, 0.0, ems
+    nb = np.zeros((4, 13))
+    nh = np.zeros((4, 13, 13))
+    old = np.zeros((2, 10))
+    wg = np.zeros(13)
+    wdo = np.zeros(13)
+    wdn = np.zeros(13)
+    wu = np.zeros(13)
+    new = np.zeros((2, 10))
+    acc = 0
+    since = 0
+    viol_i = np.zeros(45, np.int64)
+    viol_j = np.zeros(45, np.int64)
+    viol_d = np.zeros(45, np.int64)
+    nviol = 0
+    dirty = True
+    lr = np.log(T1 / T0)
+    for step in range(max_steps):
+        T = T0 * np.exp(lr * step / max_steps)
+        u = np.random.random()
+        c = 0
+        while ccum[c] < u:
+            c += 1
+        u = np.random.random()
+        s = 0
+        while scum[s] < u:
+            s += 1
+        # Targeted proposal: half of the time, a move that shifts a violated count by
+        # one in the right direction (swap c between rows differing in column kk).
+        kk = -1
+        want = 0
+        if dirty:
+            nviol = 0
+            for i in range(9):
+                for j in range(i + 1):
+                    if j == i:
+                        x = C[i, 9]
+                        lo_ = t_lo[i]
+                        hi_ = t_hi[i]
+                    else:
+                        x = C[i, j]
+                        lo_ = phi_lo[i, j]
+                        hi_ = phi_hi[i, j]
+                    if x < lo_ or x > hi_:
+                        viol_i[nviol] = i
+                        viol_j[nviol] = 9 if j == i else j
+                        viol_d[nviol] = 1 if x < lo_ else -1
+                        nviol += 1
+            dirty = False
+        if nviol > 0 and np.random.random() < p_target:
+            q = int(np.random.random() * nviol)
+            if np.random.random() < 0.5:
+                c = viol_i[q]
+                kk = viol_j[q]
+            else:
+                c = viol_j[q]
+                kk = viol_i[q]
+            want = viol_d[q]
+        lo_r = sstart[s]
+        width = send[s] - lo_r
+        a = -1
+        b = -1
+        for tries in range(96):
+            i = lo_r + int(np.random.random() * width)
+            if kk >= 0:
+                if V[i, c] == 1 and a < 0 and V[i, kk] == (1 if want < 0 else 0):
+                    a = i
+                elif V[i, c] == 0 and b < 0 and V[i, kk] == (1 if want > 0 else 0):
+                    b = i
+            elif V[i, c] == 1:
+                if a < 0:
+                    a = i
+            elif b < 0:
+                b = i
+            if a >= 0 and b >= 0:
+                break
+        if a < 0 or b < 0:
+            continue
+        # count energy after the swap of column c between rows a (1 -> 0) and b (0 -> 1)
+        dec = 0.0
+        for k in range(10):
+            if k == c:
+                continue
+            dd = V[b, k] - V[a, k]
+            if dd == 0:
+                continue
+            i1 = max(c, k)
+            j1 = min(c, k)
+            x0 = C[i1, j1]
+            x1 = x0 + dd
+            if i1 == 9:  # t_j of approach j1
+                lo_ = t_lo[j1]
+                hi_ = t_hi[j1]
+            else:
+                lo_ = phi_lo[i1, j1]
+                hi_ = phi_hi[i1, j1]
+            e0 = (lo_ - x0) if x0 < lo_ else ((x0 - hi_) if x0 > hi_ else 0)
+            e1 = (lo_ - x1) if x1 < lo_ else ((x1 - hi_) if x1 > hi_ else 0)
+            dec += e1 - e0
+        for k in range(10):
+            old[0, k] = V[a, k]
+            old[1, k] = V[b, k]
+            new[0, k] = V[a, k]
+            new[1, k] = V[b, k]
+        new[0, c] = 0
+        new[1, c] = 1
+        for m in range(4):
+            propose_model(m, betas[m], hinvs[m], old, new, s, nb[m], nh[m], wg, wdo, wdn, wu)
+        nf, ns = model_energy(nb, nh, tm, tc, win, soft_wt, forced, scale)
+        dec *= count_w
+        dE = dec + (nf + ns) - (emf + ems)
+        if dE <= 0 or np.random.random() < np.exp(-dE / T):
+            V[a, c] = 0
+            V[b, c] = 1
+            for k in range(10):
+                if k == c:
+                    continue
+                dd = V[b, k] - V[a, k]
+                C[c, k] += dd
+                C[k, c] += dd
+            for m in range(4):
+                for k in range(13):
+                    betas[m, k] = nb[m, k]
+                    for l in range(13):
+                        hinvs[m, k, l] = nh[m, k, l]
+            ec += dec
+            dirty = True
+            emf = nf
+            ems = ns
+            acc += 1
+            since += 1
+            if since >= refit_every or ec + emf < near:
+                for m in range(4):
+                    refit(m, V, strat, betas[m], hinvs[m], 3)
+                emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
+                since = 0
+                if ec + emf == 0.0:
+                    return 1, step + 1, acc, 0.0, ems
+    for m in range(4):
+        refit(m, V, strat, betas[m], hinvs[m], 25)
+    emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
+    return (1 if ec + emf == 0.0 else 0), max_steps, acc, ec + emf, ems
+
