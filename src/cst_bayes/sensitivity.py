@@ -181,12 +181,12 @@ def conclusions_text(concl: pd.DataFrame, sens: pd.DataFrame, *, synthetic: bool
     other = concl[~concl["survives"] & ~concl["reproduced_unweighted"]]
     lines.append(f"{len(surv)} of {len(concl)} conclusions of the article hold in every scenario and method:")
     lines += [f"  - {c}" for c in surv["claim"]]
-    lines.append(f"\n{len(fragile)} hold in the unweighted analysis but not under every weighting "
-                 "(disagreeing scenario/method):")
+    lines.append(f"\n{len(fragile)} {'holds' if len(fragile) == 1 else 'hold'} in the unweighted analysis "
+                 "but not under every weighting (disagreeing scenario/method):")
     lines += [f"  - {r.claim}: holds in {r.holds_in} of {r.rows} ({r.detail})" for r in fragile.itertuples(index=False)]
     if len(other):
-        lines.append(f"\n{len(other)} are not reproduced by these data even unweighted, so weighting is not what "
-                     "decides them:")
+        lines.append(f"\n{len(other)} {'is' if len(other) == 1 else 'are'} not reproduced by every method even "
+                     "unweighted, so weighting is not what decides them:")
         lines += [f"  - {r.claim}: holds in {r.holds_in} of {r.rows}" for r in other.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
