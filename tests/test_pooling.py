@@ -191,7 +191,7 @@ def test_loo_groups_by_outcome_and_observation_count():
 
 # --------------------------------------------------------------------- real sampler (slow)
 @pytest.mark.slow
-def test_fit_ensemble_real_sampler_ppc_and_loo():
+def test_fit_ensemble_real_sampler_ppc_and_loo(tmp_path):
     from cst_bayes import models, ppc
     from cst_bayes.comparison import loo_table
     from cst_bayes.simulate import simulate
@@ -221,3 +221,21 @@ def test_fit_ensemble_real_sampler_ppc_and_loo():
     cmp = loo_table({"logit_count_strata": pooled, "logit_count": other})
     assert (cmp["n_members"] == 2).all()
     assert cmp.loc[cmp["model"] == "logit_count_strata", "favoured_in"].item() == 2  # strata matter here
+    # the CLI on the written pooled fits and an ensemble folder
+    from cst_bayes.cli import main
+    from cst_bayes.fileio import write_csv
+
+    ens, fits, out = tmp_path / "ens", tmp_path / "fits", tmp_path / "out"
+    for i, f in enumerate(frames, start=1):
+        write_csv(ens / f"reconstruction-{i:03d}.csv", f.drop(columns=["n_approaches"]), header_comment="SYNTHETIC test member")
+    pooling.write_pooled(pooled, fits)
+    pooling.write_pooled(other, fits)
+    assert main(["compare", "logit_count_strata", "logit_count", "--data", str(ens), "--fits", str(fits),
+                 "--out", str(out)]) == 0
+    loo = pd.read_csv(out / "loo.csv", comment="#")
+    pd.testing.assert_series_equal(loo["elpd_loo"], cmp["elpd_loo"], check_names=False)
+    assert main(["ppc", str(fits / "logit_count.nc"), "--data", str(ens), "--out", str(out), "--draws", "20"]) == 0
+    assert pd.read_csv(out / "ppc.csv", comment="#")["n_rep"].max() == 20
+    # an ensemble folder with a fit that is not pooled over it is a clean error
+    single = models.write_fit(alone, tmp_path / "single")[0]
+    assert main(["ppc", str(single), "--data", str(ens), "--out", str(tmp_path / "x")]) == 2

@@ -617,8 +617,7 @@ def _as_fit(fit_or_idata: Any) -> Any:
     if isinstance(fit_or_idata, (str, Path)):
         return models.read_fit(fit_or_idata)
     if hasattr(fit_or_idata, "posterior"):
-        import tomllib  # noqa: F401  (spec text is embedded by models.fit)
-
+        # models.fit embeds the spec's TOML text; read_fit rebuilds the spec the same way
         attrs = fit_or_idata.posterior.attrs
         if "spec_toml" not in attrs:
             raise InputError("the InferenceData has no embedded model spec (spec_toml attribute)")
