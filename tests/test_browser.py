@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_support import quick_run  # noqa: F401  (fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 PROBE = """<script>window.addEventListener('load', () => {

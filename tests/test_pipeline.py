@@ -10,7 +10,7 @@ import pytest
 
 from cst_bayes import pipeline
 from cst_bayes.errors import InputError
-from pipeline_support import check_outputs_intact, quick_run, write_sim  # noqa: F401  (fixture)
+from pipeline_support import check_outputs_intact, write_sim
 
 
 def _ctx(tmp_path: Path) -> pipeline.RunContext:
