@@ -379,7 +379,7 @@ def bayes(ref_df, scenarios):
     pytest.importorskip("cst_bayes.models")
     fits: dict = {}
     # nutpie over PyTensor's disk-cached C backend: cheapest for a handful of fits in one process.
-    pl, m = mrp.bayes_weighting(ref_df, [scenarios["unweighted"], scenarios["design"]], draws=150, tune=200,
+    pl, m = mrp.bayes_weighting(ref_df, [scenarios["unweighted"], scenarios["design"]], draws=100, tune=150,
                                 chains=2, seed=11, sampler="nutpie-c", fits_out=fits, max_risk_draws=300)
     return pl, m, fits
 
@@ -392,7 +392,7 @@ def test_unweighted_scenario_reproduces_the_unweighted_fit(bayes, ref_df):
 
     pl, m, fits = bayes
     # Same seed, no weights: the pseudo-likelihood fit under 'unweighted' is the plain fit.
-    direct = models.fit(mrp.MODEL_ADJUSTED, ref_df, draws=150, tune=200, chains=2, seed=11,
+    direct = models.fit(mrp.MODEL_ADJUSTED, ref_df, draws=100, tune=150, chains=2, seed=11,
                         sampler="nutpie-c", progress=False)
     np.testing.assert_array_equal(fits[("unweighted", "adjusted")].summary["estimate"], direct.summary["estimate"])
     # MRP poststratified to the sample itself equals the unweighted average: same numbers.

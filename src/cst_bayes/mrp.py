@@ -245,6 +245,11 @@ def weighted_average(draws: np.ndarray, w: np.ndarray) -> np.ndarray:
 #: Models used by the Bayesian weighting (Table 3 Analysis 1 without / with agency size).
 MODEL_UNADJUSTED = "logit_approaches"
 MODEL_ADJUSTED = "logit_approaches_strata"
+#: Sampler for the weighting fits. nutpie over PyTensor's disk-cached C backend rebuilds the
+#: model per fit, which suits ten fits with ten different weight vectors; it also sidesteps
+#: models' in-process reuse of a numba-compiled sampler, which (as of a5dd4aa) fails on the
+#: second fit of a spec without stratum terms ("Unknown shared variable: stratum_idx").
+DEFAULT_SAMPLER: str = "nutpie-c"
 
 
 def _or_from_summary(fit: object) -> dict[str, tuple[float, float, float]]:
@@ -262,7 +267,7 @@ def bayes_weighting(
     tune: int = 1000,
     chains: int = 4,
     seed: int = 20240101,
-    sampler: str | None = None,
+    sampler: str | None = DEFAULT_SAMPLER,
     frames: pd.DataFrame | None = None,
     max_risk_draws: int = 1000,
     progress: object | None = None,

@@ -424,7 +424,7 @@ def run_weights(
     tune: int = 1000,
     chains: int = 4,
     seed: int = 20240101,
-    sampler: str | None = None,
+    sampler: str | None = "nutpie-c",
     published_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame | str]:
