@@ -112,3 +112,20 @@ def test_real_fits_on_a_two_worker_local_cluster(grid_file, tmp_path):
     # weighting by stratum changes the fit a little, not wildly: both ORs per approach in a sane range
     assert np.all((est.values > 1.0) & (est.values < 3.0))
     assert float(ds["r_hat"].max()) < 1.1
+
+
+def test_sweep_summary_and_figure_go_into_the_report(grid_file, tmp_path, client):
+    from cst_bayes.fileio import write_json
+    from cst_bayes.report import build_report
+
+    run = tmp_path / "run"
+    sweep.run_sweep(grid_file, run / "sweep", client=client, fit=fake_fit, progress=False)
+    write_json(run / "run.json", {"profile": "quick", "seed": 1, "synthetic": True, "settings": {}, "units": []})
+    build_report(run)
+    md = (run / "report.md").read_text()
+    assert "## Sensitivity sweep" in md and "(figures/sweep.png)" in md
+    summ = pd.read_csv(run / "sweep" / "summary.csv", comment="#")
+    a = summ.set_index("term").loc["a"]
+    # term a's estimate is reconstruction + prior scale + scenario shift: min 1.5, max 4.1, 8 cells
+    assert (a["cells"], a["min"], a["max"]) == (8, 1.5, pytest.approx(4.1))
+    assert (run / "figures" / "sweep.png").read_bytes() == (run / "sweep" / "sweep.png").read_bytes()

@@ -65,7 +65,9 @@ class Settings:
     ppc_draws: int
     models: tuple[str, ...] | None  #: None = every shipped spec
     weights_mcmc: bool  #: run the Bayesian (pseudo-likelihood, MRP) part of the weighting stage
-    sampler: str = "nutpie"
+    #: nutpie over PyTensor's C backend: its compile cache lives on disk, so a rerun (or a
+    #: resumed run) skips compilation; measured 29 s vs 98 s for the two quick models here.
+    sampler: str = "nutpie-c"
 
 
 PROFILES: dict[str, Settings] = {
@@ -784,7 +786,7 @@ class RunSummary:
         """A one-screen summary."""
         lines = [f"cst-bayes reproduce: run directory {self.out}"]
         lines.append(f"{'stage':<10} {'units':>5} {'done':>5} {'cached':>6} {'n/a':>4} {'seconds':>8}")
-        for st in (*STAGES,):
+        for st in (*STAGES[:-1], "sweep", STAGES[-1]):
             rs = [r for r in self.results if r.unit.split("/")[0] == st]
             if not rs and st not in self.stage_seconds:
                 continue
@@ -811,6 +813,7 @@ def reproduce(
     models: Sequence[str] | None = None,
     n_reconstructions: int | None = None,
     stages: Sequence[str] | None = None,
+    sweep: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
 ) -> RunSummary:
@@ -837,6 +840,9 @@ def reproduce(
         Override the profile's ensemble size.
     stages
         Subset of :data:`STAGES` to run (default: all). ``report`` is always last.
+    sweep
+        A grid TOML: run :func:`cst_bayes.sweep.run_sweep` into ``RUN_DIR/sweep`` (LocalCluster,
+        cached cells) before the report, which then shows it.
     force
         Recompute every unit even if cached.
 
@@ -852,6 +858,11 @@ def reproduce(
     ctx = prepare(out, profile=profile, seed=seed, data=data, reconstructions=reconstructions,
                   published=published, weighting=weighting, models=models,
                   n_reconstructions=n_reconstructions, progress=progress)
+    grid = None
+    if sweep is not None:
+        from .sweep import load_grid
+
+        grid = load_grid(sweep)  # validated before anything is written
     ctx.out.mkdir(parents=True, exist_ok=True)
     clean_stale(ctx.out)
     results: list[UnitResult] = []
@@ -870,6 +881,14 @@ def reproduce(
                 results.append(r)
                 bar.update(1)
         stage_seconds[st] = time.perf_counter() - t0
+    if grid is not None:
+        from .sweep import run_sweep
+
+        t0 = time.perf_counter()
+        res = run_sweep(grid, ctx.out / "sweep", progress=progress)
+        stage_seconds["sweep"] = time.perf_counter() - t0
+        results.append(UnitResult("sweep", "done" if res.computed else "cached", stage_seconds["sweep"],
+                                  info={"computed": res.computed, "cached": res.cached}))
     run_info = {
         "cst_bayes_version": __version__,
         "profile": ctx.profile,

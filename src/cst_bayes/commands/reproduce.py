@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", metavar="NAME", nargs="+", help="model specs (names or TOML paths) instead of the profile's")
     parser.add_argument("--stages", metavar="STAGE", nargs="+",
                         help="run only these stages (audit data tables models ppc compare weights report)")
+    parser.add_argument("--sweep", metavar="GRID.toml", help="also run this sensitivity grid into OUT/sweep (dask LocalCluster)")
     parser.add_argument("--force", action="store_true", help="recompute every stage even if cached")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     summary = reproduce(
         args.out, profile=args.profile, seed=args.seed, data=args.data, reconstructions=args.reconstructions,
         published=args.published, weighting=args.weighting, models=args.models,
-        n_reconstructions=args.n_reconstructions, stages=args.stages, force=args.force,
+        n_reconstructions=args.n_reconstructions, stages=args.stages, sweep=args.sweep, force=args.force,
         progress=not args.no_progress,
     )
     print(summary.text())
