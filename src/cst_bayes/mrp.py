@@ -302,7 +302,19 @@ def bayes_weighting(
         if key not in cache:
             res = {}
             for label, spec in specs.items():
-                f = models.fit(spec, df, weights=w, **kw)
+                try:
+                    f = models.fit(spec, df, weights=w, **kw)
+                except KeyError as exc:
+                    # models' cached numba sampler cannot take new data for a spec without
+                    # stratum terms (see DEFAULT_SAMPLER); say so and rebuild with nutpie-c.
+                    if "shared variable" not in str(exc) or kw.get("sampler") == "nutpie-c":
+                        raise
+                    import warnings
+
+                    warnings.warn(f"models.fit({spec.name}) with sampler {kw.get('sampler')!r} failed ({exc}); "
+                                  "refitting with 'nutpie-c'", RuntimeWarning, stacklevel=2)
+                    kw["sampler"] = "nutpie-c"
+                    f = models.fit(spec, df, weights=w, **kw)
                 res[label] = (f, risk_draws(f, df, max_draws=max_risk_draws))
                 if progress is not None:
                     progress.update(1)  # type: ignore[attr-defined]
