@@ -420,3 +420,47 @@ def test_weighted_fits_move_toward_the_design_estimate(bayes, ref_df, scenarios)
     # MRP's odds ratios are the unweighted model's, whatever the scenario.
     ors = m[m["estimand"].str.startswith("or_")].pivot(index="estimand", columns="scenario", values="median")
     np.testing.assert_array_equal(ors["design"], ors["unweighted"])
+
+
+# ----------------------------------------------------------------------------- invariances (hypothesis)
+
+from hypothesis import assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.floats(1.0, 4.0), n=st.integers(5, 300))
+def test_trimming_properties(seed, k, n):
+    """Any feasible cap: no weight above it, total kept, order of the weights kept."""
+    w = np.random.default_rng(seed).lognormal(0, 1.5, n)
+    cap = k * np.median(w)
+    if cap < w.mean():  # infeasible: the total cannot be kept under the cap
+        with pytest.raises(SpecError):
+            W.trim_weights(w, k)
+        return
+    assume(cap < w.max())  # otherwise nothing to trim
+    t = W.trim_weights(w, k)
+    assert t.max() <= cap * (1 + 1e-9)
+    assert t.sum() == pytest.approx(w.sum(), rel=1e-10)
+    order = np.argsort(w, kind="stable")
+    assert np.all(np.diff(t[order]) >= -1e-9 * cap)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), scale=st.floats(0.01, 100.0))
+def test_design_estimates_do_not_depend_on_the_weight_scale(seed, scale):
+    """Shares, SEs and Rao-Scott tests are ratios: multiplying every weight by c changes nothing."""
+    from cst_bayes.design import svychisq
+
+    rng = np.random.default_rng(seed)
+    n = 120
+    s = rng.integers(0, 3, n)
+    s[:6] = [0, 0, 1, 1, 2, 2]
+    w = rng.uniform(1, 10, n)
+    y = rng.integers(0, 2, n)
+    x = rng.integers(0, 3, n)
+    a, b = Design(w, s), Design(w * scale, s)
+    np.testing.assert_allclose(svymean(a, y)[0], svymean(b, y)[0], rtol=1e-10)
+    np.testing.assert_allclose(svymean(a, y)[1], svymean(b, y)[1], rtol=1e-8)
+    ra, rb = svychisq(a, y, x), svychisq(b, y, x)
+    assert ra["F"] == pytest.approx(rb["F"], rel=1e-8) and ra["p_value"] == pytest.approx(rb["p_value"], rel=1e-6)
