@@ -303,8 +303,9 @@ def agency_weights(df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | 
 def make_design(df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | None = None) -> Design:
     """The survey design of ``df`` under a scenario (weights, strata, fpc).
 
-    The fpc of a stratum is the number of agencies its respondents represent
-    (``weight_total``), so respondents are a simple random subsample of that frame.
+    The fpc of a stratum is its (eligible) frame ``N*_h``, so respondents are a simple random
+    subsample of that frame. Trimming changes the weights, not the sampling fraction, so a
+    trimmed scenario keeps its base scenario's fpc (as R's ``trimWeights`` does).
     """
     table = stratum_weights(scenario, respondent_counts(df), frames)
     s = df[STRATUM].astype(str)
@@ -314,9 +315,9 @@ def make_design(df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | Non
     fpc = None
     if scenario.fpc and scenario.weighted:
         if scenario.stratified:
-            fpc = s.map(dict(zip(table["stratum"], table["weight_total"]))).to_numpy(float)
+            fpc = s.map(dict(zip(table["stratum"], table["eligible_frame"]))).to_numpy(float)
         else:
-            fpc = np.full(len(df), float(table["weight_total"].sum()))
+            fpc = np.full(len(df), float(table["eligible_frame"].sum()))
     return Design(weights=w, strata=strata, fpc=fpc)
 
 

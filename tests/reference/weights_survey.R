@@ -51,12 +51,8 @@ make_design <- function(scenario) {
   des <- svydesign(ids = ~1, strata = ~stratum, fpc = ~fpc, weights = ~w, data = d)
   if (grepl("_trimmed$", scenario)) {
     pw <- weights(des)
+    # trimWeights changes the weights and keeps the design's fpc (the eligible frame).
     des <- trimWeights(des, upper = 0.9 * median(pw), strict = TRUE)
-    # The Python code takes the fpc of a trimmed scenario to be the stratum's weight total.
-    d$w <- weights(des)
-    tot <- tapply(d$w, d$stratum, sum)
-    d$fpc <- as.numeric(tot[as.character(d$stratum)])
-    des <- svydesign(ids = ~1, strata = ~stratum, fpc = ~fpc, weights = ~w, data = d)
   }
   des
 }
