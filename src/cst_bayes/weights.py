@@ -35,6 +35,7 @@ from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from .config import APPROACHES, OUTCOME, REFERENCE_STRATUM, STRATA, STRATUM, WEIGHTING_FILE
 from .design import Design, marginal_rd, svychisq, svyglm_logit, svymean
@@ -389,8 +390,6 @@ def design_models(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.Da
             X, names = model_matrix(df, adjusted)
             fit = svyglm_logit(d, X, y, names)
             tab = fit.table()
-            from scipy import stats
-
             q = stats.t.ppf(0.975, fit.df_resid)
             for j, term in enumerate(names):
                 if term == "(Intercept)":
