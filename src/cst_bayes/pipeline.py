@@ -74,8 +74,11 @@ PROFILES: dict[str, Settings] = {
     # CI: minutes on two cores. Short chains are enough to exercise every stage end to end.
     "quick": Settings(n_reconstructions=2, draws=200, tune=200, chains=2, ppc_draws=100,
                       models=QUICK_MODELS, weights_mcmc=False),
-    # Publication quality: 4 x 1000 draws gives bulk ESS >= 1000 for the main model.
-    "full": Settings(n_reconstructions=None, draws=1000, tune=1000, chains=4, ppc_draws=500,
+    # Publication quality over the whole ensemble: 2 x 500 draws per member (bulk ESS ~1000 per
+    # member for the main model) pooled over 20 members = 20,000 draws per parameter; more
+    # draws per member would not narrow the pooled posterior, whose spread is dominated by
+    # the differences between reconstructions.
+    "full": Settings(n_reconstructions=None, draws=500, tune=500, chains=2, ppc_draws=500,
                      models=None, weights_mcmc=True),
 }
 
@@ -107,15 +110,19 @@ class RunContext:
     progress: bool = True
 
     def base_inputs(self) -> dict[str, Any]:
-        """Inputs every unit depends on."""
+        """Inputs every data-dependent unit depends on (sampler settings are added per unit)."""
         return {
             "version": __version__,
-            "profile": self.profile,
-            "settings": asdict(self.settings),
+            "code": code_hash(),
             "seed": self.seed,
             "data": self.data_hashes,
             "restricted": self.restricted,
         }
+
+    def sampling_inputs(self) -> dict[str, Any]:
+        """Sampler settings (model, PPC and weighting units)."""
+        s = self.settings
+        return {"draws": s.draws, "tune": s.tune, "chains": s.chains, "sampler": s.sampler}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -134,6 +141,18 @@ def _need(module: str, *names: str) -> Any:
     if missing:
         raise StageUnavailable(f"{full} has no {', '.join(missing)}")
     return mod
+
+
+def code_hash() -> str:
+    """SHA-256 over the package's source files: any code change invalidates the cached units
+    (the version number does not move with every commit)."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for p in sorted(root.rglob("*")):
+        if p.suffix in {".py", ".j2"} and "__pycache__" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
 
 
 def input_hash(obj: Any) -> str:
@@ -615,7 +634,10 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     diag = getattr(res, "diagnostics", None)
     if isinstance(diag, dict):
         info["diagnostics"] = {k: v for k, v in diag.items() if k in (
-            "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "min_bfmi", "ok", "messages")}
+            "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "min_bfmi", "ok", "messages",
+            "all_ok", "members_with_trouble", "flipping_terms")}
+        if "ok" not in info["diagnostics"] and "all_ok" in info["diagnostics"]:
+            info["diagnostics"]["ok"] = info["diagnostics"]["all_ok"]
     _write_table(ctx, work / "summary.csv", summary)
     text = getattr(spec, "text", None)
     if text:
@@ -734,10 +756,10 @@ def _units(ctx: RunContext, stages: Sequence[str]) -> list[tuple[str, str, Calla
     units: list[tuple[str, str, Callable[[], tuple[dict, Callable]]]] = []
     pub_hash = {p.name: sha256_file(p) for p in sorted(ctx.published_dir.glob("*.csv"))}
     if "audit" in stages:
-        units.append(("audit", "audit", lambda: ({"version": __version__, "published": pub_hash},
+        units.append(("audit", "audit", lambda: ({"version": __version__, "code": code_hash(), "published": pub_hash},
                                                  lambda w: stage_audit(ctx, w))))
     if "data" in stages:
-        units.append(("data", "data", lambda: ({**base, "manifest": ctx.reconstruction_manifest is not None},
+        units.append(("data", "data", lambda: ({**base, "manifest": input_hash(ctx.reconstruction_manifest), "published": pub_hash},
                                                lambda w: stage_data(ctx, w))))
     if "tables" in stages:
         units.append(("tables", "tables", lambda: ({**base, "published": pub_hash}, lambda w: stage_tables(ctx, w))))
@@ -746,20 +768,23 @@ def _units(ctx: RunContext, stages: Sequence[str]) -> list[tuple[str, str, Calla
             units.append(("models", "models", lambda: ({}, _unavailable(ctx.input_notes.get("models", "no model specs")))))
         for name in ctx.specs:
             units.append(("models", f"models/{name}", lambda n=name: (
-                {**base, "spec": ctx.spec_hashes[n]}, lambda w: stage_model(ctx, n, w))))
+                {**base, **ctx.sampling_inputs(), "spec": ctx.spec_hashes[n]}, lambda w: stage_model(ctx, n, w))))
     if "ppc" in stages:
         if not ctx.specs:
             units.append(("ppc", "ppc", lambda: ({}, _unavailable("no fitted models to check"))))
         for name in ctx.specs:
             units.append(("ppc", f"ppc/{name}", lambda n=name: (
-                {**base, "fit": _unit_hash(ctx, f"models/{n}")}, lambda w: stage_ppc(ctx, n, w))))
+                {**base, "ppc_draws": ctx.settings.ppc_draws, "fit": _unit_hash(ctx, f"models/{n}")},
+                lambda w: stage_ppc(ctx, n, w))))
     if "compare" in stages:
         units.append(("compare", "compare", lambda: (
             {**base, "fits": {n: _unit_hash(ctx, f"models/{n}") for n in ctx.specs}},
             lambda w: stage_compare(ctx, w))))
     if "weights" in stages:
         w_hash = sha256_file(ctx.weighting_file) if ctx.weighting_file.is_file() else None
-        units.append(("weights", "weights", lambda: ({**base, "scenarios": w_hash}, lambda w: stage_weights(ctx, w))))
+        units.append(("weights", "weights", lambda: (
+            {**base, **ctx.sampling_inputs(), "mcmc": ctx.settings.weights_mcmc, "scenarios": w_hash,
+             "published": pub_hash}, lambda w: stage_weights(ctx, w))))
     return units
 
 
@@ -794,6 +819,19 @@ class RunSummary:
                          f"{sum(r.status == 'cached' for r in rs):>6} {sum(r.status == 'unavailable' for r in rs):>4} "
                          f"{self.stage_seconds.get(st, 0.0):>8.1f}")
         lines.append(f"total {self.total_seconds:.1f} s")
+        info = {r.unit: r.info for r in self.results}
+        t = info.get("tables") or {}
+        if "published_compared" in t:
+            lines.append(f"published numbers reproduced: {t['published_matched']} of {t['published_compared']} "
+                         "(summed over datasets)")
+        fits = {u: i for u, i in info.items() if u.startswith("models/")}
+        if fits:
+            trouble = [u.split("/", 1)[1] for u, i in fits.items() if (i.get("diagnostics") or {}).get("ok") is False]
+            lines.append(f"models fitted: {len(fits)}; with sampler warnings: {', '.join(trouble) or 'none'}")
+        flagged = {u.split("/", 1)[1]: i.get("flagged") for u, i in info.items() if u.startswith("ppc/")}
+        if flagged:
+            lines.append("PPC statistics outside the 95% band: "
+                         + ", ".join(f"{m} {n}" for m, n in flagged.items()))
         for r in self.unavailable():
             lines.append(f"STAGE NOT AVAILABLE: {r.unit}: {r.message}")
         if self.report is not None:
