@@ -131,3 +131,15 @@ def test_quick_profile_end_to_end(quick_run):
     t1 = pd.read_csv(out / "tables" / "table1.csv", comment="#")
     assert sorted(t1["dataset"].unique()) == [d["dataset"] for d in run["datasets"]]
     assert "SYNTHETIC" in (out / "tables" / "table1.csv").read_text().splitlines()[0]
+
+
+def test_fidelity_rows_from_a_reconstruction_manifest():
+    man = {"members": [
+        {"file": "reconstruction-001.csv", "targets": {"table1": {"met": 40, "total": 40, "reported_only": 0},
+                                                        "table3": {"met": 25, "total": 26, "reported_only": 2},
+                                                        "failing": ["table3:x:or"], "all_forced_met": False}},
+        {"file": "reconstruction-002.csv", "targets": {"table1": {"met": 40, "total": 40}, "all_forced_met": True}},
+    ]}
+    fid = pipeline._fidelity_table(man, ["reconstruction-001"])
+    assert fid[["table", "met", "total"]].values.tolist() == [["table1", 40, 40], ["table3", 25, 26]]
+    assert not fid["all_forced_met"].any()

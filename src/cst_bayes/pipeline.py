@@ -526,34 +526,32 @@ def stage_data(ctx: RunContext, work: Path) -> dict[str, Any]:
         fid = _fidelity_table(man, ctx.dataset_ids)
         if fid is not None:
             write_csv(work / "fidelity.csv", fid, header_comment=config.SYNTHETIC_BANNER)
-            info["fidelity_targets"] = int(len(fid))
-            if "agrees" in fid:
-                info["fidelity_agree_share"] = float(pd.to_numeric(fid["agrees"], errors="coerce").mean())
+            info["fidelity_met"] = int(fid["met"].sum())
+            info["fidelity_total"] = int(fid["total"].sum())
+        spread = man.get("untargeted_spread")
+        if isinstance(spread, list) and spread:
+            write_csv(work / "untargeted_spread.csv", pd.DataFrame(spread), header_comment=config.SYNTHETIC_BANNER)
     return info
 
 
 def _fidelity_table(man: dict[str, Any], ids: Sequence[str]) -> pd.DataFrame | None:
-    """Flatten the reconstruction manifest's per-member fidelity, whatever its exact nesting."""
-    members = man.get("members") or man.get("reconstructions")
+    """Targets met per member and table, from the reconstruction manifest (``reconstruct.build_ensemble``)."""
+    members = man.get("members")
     if not isinstance(members, list):
         return None
-    frames = []
+    rows = []
     for m in members:
-        if not isinstance(m, dict):
+        if not isinstance(m, dict) or not isinstance(m.get("targets"), dict):
             continue
-        name = str(m.get("file") or m.get("name") or m.get("member") or "")
-        fid = m.get("fidelity")
-        if isinstance(fid, list) and fid:
-            f = pd.DataFrame(fid)
-            f.insert(0, "dataset", Path(name).stem)
-            frames.append(f)
-        elif isinstance(fid, dict):
-            f = pd.DataFrame([{"dataset": Path(name).stem, **fid}])
-            frames.append(f)
-    if not frames:
-        return None
-    out = pd.concat(frames, ignore_index=True)
-    return out[out["dataset"].isin(ids)] if ids else out
+        ds = Path(str(m.get("file", ""))).stem
+        if ids and ds not in ids:
+            continue
+        for table, t in m["targets"].items():
+            if isinstance(t, dict) and "met" in t:
+                rows.append({"dataset": ds, "table": table, "met": int(t["met"]), "total": int(t["total"]),
+                             "reported_only": int(t.get("reported_only", 0)),
+                             "all_forced_met": bool(m["targets"].get("all_forced_met", False))})
+    return pd.DataFrame(rows) if rows else None
 
 
 TABLE_FUNCS: tuple[str, ...] = ("table1", "anova", "table2", "fig1", "table3")
