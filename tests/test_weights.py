@@ -464,3 +464,15 @@ def test_design_estimates_do_not_depend_on_the_weight_scale(seed, scale):
     np.testing.assert_allclose(svymean(a, y)[1], svymean(b, y)[1], rtol=1e-8)
     ra, rb = svychisq(a, y, x), svychisq(b, y, x)
     assert ra["F"] == pytest.approx(rb["F"], rel=1e-8) and ra["p_value"] == pytest.approx(rb["p_value"], rel=1e-6)
+
+
+def test_figure1_direction_is_the_weighted_difference(ref_df, scenarios):
+    t = W.design_tests(ref_df, [scenarios["unweighted"], scenarios["design"]])
+    t = t[t["by"] == OUTCOME].set_index(["scenario", "variable"])["difference"]
+    case = ref_df[OUTCOME] == 1
+    for a in APPROACHES:
+        assert t[("unweighted", a)] == pytest.approx(ref_df.loc[case, a].mean() - ref_df.loc[~case, a].mean(), abs=1e-14)
+    w = W.agency_weights(ref_df, scenarios["design"])
+    x = ref_df["mdt"].to_numpy(float)
+    expected = np.average(x[case], weights=w[case]) - np.average(x[~case], weights=w[~case])
+    assert t[("design", "mdt")] == pytest.approx(expected, abs=1e-14)

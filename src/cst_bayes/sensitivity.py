@@ -110,7 +110,8 @@ def conclusions(
     * Table 1: whether each approach (and ``any_cst``) differs by agency size (printed
       p < 0.05), against the Rao-Scott test of each scenario (design-based only).
     * Figure 1: each approach by ``any_cst`` -- every approach but the offense code was
-      significantly associated with having a case (the article's text).
+      significantly more common in agencies with a case (the article's text); a row agrees
+      when its Rao-Scott p < 0.05 and the weighted difference is positive.
 
     Returns
     -------
@@ -142,8 +143,9 @@ def conclusions(
     for a in APPROACHES:
         pub = "0" if a == "offense_code" else "+"
         sub = tests[(tests["by"] == OUTCOME) & (tests["variable"] == a)]
-        verdicts = [("+" if s.p_value < alpha else "0", f"{s.scenario}/design") for s in sub.itertuples(index=False)]
-        _add(out, f"Figure 1: {a} {'is not' if pub == '0' else 'is'} associated with having a case", pub, verdicts)
+        verdicts = [(("+" if s.difference > 0 else "-") if s.p_value < alpha else "0", f"{s.scenario}/design")
+                    for s in sub.itertuples(index=False)]
+        _add(out, f"Figure 1: {a} {'is not' if pub == '0' else 'is'} more common in agencies with a case", pub, verdicts)
     return pd.DataFrame(out, columns=CONCLUSION_COLUMNS)
 
 

@@ -54,7 +54,7 @@ STRATUM_TABLE_COLUMNS = [
     "eligible_frame", "base_weight", "nonresponse_factor", "weight_untrimmed", "weight", "weight_total",
 ]
 DESIGN_ESTIMATE_COLUMNS = ["scenario", "estimand", "estimate", "se"]
-DESIGN_TEST_COLUMNS = ["scenario", "variable", "by", "chi2", "F", "ndf", "ddf", "p_value"]
+DESIGN_TEST_COLUMNS = ["scenario", "variable", "by", "chi2", "F", "ndf", "ddf", "p_value", "difference"]
 DESIGN_MODEL_COLUMNS = [
     "scenario", "term", "adjusted_for_size", "log_or", "se", "or", "ci_low", "ci_high", "p_value",
     "rd", "rd_se", "rd_ci_low", "rd_ci_high",
@@ -347,8 +347,10 @@ def design_tests(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.Dat
     Returns
     -------
     pandas.DataFrame
-        Columns ``scenario, variable, by, chi2, F, ndf, ddf, p_value``; ``by`` is ``stratum``
-        or ``any_cst``.
+        Columns ``scenario, variable, by, chi2, F, ndf, ddf, p_value, difference``; ``by`` is
+        ``stratum`` or ``any_cst``. ``difference`` (``by = any_cst`` only) is the weighted share
+        using the approach among agencies with a case minus among those without: the
+        direction Figure 1 describes.
     """
     rows = []
     strat = df[STRATUM].astype(str).map({lab: i for i, lab in enumerate(STRATA)}).to_numpy(int)
@@ -356,9 +358,14 @@ def design_tests(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.Dat
         d = make_design(df, sc, frames)
         for v in (*APPROACHES, OUTCOME):
             rows.append({"scenario": sc.name, "variable": v, "by": STRATUM, **svychisq(d, df[v].to_numpy(), strat)})
+        case = df[OUTCOME].to_numpy() == 1
+        w = np.asarray(d.weights)
         for v in APPROACHES:
+            x = df[v].to_numpy(float)
+            diff = float(np.average(x[case], weights=w[case]) - np.average(x[~case], weights=w[~case])) \
+                if case.any() and (~case).any() else np.nan
             rows.append({"scenario": sc.name, "variable": v, "by": OUTCOME,
-                         **svychisq(d, df[v].to_numpy(), df[OUTCOME].to_numpy())})
+                         **svychisq(d, df[v].to_numpy(), df[OUTCOME].to_numpy()), "difference": diff})
     return pd.DataFrame(rows, columns=DESIGN_TEST_COLUMNS)
 
 
