@@ -130,11 +130,10 @@ class Targets:
 
 
 def _read(name: str) -> pd.DataFrame:
-    path = PUBLISHED_DIR / name
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise InputError("published table not found", path=path) from None
+    """A published CSV as printed text (the frequentist module's reader: one source of truth)."""
+    from .frequentist import _read_published
+
+    return _read_published(name)
 
 
 def _pearson_p(n11: np.ndarray, a: int, b: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -467,7 +466,7 @@ def fidelity(df: pd.DataFrame, tg: Targets | None = None) -> pd.DataFrame:
         rows.append(("table2", f"{r['row']}|{r['col']}", "r", r["r"], got_r, r["r"] - 0.005, r["r"] + 0.005,
                      True, bool(ok_r)))
         if r["stars"] is not None:
-            stars = "***" if p < 0.001 else "**" if p < 0.01 else "*" if p < 0.05 else ""
+            stars = fq._stars(p)
             rows.append(("table2", f"{r['row']}|{r['col']}", "stars", r["stars"], stars, np.nan, np.nan,
                          True, stars == r["stars"]))
     f1 = fq.fig1(df).set_index("variable")
@@ -599,6 +598,7 @@ def reconstruct_one(
     if not 0 <= margin < 0.5:
         raise InputError(f"margin must be in [0, 0.5), got {margin}")
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     rng = np.random.default_rng(ss)
     tg = load_targets()
@@ -624,6 +624,7 @@ def reconstruct_one(
     df.attrs["reconstruction"] = dict(
         seed_entropy=str(ss.entropy), spawn_key=list(ss.spawn_key), starts=starts, steps=int(steps),
         accepted=int(acc), converged=bool(status == 1), seconds=round(elapsed, 2),
+        cpu_seconds=round(time.process_time() - cpu_start, 2),
         dependence=dict(shrink=dep["shrink"], omega=dep["omega"], beta_sd=dep["beta_sd"]),
         forced_targets=int(fid["forced"].sum()),
         forced_targets_met=int((fid["forced"] & fid["agrees"]).sum()),
@@ -808,7 +809,8 @@ def build_ensemble(
         write_csv(out_dir / fname, fid, header_comment=f"{SYNTHETIC_BANNER}\nfidelity of SYNTHETIC member {i}")
         members.append(dict(
             member=i, file=name, fidelity_file=fname, sha256=sha256_file(out_dir / name),
-            spawn_key=info["spawn_key"], seconds=info["seconds"], steps=info["steps"],
+            spawn_key=info["spawn_key"], seconds=info["seconds"], cpu_seconds=info.get("cpu_seconds"),
+            steps=info["steps"],
             converged=info["converged"], starts=info["starts"], dependence=info["dependence"],
             targets=fidelity_summary(fid),
         ))
@@ -841,7 +843,8 @@ def manifest_table(manifest: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for m in manifest["members"]:
         t = m["targets"]
-        row = dict(member=m["member"], seconds=m["seconds"], starts=len(m["starts"]))
+        row = dict(member=m["member"], seconds=m["seconds"], cpu_seconds=m.get("cpu_seconds"),
+                   starts=len(m["starts"]))
         for tab in ("table1", "table2", "fig1", "table3"):
             if tab in t:
                 row[tab] = f"{t[tab]['met']}/{t[tab]['total']}"
