@@ -14,6 +14,11 @@ from numba import njit
 
 @njit(cache=True)
 def design_row(m, v, s, out):
+    """Row of model m's design matrix for state row v in stratum s (intercept first).
+
+    Models: 0 nine approaches; 1 nine approaches + three stratum dummies; 2 the count;
+    3 the count + three stratum dummies (reference stratum index 0, ``1-49``).
+    """
     out[0] = 1.0
     if m <= 1:
         for k in range(9):
@@ -136,6 +141,10 @@ def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u):
 
 @njit(cache=True)
 def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
+    """Distance of each Table 3 estimate and CI bound outside its log window, in ``scale`` units.
+
+    Returns (forced energy, soft energy); soft terms (not forced) are weighted by ``wt``.
+    """
     ef = 0.0
     es = 0.0
     for q in range(tm.shape[0]):
@@ -161,6 +170,7 @@ def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
 
 @njit(cache=True)
 def count_energy(C, phi_lo, phi_hi, t_lo, t_hi):
+    """Counts outside their windows: Table 2 pair counts and Figure 1 ``t_j`` (C = V'V)."""
     e = 0.0
     for i in range(9):
         for j in range(i):
@@ -182,6 +192,13 @@ def anneal(V, strat, sstart, send, scum, ccum, C, phi_lo, phi_hi, t_lo, t_hi,
            refit_every, near, p_target, count_w, seed):
     """Simulated annealing; returns (status, steps, accepted, E_forced, E_soft).
 
+    ``V`` (n, 10: approaches then outcome, rows grouped by stratum ``sstart..send``) and
+    ``C = V'V``, ``betas``/``hinvs`` (the four models) are updated in place. ``scum``/``ccum``
+    are cumulative proposal probabilities of strata and columns. Temperature falls
+    geometrically from ``T0`` to ``T1`` over ``max_steps``; a count outside its window costs
+    ``count_w``, a log-OR distance ``scale`` costs 1. Exact refits every ``refit_every``
+    accepted moves and whenever the tracked energy drops below ``near``. A share
+    ``p_target`` of proposals is aimed at a violated count. Seeded by ``seed``.
     status 1: every forced target inside its (shrunk) window after an exact refit.
     """
     np.random.seed(seed)

@@ -762,7 +762,7 @@ def build_ensemble(
     if int(n) < 1:
         raise InputError(f"--n must be at least 1, got {n}", column="n")
     n = int(n)
-    jobs = max(1, min(int(jobs or os.cpu_count() or 1), n))
+    jobs = max(1, min(int(jobs or len(os.sched_getaffinity(0)) or 1), n))
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError("output path exists and is not a folder", path=out_dir)
@@ -794,9 +794,11 @@ def build_ensemble(
         bar.close()
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    # The manifest goes first and comes back last: a crash while writing leaves members
+    # without a manifest (which readers notice), never a manifest describing other files.
     # A previous, larger ensemble in the same folder would otherwise leave stale members.
-    for old in list(out_dir.glob("reconstruction-*.csv")) + list(out_dir.glob("fidelity-*.csv")):
-        old.unlink()
+    for old in [out_dir / "manifest.json", *out_dir.glob("reconstruction-*.csv"), *out_dir.glob("fidelity-*.csv")]:
+        old.unlink(missing_ok=True)
     members = []
     for i in range(1, n + 1):
         df, fid, info = results[i]
