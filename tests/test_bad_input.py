@@ -105,7 +105,8 @@ def _replace_line(start: str, new: str) -> Callable[[str], str]:
 
 
 PUBLISHED = [
-    Case("published-folder-missing", lambda t: (["reproduce", "--published", str(t / "none")], "none"), ("not found",)),
+    Case("published-folder-missing", lambda t: (["reproduce", "--published", str(t / "none"), "--reconstructions",
+                                                 str(sim_ensemble(t / "ens", 1))], "none"), ("not found",)),
     Case("published-table1-missing", lambda t: _published(t, "table1_approaches_by_stratum.csv", None)),
     Case("published-count-above-n", lambda t: _published(
         t, "table1_approaches_by_stratum.csv",

@@ -346,7 +346,9 @@ def prepare(
     ------
     InputError, SpecError
         For bad microdata, reconstructions, published tables, model specs or scenarios;
-        nothing has been written when they are raised.
+        nothing has been written when they are raised. (The one write: a checkout without
+        the shipped ensemble gets it built in ``data/reconstructed`` once the other inputs
+        have passed.)
     """
     if profile not in PROFILES:
         raise InputError(f"unknown profile {profile!r} (choose from {sorted(PROFILES)})")
@@ -366,6 +368,13 @@ def prepare(
         progress=progress,
     )
     _check_published(ctx.published_dir)
+    # specs and scenarios first: they are cheap, and a typo must fail before any data work
+    ctx.specs, ctx.spec_hashes, note = _load_specs(settings.models)
+    if note:
+        ctx.input_notes["models"] = note
+    note = _check_weighting(ctx.weighting_file)
+    if note:
+        ctx.input_notes["weights"] = note
     if data is not None:
         from . import microdata
 
@@ -376,18 +385,14 @@ def prepare(
         # the path is not row-level data, but in restricted mode keep only the file name
         ctx.data_source = Path(data).name if ctx.restricted else str(data)
     else:
+        if reconstructions is None:  # the shipped ensemble; built if a checkout lacks it
+            _ensure_default_ensemble(settings.n_reconstructions, seed, progress)
         directory = Path(reconstructions) if reconstructions else config.RECONSTRUCTED_DIR
         ctx.frames, ctx.dataset_ids, ctx.reconstruction_manifest = _load_reconstructions(
             directory, settings.n_reconstructions)
         ctx.synthetic, ctx.restricted = True, False
         ctx.data_source = str(directory)
     ctx.data_hashes = [sha256_frame(f) for f in ctx.frames]
-    ctx.specs, ctx.spec_hashes, note = _load_specs(settings.models)
-    if note:
-        ctx.input_notes["models"] = note
-    note = _check_weighting(ctx.weighting_file)
-    if note:
-        ctx.input_notes["weights"] = note
     return ctx
 
 
@@ -790,6 +795,26 @@ def _unavailable(msg: str) -> Callable[[Path], dict]:
     def body(_: Path) -> dict:
         raise StageUnavailable(msg)
     return body
+
+
+#: Members built when the shipped ensemble is missing (the number the package ships).
+DEFAULT_ENSEMBLE_SIZE = 20
+
+
+def _ensure_default_ensemble(n: int | None, seed: int, progress: bool) -> None:
+    """Build ``data/reconstructed`` with ``reconstruct.build_ensemble`` when it holds no member.
+
+    A fresh clone ships the ensemble; this covers a checkout without it (said loudly, since
+    it takes minutes).
+    """
+    directory = config.RECONSTRUCTED_DIR
+    if any(directory.glob("reconstruction-*.csv")):
+        return
+    reconstruct = _need("reconstruct", "build_ensemble")
+    n = max(n or DEFAULT_ENSEMBLE_SIZE, 2)
+    print(f"cst-bayes reproduce: {directory} has no reconstructions; building {n} SYNTHETIC members "
+          f"(seed {seed})", file=sys.stderr)
+    reconstruct.build_ensemble(n, seed, directory, progress=progress)
 
 
 @dataclass
