@@ -11,7 +11,7 @@ PROFILE ?= full
 # warning on every fit); Chromium for the report's browser test.
 SYSDEPS := libopenblas-dev chromium chromium-driver
 
-.PHONY: reproduce test test-fast sysdeps bench clean-venv
+.PHONY: reproduce test test-fast sysdeps bench clean-venv sweep
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ sysdeps:
 
 reproduce: $(STAMP) sysdeps
 	$(VENV)/bin/cst-bayes reproduce --profile $(PROFILE) --out reports
+
+# A sensitivity grid on a dask LocalCluster into reports/sweep (the report of reports/ shows it).
+GRID ?= sweeps/quick.toml
+sweep: $(STAMP)
+	$(VENV)/bin/cst-bayes sweep $(GRID) --out reports/sweep
+	$(VENV)/bin/cst-bayes report reports
 
 test: $(STAMP) sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
