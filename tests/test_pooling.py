@@ -239,3 +239,27 @@ def test_fit_ensemble_real_sampler_ppc_and_loo(tmp_path):
     # an ensemble folder with a fit that is not pooled over it is a clean error
     single = models.write_fit(alone, tmp_path / "single")[0]
     assert main(["ppc", str(single), "--data", str(ens), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_pooled_loo_is_the_member_average_against_a_common_top_model():
+    from cst_bayes.comparison import loo_table
+
+    rng = np.random.default_rng(8)
+    groups = np.repeat([0, 1, 2, 3], [200, 100, 30, 40])
+    ys = [(rng.random(len(groups)) < np.array([0.06, 0.33, 0.5, 0.85])[groups]).astype(int) for _ in range(2)]
+    strata = [_beta_bernoulli(y, groups, 800, i)[0] for i, y in enumerate(ys)]
+    common = [_beta_bernoulli(y, np.zeros_like(groups), 800, 10 + i)[0] for i, y in enumerate(ys)]
+    singles = [loo_table({"strata": s, "common": c}).set_index("model") for s, c in zip(strata, common)]
+    pooled = {"strata": pooling.stack_members(strata), "common": pooling.stack_members(common)}
+    for idata in pooled.values():
+        idata.posterior.attrs["outcome"] = "any_cst"
+    t = loo_table(pooled).set_index("model")
+    for col in ("elpd_loo", "se", "p_loo"):
+        assert t.loc["common", col] == pytest.approx(np.mean([s.loc["common", col] for s in singles]))
+    # the same top model in both members: differences and their SEs are the arviz ones, averaged
+    assert all(s.loc["strata", "rank"] == 0 for s in singles)
+    assert t.loc["strata", "elpd_diff"] == 0 and t.loc["strata", "favoured_in"] == 2
+    for col in ("elpd_diff", "dse"):
+        assert t.loc["common", col] == pytest.approx(np.mean([s.loc["common", col] for s in singles]))
+    with pytest.raises(InputError):
+        loo_table({"strata": pooled["strata"], "single": common[0]})

@@ -58,8 +58,9 @@ def loo_table(
 
     Fits pooled over a reconstruction ensemble (:mod:`cst_bayes.pooling`) are compared
     member by member (each member's posterior against its own data) and the results
-    averaged: ``elpd_loo``, ``se``, ``p_loo``, ``elpd_diff``, ``dse`` and ``weight`` are
-    member means, Pareto-k counts are summed over members, and ``favoured_in`` counts the
+    averaged: ``elpd_loo``, ``se``, ``p_loo`` and ``weight`` are member means; ``elpd_diff``
+    and ``dse`` are member means of the pointwise difference to the group's top model (the
+    one with the highest mean ``elpd_loo``), Pareto-k counts are summed over members, and ``favoured_in`` counts the
     members in which the model ranks first (a ranking that flips between reconstructions
     shows there).
 
@@ -85,7 +86,7 @@ def loo_table(
         raise InputError("no models to compare")
     pooled = {n: "reconstruction" in _idata(f).posterior.coords for n, f in fits.items()}
     if not any(pooled.values()):
-        t = _loo_single(fits, method=method)
+        t, _ = _loo_single(fits, method=method)
         t["n_members"] = 1
         t["favoured_in"] = t["favoured"].astype(int)
         return t
@@ -96,17 +97,17 @@ def loo_table(
     members = {n: sorted(np.unique(_idata(f).posterior["reconstruction"].values).tolist()) for n, f in fits.items()}
     if len({tuple(m) for m in members.values()}) != 1:
         raise InputError(f"pooled fits cover different reconstructions: {members}")
-    parts, notes = [], []
+    parts, notes, pointwise = [], [], {}
     for m in next(iter(members.values())):
-        t = _loo_single({n: _with_outcome(member_idata(_idata(f), m), f) for n, f in fits.items()}, method=method)
+        t, pointwise[m] = _loo_single({n: _with_outcome(member_idata(_idata(f), m), f) for n, f in fits.items()},
+                                      method=method)
         t["member"] = m
         notes += [f"reconstruction {m}: {x}" for x in t.attrs.get("notes", [])]
         parts.append(t)
     allm = pd.concat(parts, ignore_index=True)
     g = allm.groupby(["group", "model"], sort=False)
     table = g.agg(
-        elpd_loo=("elpd_loo", "mean"), se=("se", "mean"), p_loo=("p_loo", "mean"),
-        elpd_diff=("elpd_diff", "mean"), dse=("dse", "mean"), weight=("weight", "mean"),
+        elpd_loo=("elpd_loo", "mean"), se=("se", "mean"), p_loo=("p_loo", "mean"), weight=("weight", "mean"),
         n_obs=("n_obs", "first"), k_good=("k_good", "sum"), k_bad=("k_bad", "sum"),
         k_very_bad=("k_very_bad", "sum"), k_max=("k_max", "max"),
         good_k_threshold=("good_k_threshold", "min"), warning=("warning", "any"),
@@ -115,6 +116,15 @@ def loo_table(
     table["rank"] = table.groupby("group")["elpd_loo"].rank(ascending=False, method="first").astype(int) - 1
     sizes = table.groupby("group")["model"].transform("size")
     table["favoured"] = (table["rank"] == 0) & (sizes > 1)
+    # Differences to the group's top model *on average*, member by member from the
+    # pointwise LOO values (so the top row has elpd_diff 0, as in arviz.compare).
+    top = table[table["rank"] == 0].set_index("group")["model"]
+    diff, dse = [], []
+    for r in table.itertuples(index=False):
+        d = [pointwise[m][top[r.group]] - pointwise[m][r.model] for m in pointwise]
+        diff.append(float(np.mean([x.sum() for x in d])))
+        dse.append(float(np.mean([np.sqrt(x.size * x.var()) for x in d])))
+    table["elpd_diff"], table["dse"] = diff, dse
     table["favoured_in"] = table["favoured_in"].astype(int)
     table = table[[*LOO_COLUMNS, "n_members", "favoured_in"]].sort_values(["group", "rank"], kind="stable")
     table = table.reset_index(drop=True)
@@ -137,8 +147,8 @@ def _loo_single(
     fits: Mapping[str, Any],
     *,
     method: Literal["stacking", "BB-pseudo-BMA", "pseudo-BMA"] = "stacking",
-) -> pd.DataFrame:
-    """:func:`loo_table` for fits on one dataset."""
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """:func:`loo_table` for fits on one dataset, and each model's pointwise LOO values."""
     import arviz as az
 
     from .ppc import model_outcome
@@ -202,7 +212,7 @@ def _loo_single(
     table = pd.DataFrame(out)[list(LOO_COLUMNS)].sort_values(["group", "rank"], kind="stable")
     table = table.reset_index(drop=True)
     table.attrs["notes"] = notes
-    return table
+    return table, {n: np.asarray(e.loo_i).ravel() for n, e in elpd.items()}
 
 
 #: The name the pipeline looks for.
