@@ -14,6 +14,6 @@ s <- summary(m)
 approaches <- c("court", "prosecutor", "training", "victim_service", "offense_code", "child_welfare",
                 "task_force", "advocates", "mdt")
 ess <- min(s[approaches, "n_eff"])
-np <- nuts_params(m)
-div <- sum(np$Value[np$Parameter == "divergent__"])
+sp <- rstan::get_sampler_params(m$stanfit, inc_warmup = FALSE)
+div <- sum(sapply(sp, function(x) sum(x[, "divergent__"])))
 cat(sprintf("%.3f,%.1f,%d\n", t[["elapsed"]], ess, as.integer(div)))
