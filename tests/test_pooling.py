@@ -72,6 +72,12 @@ def test_flip_is_flagged_and_stable_conclusion_is_not():
     assert not b.loc["mdt", "flips"] and b.loc["mdt", "n_excluding_1"] == 3
     assert pooled.diagnostics["flipping_terms"] == ["court"]
     assert "court" in pooling.flips_text(pooled)
+    # medians on both sides of 1 but every interval includes 1: no conclusion changes;
+    # intervals excluding 1 on opposite sides: it does
+    fits = [normal_member({"court": m, "mdt": d}, 0.2, seed=i) for i, (m, d) in enumerate([(-0.1, -1.0), (0.1, 1.0)])]
+    b = pooling.pool_fits("spec", fits).between.set_index("term")
+    assert not b.loc["court", "flips"] and b.loc["court", "n_above_1"] == 1
+    assert b.loc["mdt", "flips"] and b.loc["mdt", "n_excluding_1"] == 2
 
 
 def test_stack_keeps_every_member_and_gives_it_back():

@@ -17,8 +17,7 @@ How much of the posterior spread is due to the reconstructions is the law of tot
 variance on the coefficient (log) scale: total = mean within-member variance + variance of
 the member means; ``between_frac`` = between / total (the multiple-imputation "fraction of
 missing information" for a parameter). A conclusion *flips* when the 95% interval of a
-ratio excludes 1 in some members and not in others, or the posterior medians fall on both
-sides of 1.
+ratio excludes 1 in some members and not in others, or excludes it on opposite sides.
 """
 
 from __future__ import annotations
@@ -164,7 +163,11 @@ def variance_table(draws_by_member: Sequence[dict[str, np.ndarray]], *, prob: fl
         med = np.median(d, axis=1)
         above = med > 0
         M = len(d)
-        flips = bool((0 < excl.sum() < M) or (0 < above.sum() < M))
+        # A conclusion flips when the interval excludes 1 in some members and not in others,
+        # or excludes it on opposite sides; medians scattering around 1 while every interval
+        # includes 1 is no change of conclusion (n_above_1 still shows it).
+        sides = set((lo[excl] > 0).tolist())
+        flips = bool((0 < excl.sum() < M) or len(sides) > 1)
         q = np.quantile(d.ravel(), [0.5, a, 1 - a])
         rows.append((t, *np.exp(q), within, between, total, between / total if total > 0 else np.nan,
                      M, int(excl.sum()), int(above.sum()), flips))
