@@ -865,7 +865,8 @@ def plot_ppc_tables(ppc: pd.DataFrame, *, title: str | None = None, synthetic: b
         ax.set_xlim(-4.2, 4.2)
         ax.set_title(_TITLES.get(t, t), fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-    axes[-1, 0].set_xlabel("(value - replicated median) / half-width of the replicated 95% interval", fontsize=8)
+    axes[-1, 0].set_xlabel("(value - replicated median) / half-width of the replicated 95% interval "
+                           "(values beyond +/-4 drawn at the edge)", fontsize=8)
     axes[0, 0].legend(fontsize=6, loc="lower right")
     head = title or "Posterior predictive check of the published tables"
     if synthetic:
