@@ -623,14 +623,12 @@ def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: in
 
         key = (spec.hash, float(prior_scale), sampler)
         compiled = _COMPILED.get(key)
-        if compiled is None:
-            model = _build_from_patterns(spec, pat, prior_scale)
-            compiled = _compile_nutpie_numba(model) if sampler == "nutpie" else _compile_nutpie_c(model)
-            _COMPILED[key] = compiled
-            if sampler == "nutpie-c":  # the C closure holds the data: re-built per dataset, modules cached on disk
-                _COMPILED.pop(key)
-        else:
+        if compiled is not None:
             compiled = compiled.with_data(**pat.data())
+        elif sampler == "nutpie":
+            compiled = _COMPILED[key] = _compile_nutpie_numba(_build_from_patterns(spec, pat, prior_scale))
+        else:  # the C functions close over this dataset; their compiled modules are cached on disk
+            compiled = _compile_nutpie_c(_build_from_patterns(spec, pat, prior_scale))
         timings["compile_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
         idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
