@@ -46,9 +46,16 @@ def test_failing_unit_leaves_previous_output_and_no_scratch(tmp_path):
         raise RuntimeError("crash in the middle")
 
     with pytest.raises(RuntimeError):
-        pipeline.run_unit(ctx, "u", {"k": 2}, boom)
+        pipeline.run_unit(ctx, "u", {"k": 2}, boom, fail_fast=True)
     assert (ctx.out / "u" / "f.txt").read_text() == "old"
     assert [p.name for p in ctx.out.iterdir()] == ["u"]
+    # by default the crash is recorded and the run goes on; the old output stays untouched
+    r = pipeline.run_unit(ctx, "u", {"k": 2}, boom)
+    assert r.status == "failed" and "crash in the middle" in r.message
+    assert (ctx.out / "u" / "f.txt").read_text() == "old"
+    assert [p.name for p in ctx.out.iterdir()] == ["u"]
+    # and the next run recomputes it (the stored hash is still the old input's)
+    assert pipeline.run_unit(ctx, "u", {"k": 2}, lambda w: {}).status == "done"
 
 
 def test_unavailable_stage_is_reported_not_faked(tmp_path):

@@ -434,11 +434,15 @@ def clean_stale(out: Path) -> list[Path]:
 
 
 def run_unit(ctx: RunContext, unit: str, inputs: dict[str, Any],
-             body: Callable[[Path], dict[str, Any]], *, force: bool = False) -> UnitResult:
+             body: Callable[[Path], dict[str, Any]], *, force: bool = False,
+             fail_fast: bool = False) -> UnitResult:
     """Run ``body(scratch_dir)`` unless ``RUN_DIR/unit`` holds a manifest with the same input hash.
 
     The body writes its files into ``scratch_dir``; on success a manifest is added and the
     folder is renamed onto ``RUN_DIR/unit`` (two renames; the old copy is removed after).
+    A body that raises leaves ``RUN_DIR/unit`` as it was: :class:`StageUnavailable` gives
+    status ``unavailable``, :class:`InputError` propagates, any other exception gives status
+    ``failed`` (or propagates with ``fail_fast``).
     """
     target = ctx.out / unit
     h = input_hash({"unit": unit, **inputs})
@@ -455,6 +459,20 @@ def run_unit(ctx: RunContext, unit: str, inputs: dict[str, Any],
     except StageUnavailable as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         return UnitResult(unit, "unavailable", time.perf_counter() - t0, str(exc))
+    except InputError:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    except Exception as exc:
+        # A crash inside one stage must not lose the others: record it, keep going, and let
+        # the CLI exit non-zero. The traceback goes to stderr (not into the run directory:
+        # in restricted mode it could quote data).
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not fail_fast:
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+            return UnitResult(unit, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+        raise
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -830,16 +848,20 @@ class RunSummary:
     def unavailable(self) -> list[UnitResult]:
         return [r for r in self.results if r.status == "unavailable"]
 
+    def failed(self) -> list[UnitResult]:
+        return [r for r in self.results if r.status == "failed"]
+
     def text(self) -> str:
         """A one-screen summary."""
         lines = [f"cst-bayes reproduce: run directory {self.out}"]
-        lines.append(f"{'stage':<10} {'units':>5} {'done':>5} {'cached':>6} {'n/a':>4} {'seconds':>8}")
+        lines.append(f"{'stage':<10} {'units':>5} {'done':>5} {'cached':>6} {'n/a':>4} {'failed':>6} {'seconds':>8}")
         for st in (*STAGES[:-1], "sweep", STAGES[-1]):
             rs = [r for r in self.results if r.unit.split("/")[0] == st]
             if not rs and st not in self.stage_seconds:
                 continue
             lines.append(f"{st:<10} {len(rs):>5} {sum(r.status == 'done' for r in rs):>5} "
                          f"{sum(r.status == 'cached' for r in rs):>6} {sum(r.status == 'unavailable' for r in rs):>4} "
+                         f"{sum(r.status == 'failed' for r in rs):>6} "
                          f"{self.stage_seconds.get(st, 0.0):>8.1f}")
         lines.append(f"total {self.total_seconds:.1f} s")
         info = {r.unit: r.info for r in self.results}
@@ -857,6 +879,8 @@ class RunSummary:
                          + ", ".join(f"{m} {n}" for m, n in flagged.items()))
         for r in self.unavailable():
             lines.append(f"STAGE NOT AVAILABLE: {r.unit}: {r.message}")
+        for r in self.failed():
+            lines.append(f"STAGE FAILED: {r.unit}: {r.message}")
         if self.report is not None:
             lines.append(f"report: {self.report}")
         return "\n".join(lines)

@@ -540,7 +540,7 @@ def build_report(run_dir: str | Path) -> Path:
         banners.append(config.SYNTHETIC_BANNER)
     if run.get("restricted"):
         banners.append(RESTRICTED_NOTE)
-    unavailable = [u for u in run.get("units", []) if u.get("status") == "unavailable"]
+    unavailable = [u for u in run.get("units", []) if u.get("status") in ("unavailable", "failed")]
     ctx = {"title": "Bayesian reanalysis of Mitchell et al. (2024): posterior report",
            "sections": sections, "banners": banners, "unavailable": unavailable, "run": run}
     html_text = env.get_template("report.html.j2").render(**ctx)

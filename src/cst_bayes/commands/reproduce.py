@@ -39,4 +39,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(summary.text())
-    return 0
+    # a failed stage is recorded and the others still ran, but the run is not a success
+    return 1 if summary.failed() else 0
