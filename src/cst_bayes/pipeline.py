@@ -113,7 +113,6 @@ class RunContext:
         """Inputs every data-dependent unit depends on (sampler settings are added per unit)."""
         return {
             "version": __version__,
-            "code": code_hash(),
             "seed": self.seed,
             "data": self.data_hashes,
             "restricted": self.restricted,
@@ -143,13 +142,32 @@ def _need(module: str, *names: str) -> Any:
     return mod
 
 
-def code_hash() -> str:
-    """SHA-256 over the package's source files: any code change invalidates the cached units
-    (the version number does not move with every commit)."""
-    h = hashlib.sha256()
+#: Modules whose source each stage's output depends on (their hash is part of the unit's
+#: inputs). Bump FORMAT when the pipeline changes what a stage writes.
+STAGE_MODULES: dict[str, tuple[str, ...]] = {
+    "audit": ("audit", "published", "frequentist"),
+    "data": ("microdata", "published"),
+    "tables": ("frequentist", "microdata", "disclosure"),
+    "models": ("models", "pooling", "microdata"),
+    "ppc": ("ppc", "models", "pooling", "frequentist"),
+    "compare": ("comparison", "models", "ppc"),
+    "weights": ("weights", "design", "mrp", "sensitivity", "models", "published"),
+}
+FORMAT = 1
+
+
+def code_hash(stage: str | None = None) -> str:
+    """SHA-256 over the sources a stage runs (all package sources when ``stage`` is None).
+
+    The version number does not move with every commit, so a cached unit is tied to the
+    code that made it: changing ``models.py`` refits the models but keeps the audit.
+    """
+    h = hashlib.sha256(f"format {FORMAT}".encode())
     root = Path(__file__).parent
-    for p in sorted(root.rglob("*")):
-        if p.suffix in {".py", ".j2"} and "__pycache__" not in p.parts:
+    names = STAGE_MODULES.get(stage or "", None)
+    files = sorted(root.rglob("*.py")) if names is None else [root / f"{n}.py" for n in names]
+    for p in files:
+        if p.is_file() and "__pycache__" not in p.parts:
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
     return h.hexdigest()
@@ -777,34 +795,39 @@ def _units(ctx: RunContext, stages: Sequence[str]) -> list[tuple[str, str, Calla
     units: list[tuple[str, str, Callable[[], tuple[dict, Callable]]]] = []
     pub_hash = {p.name: sha256_file(p) for p in sorted(ctx.published_dir.glob("*.csv"))}
     if "audit" in stages:
-        units.append(("audit", "audit", lambda: ({"version": __version__, "code": code_hash(), "published": pub_hash},
+        units.append(("audit", "audit", lambda: ({"version": __version__, "code": code_hash("audit"), "published": pub_hash},
                                                  lambda w: stage_audit(ctx, w))))
     if "data" in stages:
-        units.append(("data", "data", lambda: ({**base, "manifest": input_hash(ctx.reconstruction_manifest), "published": pub_hash},
+        units.append(("data", "data", lambda: ({**base, "code": code_hash("data"), "manifest": input_hash(ctx.reconstruction_manifest),
+                                                "published": pub_hash},
                                                lambda w: stage_data(ctx, w))))
     if "tables" in stages:
-        units.append(("tables", "tables", lambda: ({**base, "published": pub_hash}, lambda w: stage_tables(ctx, w))))
+        units.append(("tables", "tables", lambda: ({**base, "code": code_hash("tables"), "published": pub_hash},
+                                                   lambda w: stage_tables(ctx, w))))
     if "models" in stages:
         if not ctx.specs:
             units.append(("models", "models", lambda: ({}, _unavailable(ctx.input_notes.get("models", "no model specs")))))
         for name in ctx.specs:
             units.append(("models", f"models/{name}", lambda n=name: (
-                {**base, **ctx.sampling_inputs(), "spec": ctx.spec_hashes[n]}, lambda w: stage_model(ctx, n, w))))
+                {**base, **ctx.sampling_inputs(), "code": code_hash("models"), "spec": ctx.spec_hashes[n]},
+                lambda w: stage_model(ctx, n, w))))
     if "ppc" in stages:
         if not ctx.specs:
             units.append(("ppc", "ppc", lambda: ({}, _unavailable("no fitted models to check"))))
         for name in ctx.specs:
             units.append(("ppc", f"ppc/{name}", lambda n=name: (
-                {**base, "ppc_draws": ctx.settings.ppc_draws, "fit": _unit_hash(ctx, f"models/{n}")},
+                {**base, "code": code_hash("ppc"), "ppc_draws": ctx.settings.ppc_draws,
+                 "fit": _unit_hash(ctx, f"models/{n}")},
                 lambda w: stage_ppc(ctx, n, w))))
     if "compare" in stages:
         units.append(("compare", "compare", lambda: (
-            {**base, "fits": {n: _unit_hash(ctx, f"models/{n}") for n in ctx.specs}},
+            {**base, "code": code_hash("compare"), "fits": {n: _unit_hash(ctx, f"models/{n}") for n in ctx.specs}},
             lambda w: stage_compare(ctx, w))))
     if "weights" in stages:
         w_hash = sha256_file(ctx.weighting_file) if ctx.weighting_file.is_file() else None
         units.append(("weights", "weights", lambda: (
-            {**base, **ctx.sampling_inputs(), "mcmc": ctx.settings.weights_mcmc, "scenarios": w_hash,
+            {**base, **ctx.sampling_inputs(), "code": code_hash("weights"), "mcmc": ctx.settings.weights_mcmc,
+             "scenarios": w_hash,
              "published": pub_hash}, lambda w: stage_weights(ctx, w))))
     return units
 
