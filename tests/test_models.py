@@ -350,6 +350,9 @@ def test_cli_fit_models_and_errors(tmp_path, sim_df, capsys):
                    "--chains", "2", "--sampler", "nutpie-c", "--quiet", "--strict"])
     assert rc == 3
     assert "sampler trouble" in capsys.readouterr().err
+    rc = main(["fit", "logit_count_strata", "--data", str(data), "--out", str(out), "--draws", "20", "--tune", "20",
+               "--chains", "2", "--sampler", "nutpie-c", "--quiet"])
+    assert rc == 0 and "WARNING" in capsys.readouterr().err
 
 
 @fitting
