@@ -55,23 +55,18 @@ def bench_package(df, df2, draws, tune, chains, seed) -> list[dict]:
     from cst_bayes import models as M
 
     out = []
-    t = time.perf_counter()
-    f = M.fit(MODEL, df, draws=draws, tune=tune, chains=chains, seed=seed, sampler="nutpie", progress=False)
-    tot = time.perf_counter() - t
-    out.append(row("package nutpie (first fit: compile)", tot - f.timings["sample_s"], f.timings["sample_s"],
-                   _min_ess(f.idata.posterior), f.diagnostics["divergences"],
-                   "numba compile + post-processing in compile_s"))
-    t = time.perf_counter()
-    f = M.fit(MODEL, df2, draws=draws, tune=tune, chains=chains, seed=seed, sampler="nutpie", progress=False)
-    tot = time.perf_counter() - t
-    out.append(row("package nutpie (warm: compiled model re-used)", tot - f.timings["sample_s"], f.timings["sample_s"],
-                   _min_ess(f.idata.posterior), f.diagnostics["divergences"],
-                   "with_data on new data; includes log-lik/PPC/summary"))
-    t = time.perf_counter()
-    f = M.fit(MODEL, df, draws=draws, tune=tune, chains=chains, seed=seed, sampler="nutpie-c", progress=False)
-    tot = time.perf_counter() - t
-    out.append(row("package nutpie-c (C backend, disk cache)", tot - f.timings["sample_s"], f.timings["sample_s"],
-                   _min_ess(f.idata.posterior), f.diagnostics["divergences"], "fresh-process cost"))
+    runs = [  # (label, data, sampler, note)
+        ("package nutpie (first fit: compile)", df, "nutpie", "numba compile + post-processing in compile_s"),
+        ("package nutpie (warm: compiled model re-used)", df2, "nutpie",
+         "with_data on new data; includes log-lik/PPC/summary"),
+        ("package nutpie-c (C backend, disk cache)", df, "nutpie-c", "fresh-process cost"),
+    ]
+    for label, data, sampler, note in runs:
+        t = time.perf_counter()
+        f = M.fit(MODEL, data, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, progress=False)
+        tot = time.perf_counter() - t
+        out.append(row(label, tot - f.timings["sample_s"], f.timings["sample_s"], _min_ess(f.idata.posterior),
+                       f.diagnostics["divergences"], note))
     return out
 
 
