@@ -1,12 +1,15 @@
 """Shared helpers and the one quick pipeline run used by the pipeline, report and browser tests.
 
-Not a test module (no ``test_`` prefix): test files import the fixture ``quick_run`` from
-here; the tests that use it carry ``xdist_group("quick_run")`` so that ``pytest -n 2
---dist loadgroup`` runs them in one worker and the pipeline runs once per session.
+Not a test module (no ``test_`` prefix): ``tests/conftest.py`` registers the fixture
+``quick_run``. Under pytest-xdist every worker has its own session, and ``--dist loadgroup``
+does not group tests with this pytest (pytest-xdist issue 1386), so :func:`once_per_run`
+makes the workers share one result: the first computes it under a file lock in the run's
+shared temporary folder, the others read it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -81,8 +84,29 @@ def manifests(run_dir: Path) -> dict[str, dict]:
     return out
 
 
+def once_per_run(tmp_path_factory, name: str, compute) -> dict:
+    """``compute(folder) -> JSON-able dict``, run once per pytest run even across xdist workers."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # popen-gwN -> the run's folder
+    folder = shared / f"shared-{name}"
+    result = shared / f"shared-{name}.json"
+    with open(shared / f"shared-{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if result.exists():
+            return json.loads(result.read_text())
+        folder.mkdir(exist_ok=True)
+        value = compute(folder)
+        result.write_text(json.dumps(value, default=str))
+        return json.loads(result.read_text())
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory) -> dict:
+    res = once_per_run(tmp_path_factory, "quick_run", _quick_run)
+    return {**res, "out": Path(res["out"])}
+
+
+def _quick_run(tmp: Path) -> dict:
     """`cst-bayes reproduce --profile quick`, killed with SIGKILL mid-run and then rerun.
 
     One pipeline run serves the kill-and-resume test, the pipeline tests, the report tests
@@ -90,7 +114,6 @@ def quick_run(tmp_path_factory) -> dict:
     running when killed), ``after_kill`` (snapshot of visible units and files at the kill)
     and ``stdout`` of the resumed run.
     """
-    tmp = tmp_path_factory.mktemp("quick")
     recs = reconstructions_for_tests(tmp)
     out = tmp / "run"
     args = [*CLI, "reproduce", "--profile", "quick", "--out", str(out), "--reconstructions", str(recs),

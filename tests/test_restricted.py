@@ -19,16 +19,20 @@ import pytest
 
 from cst_bayes import config
 from cst_bayes.simulate import simulate
-from pipeline_support import run_cli
+from pipeline_support import once_per_run, run_cli
 
 SECRET = "SECRET-AG-"
 #: Columns holding counts of agencies in the package's tables.
 COUNT_COLUMNS = {"n_yes", "n_stratum", "n_case", "n_no_case", "total_case", "total_no_case", "n"}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def restricted_run(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("restricted")
+    res = once_per_run(tmp_path_factory, "restricted_run", _restricted_run)
+    return {**res, "out": Path(res["out"])}
+
+
+def _restricted_run(tmp: Path) -> dict:
     df, _ = simulate(99)
     df = df.drop(columns=["n_approaches"])
     state = np.flatnonzero(df["stratum"].astype(str).to_numpy() == "state")
