@@ -385,8 +385,14 @@ class Patterns:
     w0: np.ndarray  # binary outcome: weighted failures; count outcome: weighted multiplicity
     xbar: np.ndarray  # (K,) agency means of the predictors (centring)
 
-    def data(self) -> dict[str, np.ndarray]:
-        return {"stratum_idx": self.stratum, "X": self.X, "w1": self.w1, "w0": self.w0, "xbar": self.xbar}
+    def data(self, spec: ModelSpec) -> dict[str, np.ndarray]:
+        """The ``pm.Data`` values the spec's model uses (a compiled model knows no others)."""
+        d = {"w1": self.w1, "w0": self.w0}
+        if spec.pooled_strata:
+            d["stratum_idx"] = self.stratum
+        if spec.predictors:
+            d.update(X=self.X, xbar=self.xbar)
+        return d
 
 
 def collapse(spec: ModelSpec, df: pd.DataFrame, weights: np.ndarray | None = None) -> Patterns:
@@ -476,7 +482,7 @@ def build(spec: ModelSpec, df: pd.DataFrame, *, weights: Any = None, prior_scale
         Free variables ``intercept`` or (``mu_stratum``, ``sigma_stratum``, ``alpha``
         [stratum]), ``beta`` [approach|predictor], and with varying slopes ``sigma_slope``,
         ``z_slope`` [stratum, approach] and the deterministic ``beta_stratum``; ``concentration``
-        for the beta-binomial. Data are ``pm.Data`` (``stratum_idx, X, w1, w0, xbar``) on
+        for the beta-binomial. Data are ``pm.Data`` (``w1, w0`` and, where used, ``stratum_idx, X, xbar``) on
         collapsed covariate patterns; the likelihood is the ``pm.Potential`` ``loglik``.
     """
     if not isinstance(spec, ModelSpec):
@@ -497,12 +503,10 @@ def _build_from_patterns(spec: ModelSpec, pat: Patterns, prior_scale: float) -> 
     if spec.predictors:
         coords[dim] = list(spec.predictors)
     with pm.Model(coords=coords) as model:
-        s_idx = pm.Data("stratum_idx", pat.stratum)
-        X = pm.Data("X", pat.X)
-        w1 = pm.Data("w1", pat.w1)
-        w0 = pm.Data("w0", pat.w0)
-        xbar = pm.Data("xbar", pat.xbar)
+        data = {k: pm.Data(k, v) for k, v in pat.data(spec).items()}
+        w1, w0 = data["w1"], data["w0"]
         if spec.pooled_strata:
+            s_idx = data["stratum_idx"]
             mu = _prior_rv(pm, "mu_stratum", spec.priors["intercept"])
             sigma = _prior_rv(pm, "sigma_stratum", spec.priors["sigma_stratum"])
             if spec.intercept_parameterisation == "centered":
@@ -516,7 +520,7 @@ def _build_from_patterns(spec: ModelSpec, pat: Patterns, prior_scale: float) -> 
             eta = intercept + pt.zeros_like(w1)
         if spec.predictors:
             beta = _prior_rv(pm, "beta", spec.priors["beta"].scaled(prior_scale), dims=dim)
-            Xc = X - xbar
+            Xc = data["X"] - data["xbar"]
             if spec.varying_slopes:
                 tau = _prior_rv(pm, "sigma_slope", spec.priors["sigma_slope"])
                 if spec.slope_parameterisation == "noncentered":
@@ -624,7 +628,7 @@ def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: in
         key = (spec.hash, float(prior_scale), sampler)
         compiled = _COMPILED.get(key)
         if compiled is not None:
-            compiled = compiled.with_data(**pat.data())
+            compiled = compiled.with_data(**pat.data(spec))
         elif sampler == "nutpie":
             compiled = _COMPILED[key] = _compile_nutpie_numba(_build_from_patterns(spec, pat, prior_scale))
         else:  # the C functions close over this dataset; their compiled modules are cached on disk
