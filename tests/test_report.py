@@ -55,7 +55,7 @@ def test_report_of_the_quick_run(quick_run):
         assert s in html, s
     assert config.SYNTHETIC_BANNER in md and config.SYNTHETIC_BANNER in html_unescape(html)
     # figures: every file referenced by report.md exists, and the HTML embeds the same bytes
-    refs = re.findall(r"!\[[^\]]*\]\(figures/([^)]+)\)", md)
+    refs = re.findall(r"\]\(figures/([^)]+\.png)\)", md)
     assert "forest_table3.png" in refs
     embedded = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
     assert len(embedded) == len(refs)
