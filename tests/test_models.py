@@ -430,3 +430,136 @@ def test_poisson_working_model_matches_poisson_glm(sim_df):
     assert abs(got["stratum[50-999]"] - glm["50-999"]) < 0.1
     rep = M.replicate(f, sim_df, n_draws=200, seed=0)
     assert rep.max() >= 2  # a Poisson on a 0/1 outcome is only a working likelihood
+
+
+# ------------------------------------------------------------------------------------------------
+# The hand-written numba density (cst_bayes.fastlogp) behind sampler="nutpie"
+# ------------------------------------------------------------------------------------------------
+_FAST_VARIANTS = {  # (base spec, replacements): every prior distribution and both parameterisations
+    "noncentered_t_priors": ("logit_approaches_strata", [
+        ('intercept_parameterisation = "centered"', 'intercept_parameterisation = "noncentered"'),
+        ('[priors.intercept]\ndist = "normal"\nmu = -1.5', '[priors.intercept]\ndist = "student_t"\nnu = 4.0\nmu = -1.5'),
+        ('[priors.beta]\ndist = "normal"\nmu = 0.0', '[priors.beta]\ndist = "student_t"\nnu = 3.0\nmu = 0.0'),
+        ('dist = "halfnormal"\nsigma = 2.0', 'dist = "halfstudent_t"\nnu = 3.0\nsigma = 2.0')]),
+    "exponential_sigma": ("logit_approaches_strata", [('dist = "halfnormal"\nsigma = 2.0', 'dist = "exponential"\nlam = 0.7')]),
+    "gamma_sigma": ("logit_approaches_strata", [('dist = "halfnormal"\nsigma = 2.0', 'dist = "gamma"\nalpha = 2.0\nbeta = 1.5')]),
+}
+
+
+def _fast_spec(tmp_path: Path, name: str) -> M.ModelSpec:
+    if name not in _FAST_VARIANTS:
+        return M.load_spec(name)
+    base, reps = _FAST_VARIANTS[name]
+    text = (M.MODELS_DIR / f"{base}.toml").read_text()
+    for old, new in reps:
+        assert old in text, old
+        text = text.replace(old, new, 1)
+    p = tmp_path / f"{name}.toml"
+    p.write_text(text)
+    return M.load_spec(p)
+
+
+@pytest.mark.parametrize("name", ["logit_approaches_strata", "logit_approaches", "logit_count", "poisson_approaches_strata",
+                                  "count_poisson_strata", "count_binomial_strata", *_FAST_VARIANTS])
+def test_fast_logp_and_gradient_equal_pymc(sim_df, tmp_path, name):
+    """Log-density (with the log-Jacobian of sigma) and gradient equal the PyMC model's, with weights and prior_scale."""
+    from cst_bayes import fastlogp as F
+
+    spec = _fast_spec(tmp_path, name)
+    assert M._fast_supported(spec)
+    rng = np.random.default_rng(7)
+    for prior_scale, w in ((1.0, None), (2.5, rng.uniform(0.3, 3.0, len(sim_df)))):
+        pat = M.collapse(spec, sim_df, M.normalise_weights(w, len(sim_df)))
+        model = M._build_from_patterns(spec, pat, prior_scale)
+        logp, dlogp = model.compile_logp(), model.compile_dlogp()
+        ip = model.initial_point()
+        vals = [model.rvs_to_values[rv] for rv in model.free_RVs]
+        x0 = M._fast_x0(spec, prior_scale)
+        np.testing.assert_allclose(x0, np.concatenate([np.ravel(ip[v.name]) for v in vals]), rtol=1e-6)  # PyMC start
+        a = M._fast_args(spec, pat, prior_scale)
+        args = [a[k] for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")]
+        offsets = []
+        for _ in range(6):
+            x = x0 + rng.normal(0, 0.8, len(x0))
+            point, o = {}, 0
+            for v in vals:
+                sz = int(np.prod(ip[v.name].shape))
+                point[v.name] = x[o:o + sz].reshape(ip[v.name].shape)
+                o += sz
+            lp, g = F.logp_grad(x, *args)
+            want = logp(point)
+            # PyMC's Gamma keeps its scale 1/beta in float32 (its slope is off by ~3e-8 relative; the fast
+            # density matches scipy.stats.gamma), so that variant is compared at rtol 1e-7
+            np.testing.assert_allclose(g, dlogp(point), rtol=1e-7 if name == "gamma_sigma" else 0, atol=1e-8)
+            offsets.append(lp - want)
+        # PyTensor stores a few constants in float32 (log sqrt(2 pi), gammaln(10)): PyMC's log-density is off
+        # by a point-independent constant; the fast one equals it up to that constant to 1e-8. PyMC's StudentT
+        # itself differs from scipy.stats.t by up to ~1.5e-8 per term (the fast one by 1e-16), hence 1e-7 there.
+        # PyMC's Gamma's float32 scale makes its error grow with sigma (up to ~1e-6 here)
+        assert np.ptp(offsets) < {"noncentered_t_priors": 1e-7, "gamma_sigma": 1e-6}.get(name, 1e-8), offsets
+        assert abs(offsets[0]) < 1e-7 * abs(want)
+
+
+def test_fast_logp_equals_scipy_density(sim_df):
+    """The fast log-density minus the log-Jacobian is the float64 scipy density (no float32 constants)."""
+    from cst_bayes import fastlogp as F
+
+    for name in ("logit_approaches_strata", "count_binomial_strata"):
+        spec = M.load_spec(name)
+        pat = M.collapse(spec, sim_df)
+        a = M._fast_args(spec, pat, 1.0)
+        args = [a[k] for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")]
+        rng = np.random.default_rng(3)
+        point = {"mu_stratum": -1.0, "sigma_stratum": 1.3, "alpha": rng.normal(-1.5, 1, 4),
+                 "beta": rng.normal(0, 0.3, len(spec.predictors))}
+        x = np.concatenate([[point["mu_stratum"], np.log(point["sigma_stratum"])], point["alpha"], point["beta"]])
+        lp, _ = F.logp_grad(x, *args)
+        assert lp - np.log(point["sigma_stratum"]) == pytest.approx(_scipy_logp(spec, sim_df, point), rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("dist,params,ref", [
+    ("normal", dict(mu=-1.5, sigma=2.5), lambda x: stats.norm.logpdf(x, -1.5, 2.5)),
+    ("student_t", dict(nu=3.0, mu=0.5, sigma=2.5), lambda x: stats.t.logpdf(x, 3.0, 0.5, 2.5)),
+    ("halfnormal", dict(sigma=2.0), lambda x: stats.halfnorm.logpdf(x, scale=2.0)),
+    ("halfstudent_t", dict(nu=3.0, sigma=2.0), lambda x: np.log(2) + stats.t.logpdf(x, 3.0, 0, 2.0)),
+    ("exponential", dict(lam=0.7), lambda x: stats.expon.logpdf(x, scale=1 / 0.7)),
+    ("gamma", dict(alpha=2.0, beta=1.5), lambda x: stats.gamma.logpdf(x, 2.0, scale=1 / 1.5)),
+])
+def test_fast_priors_equal_scipy(dist, params, ref):
+    """Each prior's log-density equals scipy's to 1e-12 and its derivative the central difference."""
+    from cst_bayes import fastlogp as F
+
+    row = F.prior_row(dist, params)
+    for x in (0.05, 0.7, 2.3, 9.0):
+        lp, d = F._prior(row, x)
+        assert lp == pytest.approx(ref(x), rel=1e-12, abs=1e-12)
+        h = 1e-6
+        assert d == pytest.approx((ref(x + h) - ref(x - h)) / (2 * h), rel=1e-6, abs=1e-8)
+
+
+def test_fast_path_covers_only_what_it_implements(tmp_path):
+    assert not M._fast_supported(M.load_spec("logit_varying_slopes"))
+    assert not M._fast_supported(M.load_spec("count_betabinomial_strata"))
+    for name in ("logit_approaches_strata", "logit_approaches", "logit_count_strata", "poisson_count_strata",
+                 "count_poisson_strata", "count_binomial_strata"):
+        assert M._fast_supported(M.load_spec(name))
+
+
+@fitting
+@pytest.mark.slow
+def test_fast_path_posterior_agrees_with_pytensor_path(sim_df, main_fit):
+    """sampler='nutpie' (fast density) and 'nutpie-c' (PyMC/PyTensor graph) give the same posterior within MC error."""
+    import arviz as az
+
+    f = M.fit("logit_approaches_strata", sim_df, seed=11, **{**FAST, "sampler": "nutpie"})
+    assert f.timings["compile_s"] < 5  # nothing to compile once numba's disk cache is warm
+    assert set(f.idata.posterior.data_vars) == set(main_fit.idata.posterior.data_vars)
+    assert f.diagnostics["divergences"] == 0
+    for var in ("beta", "alpha", "mu_stratum", "sigma_stratum"):
+        a, b = f.idata.posterior[var], main_fit.idata.posterior[var]
+        se = np.sqrt(az.mcse(f.idata.posterior[[var]])[var].to_numpy() ** 2
+                     + az.mcse(main_fit.idata.posterior[[var]])[var].to_numpy() ** 2)
+        diff = np.abs(a.mean(("chain", "draw")).to_numpy() - b.mean(("chain", "draw")).to_numpy())
+        assert (diff < 4.5 * se).all(), (var, diff, se)
+    again = M.fit("logit_approaches_strata", sim_df, seed=11, **{**FAST, "sampler": "nutpie"})
+    np.testing.assert_array_equal(again.idata.posterior["beta"].to_numpy(), f.idata.posterior["beta"].to_numpy())

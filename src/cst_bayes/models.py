@@ -605,6 +605,137 @@ def _compile_nutpie_c(model: Any) -> Any:
                        make_initial_point_fn=init)
 
 
+#: Use the hand-written numba log-density (:mod:`cst_bayes.fastlogp`) for ``sampler="nutpie"`` when
+#: the spec is one it covers; False forces nutpie's PyTensor/numba compile (benchmarks, checks).
+FAST_LOGP = True
+
+
+def _fast_supported(spec: ModelSpec) -> bool:
+    """Whether :mod:`cst_bayes.fastlogp` implements this spec's density exactly."""
+    from . import fastlogp
+
+    return (spec.family in ("bernoulli", "binomial", "poisson") and not spec.varying_slopes
+            and all(p.dist in fastlogp.PRIOR_CODES for p in spec.priors.values()))
+
+
+def _fast_args(spec: ModelSpec, pat: Patterns, prior_scale: float) -> dict[str, Any]:
+    """Data and prior arrays of :func:`cst_bayes.fastlogp.logp_grad` for ``spec`` on ``pat``."""
+    from scipy.special import gammaln
+
+    from . import fastlogp as F
+
+    pr = spec.priors
+    beta = pr["beta"].scaled(prior_scale) if "beta" in pr else Prior("normal", {"mu": 0.0, "sigma": 1.0}, "")
+    sig = pr.get("sigma_stratum", Prior("halfnormal", {"sigma": 1.0}, ""))
+    priors = np.vstack([F.prior_row(p.dist, p.params) for p in (pr["intercept"], beta, sig)])
+    w1, w0 = np.asarray(pat.w1, dtype=float), np.asarray(pat.w0, dtype=float)
+    if spec.outcome == OUTCOME:
+        if spec.family == "bernoulli":
+            fam, a, b, const = F.LOGISTIC, w1, w0, 0.0
+        else:  # Poisson working likelihood on 0/1
+            fam, a, b, const = F.LOGLINEAR, w1, w1 + w0, 0.0
+    else:
+        y, m = w1, w0
+        if spec.family == "poisson":
+            fam, a, b, const = F.LOGLINEAR, m * y, m, -float(np.sum(m * gammaln(y + 1)))
+        else:  # binomial(9)
+            lchoose = gammaln(N_TRIALS + 1) - gammaln(y + 1) - gammaln(N_TRIALS - y + 1)
+            fam, a, b, const = F.LOGISTIC, m * y, m * (N_TRIALS - y), float(np.sum(m * lchoose))
+    structure = (F.NO_STRATA if not spec.pooled_strata
+                 else F.CENTERED if spec.intercept_parameterisation == "centered" else F.NONCENTERED)
+    K = len(spec.predictors)
+    Xc = np.ascontiguousarray(pat.X - pat.xbar if K else np.zeros((len(w1), 0)), dtype=float)
+    return dict(structure=structure, family=fam, n_strata=len(STRATA), priors=priors,
+                sidx=np.ascontiguousarray(pat.stratum, dtype=np.int64), Xc=Xc,
+                a=np.ascontiguousarray(a), b=np.ascontiguousarray(b), const=float(const))
+
+
+def _fast_x0(spec: ModelSpec, prior_scale: float) -> np.ndarray:
+    """PyMC's initial point (support points, log scale for sigma) in the fast layout."""
+    from . import fastlogp as F
+
+    pr = spec.priors
+    mu0 = F.support_point(pr["intercept"].dist, pr["intercept"].params)
+    parts = [[mu0]]
+    if spec.pooled_strata:
+        parts.append([np.log(F.support_point(pr["sigma_stratum"].dist, pr["sigma_stratum"].params))])
+        parts.append([mu0 if spec.intercept_parameterisation == "centered" else 0.0] * len(STRATA))
+    if spec.predictors:
+        b = pr["beta"].scaled(prior_scale)
+        parts.append([F.support_point(b.dist, b.params)] * len(spec.predictors))
+    return np.concatenate([np.asarray(p, dtype=float) for p in parts])
+
+
+def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: float) -> Any:
+    """nutpie over the hand-written numba density of :mod:`cst_bayes.fastlogp`.
+
+    Why: its machine code is cached on disk by numba (``cache=True``), so a fresh process
+    loads it in well under a second, where nutpie's PyTensor/numba compile takes 15-35 s;
+    each gradient is a cheap call into compiled code (the GIL is released inside it).
+    Same density as the PyMC model (tests compare logp and gradient), same variable names.
+    """
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    from . import fastlogp as F
+
+    args = _fast_args(spec, pat, prior_scale)
+    x0 = _fast_x0(spec, prior_scale)
+    n, S, K = len(x0), len(STRATA), len(spec.predictors)
+    off = 2 + S if spec.pooled_strata else 1
+    dim = spec.predictor_dim
+    centered = spec.intercept_parameterisation == "centered"
+    if spec.pooled_strata:
+        names = ["mu_stratum", "sigma_stratum", "alpha" if centered else "z_stratum"]
+        shapes = [(), (), (S,)]
+        dims = {"alpha": ("stratum",), "z_stratum": ("stratum",)}
+    else:
+        names, shapes, dims = ["intercept"], [()], {}
+    if K:
+        names.append("beta")
+        shapes.append((K,))
+        dims["beta"] = (dim,)
+    if spec.pooled_strata and not centered:
+        names.append("alpha")
+        shapes.append((S,))
+    pos = tuple(args[k] for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const"))
+    F.logp_grad(x0, *pos)  # load (or compile, once per machine) the cached machine code now
+
+    def make_logp() -> Any:
+        fn = F.logp_grad
+
+        def logp_fn(x: np.ndarray) -> tuple[float, np.ndarray]:
+            return fn(x, *pos)
+
+        return logp_fn
+
+    def make_expand(seed1: int, seed2: int, chain: int) -> Any:
+        def expand(x: np.ndarray) -> dict[str, np.ndarray]:
+            out = {}
+            if spec.pooled_strata:
+                out["mu_stratum"] = np.asarray(x[0])
+                sig = np.exp(x[1])
+                out["sigma_stratum"] = np.asarray(sig)
+                out["alpha" if centered else "z_stratum"] = x[2:2 + S].copy()
+                if not centered:
+                    out["alpha"] = x[0] + sig * x[2:2 + S]
+            else:
+                out["intercept"] = np.asarray(x[0])
+            if K:
+                out["beta"] = x[off:off + K].copy()
+            return out
+
+        return expand
+
+    def init(seed: int) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
+        return x0 + np.random.default_rng(seed).uniform(-1, 1, n)
+
+    coords: dict[str, list] = {"stratum": list(STRATA)}
+    if K:
+        coords[dim] = list(spec.predictors)
+    return from_pyfunc(n, make_logp, make_expand, [np.dtype("float64")] * len(names), shapes, names,
+                       coords=coords, dims=dims, make_initial_point_fn=init)
+
+
 def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: int, seed: int,
             sampler: str, prior_scale: float, progress: bool) -> tuple[Any, dict[str, float]]:
     """Sample; return the posterior InferenceData (posterior + sample_stats) and timings."""
@@ -627,7 +758,9 @@ def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: in
 
         key = (spec.hash, float(prior_scale), sampler)
         compiled = _COMPILED.get(key)
-        if compiled is not None:
+        if sampler == "nutpie" and FAST_LOGP and _fast_supported(spec):
+            compiled = _compile_nutpie_fast(spec, pat, prior_scale)
+        elif compiled is not None:
             compiled = compiled.with_data(**pat.data(spec))
         elif sampler == "nutpie":
             compiled = _COMPILED[key] = _compile_nutpie_numba(_build_from_patterns(spec, pat, prior_scale))
@@ -858,9 +991,11 @@ def fit(
     seed
         Seed of the sampler and of the posterior-predictive draws: same seed, same numbers.
     sampler
-        ``"nutpie"`` (nutpie, numba backend: compiled once per process, then fastest),
-        ``"nutpie-c"`` (nutpie over PyTensor's disk-cached C backend: fastest for one fit in a
-        fresh process) or ``"pymc"`` (PyMC's own NUTS).
+        ``"nutpie"`` (nutpie; for the specs :mod:`cst_bayes.fastlogp` covers, over its
+        hand-written numba density whose machine code numba caches on disk, so also a fresh
+        process needs no compile; otherwise nutpie's PyTensor/numba backend, compiled once per
+        process), ``"nutpie-c"`` (nutpie over PyTensor's disk-cached C backend) or ``"pymc"``
+        (PyMC's own NUTS).
     weights
         Survey weights per agency (array or column name): weighted pseudo-likelihood, each
         agency's log-likelihood scaled by its weight normalised to sum to n. Equal weights
