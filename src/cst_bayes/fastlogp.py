@@ -99,26 +99,6 @@ def _prior(row, v):
 
 
 @njit(cache=True, nogil=True)
-def _softplus(x):
-    # the same piecewise form as PyTensor's softplus
-    if x < -37.0:
-        return math.exp(x)
-    if x < 18.0:
-        return math.log1p(math.exp(x))
-    if x < 33.3:
-        return x + math.exp(-x)
-    return x
-
-
-@njit(cache=True, nogil=True)
-def _sigmoid(x):
-    if x >= 0.0:
-        return 1.0 / (1.0 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1.0 + e)
-
-
-@njit(cache=True, nogil=True)
 def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
     """Log-density and gradient at the unconstrained point ``x``.
 
