@@ -245,11 +245,9 @@ def weighted_average(draws: np.ndarray, w: np.ndarray) -> np.ndarray:
 #: Models used by the Bayesian weighting (Table 3 Analysis 1 without / with agency size).
 MODEL_UNADJUSTED = "logit_approaches"
 MODEL_ADJUSTED = "logit_approaches_strata"
-#: Sampler for the weighting fits. nutpie over PyTensor's disk-cached C backend rebuilds the
-#: model per fit, which suits ten fits with ten different weight vectors; it also sidesteps
-#: models' in-process reuse of a numba-compiled sampler, which (as of a5dd4aa) fails on the
-#: second fit of a spec without stratum terms ("Unknown shared variable: stratum_idx").
-DEFAULT_SAMPLER: str = "nutpie-c"
+#: Sampler for the weighting fits: nutpie with the package's disk-cached numba log-densities;
+#: the weights enter as data, so the ten weighted fits share one compiled model per spec.
+DEFAULT_SAMPLER: str = "nutpie"
 
 
 def _or_from_summary(fit: object) -> dict[str, tuple[float, float, float]]:
@@ -302,19 +300,7 @@ def bayes_weighting(
         if key not in cache:
             res = {}
             for label, spec in specs.items():
-                try:
-                    f = models.fit(spec, df, weights=w, **kw)
-                except KeyError as exc:
-                    # models' cached numba sampler cannot take new data for a spec without
-                    # stratum terms (see DEFAULT_SAMPLER); say so and rebuild with nutpie-c.
-                    if "shared variable" not in str(exc) or kw.get("sampler") == "nutpie-c":
-                        raise
-                    import warnings
-
-                    warnings.warn(f"models.fit({spec.name}) with sampler {kw.get('sampler')!r} failed ({exc}); "
-                                  "refitting with 'nutpie-c'", RuntimeWarning, stacklevel=2)
-                    kw["sampler"] = "nutpie-c"
-                    f = models.fit(spec, df, weights=w, **kw)
+                f = models.fit(spec, df, weights=w, **kw)
                 res[label] = (f, risk_draws(f, df, max_draws=max_risk_draws))
                 if progress is not None:
                     progress.update(1)  # type: ignore[attr-defined]

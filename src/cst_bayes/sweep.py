@@ -173,7 +173,7 @@ def load_grid(path: str | Path) -> Grid:
     for key, vals in (("scenarios", scenarios), ("models", models_)):
         if not all(isinstance(x, str) and x.strip() for x in vals):
             raise _bad("must be a list of names", path, f"grid.{key}")
-    sampling = {"draws": 500, "tune": 500, "chains": 2, "seed": 20240101, "sampler": "nutpie-c"}
+    sampling = {"draws": 500, "tune": 500, "chains": 2, "seed": 20240101, "sampler": "nutpie"}
     s = raw.get("sampling", {})
     if not isinstance(s, dict):
         raise _bad("must be a table", path, "sampling")

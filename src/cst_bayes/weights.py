@@ -431,7 +431,7 @@ def run_weights(
     tune: int = 1000,
     chains: int = 4,
     seed: int = 20240101,
-    sampler: str | None = "nutpie-c",
+    sampler: str | None = "nutpie",
     published_dir: str | Path | None = None,
     progress: bool = False,
 ) -> dict[str, pd.DataFrame | str]:

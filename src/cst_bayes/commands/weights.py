@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (default 1000)")
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     parser.add_argument("--seed", type=int, default=20240101, help="random seed (default 20240101)")
-    parser.add_argument("--sampler", default="nutpie-c",
+    parser.add_argument("--sampler", default="nutpie",
                         help="sampler passed to cst_bayes.models.fit (default nutpie-c: one C build per weighted fit)")
     parser.add_argument("--not-sure", choices=("no", "yes", "error"), default="no",
                         help="how 'not sure' answers are coded (default: no, the article's yes vs not-yes)")
