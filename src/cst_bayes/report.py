@@ -308,7 +308,7 @@ def _section_models(run: dict[str, Any], run_dir: Path) -> tuple[Section, Sectio
         return sec, diag
     s = run.get("settings", {})
     diag.p(f"Sampler {s.get('sampler')}, {s.get('chains')} chains x {s.get('draws')} draws after {s.get('tune')} "
-           f"tuning steps, seed {run.get('seed')}. Thresholds: R-hat <= 1.01, bulk and tail ESS >= 400, "
+           f"tuning steps, seed {run.get('seed')}. Thresholds: R-hat &le; 1.01, bulk and tail ESS &ge; 400, "
            "no divergences.")
     rows = []
     for name in names:
@@ -479,7 +479,8 @@ def _strip_tags(text: str) -> str:
 
     text = re.sub(r"</?code>", "`", text)
     text = re.sub(r"</?b>", "**", text)
-    return re.sub(r"<[^>]+>", "", text)
+    # paragraphs are HTML: entities (&le;, &amp;) become their characters in Markdown
+    return html.unescape(re.sub(r"<[^>]+>", "", text))
 
 
 def build_report(run_dir: str | Path) -> Path:
