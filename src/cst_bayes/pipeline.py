@@ -41,13 +41,13 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, config
+from .disclosure import SUPPRESSED
 from .errors import InputError
 from .fileio import sha256_file, sha256_frame, write_csv, write_json, write_text
 
 Profile = Literal["quick", "full"]
 StageName = Literal["audit", "data", "tables", "models", "ppc", "compare", "weights", "report"]
 STAGES: tuple[str, ...] = get_args(StageName)
-SUPPRESSED = f"<{config.SMALL_CELL}"
 
 #: Shipped models fitted by the ``quick`` profile (CI): the two Table 3 analyses with agency
 #: size, which is what the PPC and the forest plot need; ``full`` fits every shipped spec.
