@@ -2,8 +2,8 @@
 
 Fits the same data (simulated with the study's stratum sizes, seed 20240101) with
 
-* the package: ``cst_bayes.models.fit`` with nutpie over the hand-written numba density
-  (``cst_bayes.fastlogp``, machine code cached on disk by numba) -- first fit in the process,
+* the package: ``cst_bayes.bayes.models.fit`` with nutpie over the hand-written numba density
+  (``cst_bayes.bayes.fastlogp``, machine code cached on disk by numba) -- first fit in the process,
   then a second fit on new data; nutpie over PyTensor's disk-cached C backend; nutpie's own
   PyTensor/numba compile (``FAST_LOGP = False``, what ``sampler="nutpie"`` did before);
 * the package in a fresh process, run twice as a subprocess: the second run is a cold process
@@ -56,7 +56,7 @@ def row(name: str, compile_s: float, sample_s: float, ess: float, div: int, note
 
 
 def bench_package(df, df2, draws, tune, chains, seed) -> list[dict]:
-    from cst_bayes import models as M
+    from cst_bayes.bayes import models as M
 
     out = []
     runs = [  # (label, data, sampler, fast density, note)
@@ -84,8 +84,8 @@ _FRESH = """
 import json, sys, time, warnings
 t0 = time.perf_counter()
 warnings.simplefilter("ignore")
-from cst_bayes import models as M
-from cst_bayes.simulate import simulate
+from cst_bayes.bayes import models as M
+from cst_bayes.data.simulate import simulate
 import arviz as az
 df, _ = simulate(20240101)
 t1 = time.perf_counter()
@@ -121,7 +121,7 @@ def bench_fresh_process(draws, tune, chains, seed, runs: int = 2) -> list[dict]:
 
 
 def bench_pymc(df, draws, tune, chains, seed) -> dict:
-    from cst_bayes import models as M
+    from cst_bayes.bayes import models as M
 
     t = time.perf_counter()
     f = M.fit(MODEL, df, draws=draws, tune=tune, chains=chains, seed=seed, sampler="pymc", progress=False)
@@ -137,7 +137,7 @@ def bench_bambi(df, draws, tune, chains, seed) -> dict | None:
     except ImportError:
         print("bambi: NOT INSTALLED (pip install '.[bench]'); skipped", file=sys.stderr)
         return None
-    from cst_bayes.config import APPROACHES
+    from cst_bayes.core.config import APPROACHES
 
     d = df.copy()
     d["stratum"] = d["stratum"].astype(str)
@@ -179,8 +179,8 @@ def bench_rstanarm(df, seed) -> dict | None:
 
 
 def bench_scale(draws, tune, chains, seed) -> pd.DataFrame:
-    from cst_bayes import models as M
-    from cst_bayes.simulate import simulate
+    from cst_bayes.bayes import models as M
+    from cst_bayes.data.simulate import simulate
 
     rows = []
     for scale in (1, 10, 100):
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    from cst_bayes.simulate import simulate
+    from cst_bayes.data.simulate import simulate
 
     draws, tune, chains = (300, 300, 2) if a.quick else (1000, 1000, 4)
     df, _ = simulate(20240101)
@@ -229,7 +229,7 @@ def main(argv=None) -> int:
     out.mkdir(exist_ok=True)
     if not a.quick:
         sys.path.insert(0, str(HERE.parent / "src"))
-        from cst_bayes.fileio import write_csv
+        from cst_bayes.core.fileio import write_csv
 
         write_csv(out / "samplers.csv", res, header_comment=f"benchmarks/samplers.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
         write_csv(out / "scaling.csv", sc)

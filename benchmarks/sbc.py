@@ -45,10 +45,10 @@ def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     from scipy import stats
 
-    from cst_bayes import models as M
-    from cst_bayes.config import APPROACHES, STRATA, SYNTHETIC_BANNER
-    from cst_bayes.fileio import atomic_path, write_csv
-    from cst_bayes.simulate import simulate
+    from cst_bayes.bayes import models as M
+    from cst_bayes.core.config import APPROACHES, STRATA, SYNTHETIC_BANNER
+    from cst_bayes.core.fileio import atomic_path, write_csv
+    from cst_bayes.data.simulate import simulate
 
     spec = M.load_spec(MODEL)
     base, _ = simulate(20240101)

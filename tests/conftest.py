@@ -18,7 +18,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 @pytest.fixture(scope="session")
 def sim():
     """A simulated study-shaped dataset (1,306 agencies) and its known truth, seed 20240101."""
-    from cst_bayes.simulate import simulate
+    from cst_bayes.data.simulate import simulate
 
     return simulate(20240101)
 

@@ -21,9 +21,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cst_bayes import config
-from cst_bayes.fileio import write_csv
-from cst_bayes.simulate import simulate
+from cst_bayes.core import config
+from cst_bayes.core.fileio import write_microdata
+from cst_bayes.data.simulate import simulate
 
 REPO = config.ROOT
 CLI = [sys.executable, "-m", "cst_bayes"]
@@ -32,8 +32,7 @@ CLI = [sys.executable, "-m", "cst_bayes"]
 def write_sim(path: Path, seed: int, *, synthetic: bool = True) -> Path:
     """A simulated study-shaped dataset as a microdata CSV (labelled SYNTHETIC if asked)."""
     df, _ = simulate(seed)
-    write_csv(path, df.drop(columns=["n_approaches"]),
-              header_comment="SYNTHETIC simulated test data" if synthetic else None)
+    write_microdata(path, df.drop(columns=["n_approaches"]), synthetic=synthetic)
     return path
 
 

@@ -19,9 +19,9 @@ import pytest
 from scipy import stats
 
 from cst_bayes import audit as A
-from cst_bayes import published as P
+from cst_bayes.data import published as P
 from cst_bayes.cli import main
-from cst_bayes.config import APPROACHES, PUBLISHED_DIR, STRATA
+from cst_bayes.core.config import APPROACHES, PUBLISHED_DIR, STRATA
 
 #: Table 1's chi-square p-values as printed in the article.
 PRINTED_P = {
@@ -222,7 +222,7 @@ def test_approach_count_bounds_against_enumeration():
 
 def test_bounds_and_implied_variance_on_simulated_data(sim_df):
     """On data with known rows: the true SSW lies in the bounds; the phi formula gives the true variance."""
-    from cst_bayes.config import COUNT
+    from cst_bayes.core.config import COUNT
 
     rows = []
     for s, g in sim_df.groupby("stratum", observed=True):
@@ -273,7 +273,7 @@ def test_cli_table_json_and_out(tmp_path, capsys):
     # The CSV writer behind --out FILE.csv, without a third audit run.
     A.write_audit(pd.DataFrame(printed), tmp_path / "a.csv")
     back = pd.read_csv(tmp_path / "a.csv", dtype=str, keep_default_na=False)
-    assert list(back.columns) == A.AUDIT_COLUMNS and len(back) == len(printed)
+    assert list(back.columns) == [*A.AUDIT_COLUMNS, "data_status"] and len(back) == len(printed)
     assert not list(tmp_path.glob(".*.tmp"))
 
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cst_bayes import cli, config
+from cst_bayes import cli
+
+from cst_bayes.core import config
 from pipeline_support import sim_ensemble, write_sim
 
 

@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 import scipy.stats as st
 
-from cst_bayes import config, frequentist as F
-from cst_bayes.disclosure import suppress_small_cells
-from cst_bayes.errors import InputError
-from cst_bayes.microdata import stratum_dtype
+from cst_bayes.core import config
+
+from cst_bayes import frequentist as F
+from cst_bayes.core.disclosure import suppress_small_cells
+from cst_bayes.core.errors import InputError
+from cst_bayes.data.microdata import stratum_dtype
 
 APPROACHES = list(config.APPROACHES)
 
@@ -256,7 +258,7 @@ def test_table3_closed_forms_odds_ratio_woolf_and_risk_ratio():
 
 
 def test_table3_recovers_known_truth_from_simulation():
-    from cst_bayes.simulate import simulate
+    from cst_bayes.data.simulate import simulate
 
     df, truth = simulate(7, scale=4)
     t3 = F.table3(df, link="logit")
@@ -377,12 +379,12 @@ def test_cli_tables_writes_six_files(tmp_path, sim_df):
         "table1": F.TABLE1_COLUMNS, "anova": F.ANOVA_COLUMNS, "table2": F.TABLE2_COLUMNS,
         "fig1": F.FIG1_COLUMNS, "table3": F.TABLE3_COLUMNS, "comparison": F.COMPARISON_COLUMNS,
     }
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{k}.csv" for k in expected)
+    assert sorted(p.name for p in out.glob("*.csv")) == sorted(f"{k}.csv" for k in expected)
     for name, cols in expected.items():
         text = (out / f"{name}.csv").read_text()
-        assert text.startswith("# SYNTHETIC"), name  # synthetic data are labelled in every file
-        got = pd.read_csv(out / f"{name}.csv", comment="#")
-        assert list(got.columns) == cols
+        got = pd.read_csv(out / f"{name}.csv")
+        assert got["data_status"].eq("SYNTHETIC").all(), name  # synthetic data are labelled in every file
+        assert list(got.columns) == [*cols, "data_status"]
     t3 = pd.read_csv(out / "table3.csv", comment="#")
     assert set(t3.link) == {"logit", "log"} and set(t3.adjusted_for_size) == {"no", "yes"}
     t1 = pd.read_csv(out / "table1.csv", comment="#")
@@ -401,7 +403,7 @@ def test_cli_tables_bad_data_exit_2(tmp_path, sim_df, capsys):
 
 
 def test_table3_flags_separation_instead_of_crashing():
-    from cst_bayes.simulate import simulate
+    from cst_bayes.data.simulate import simulate
 
     df, _ = simulate(2, n_by_stratum={"1-49": 80, "50-999": 40, "state": 5, "1000+": 6})
     df.loc[df[config.STRATUM] == "1000+", config.OUTCOME] = 1  # every large agency has a case
@@ -417,7 +419,7 @@ def test_table3_flags_separation_instead_of_crashing():
 def test_all_tables_match_r_reference_values():
     """Base R (chisq.test, anova(lm), cor.test, glm) and sandwich::vcovHC(type = "HC0") on the
     same simulated data, saved by tests/reference/frequentist_r.R."""
-    from cst_bayes.microdata import load
+    from cst_bayes.data.microdata import load
 
     ref_dir = config.ROOT / "tests" / "reference"
     ref = pd.read_csv(ref_dir / "frequentist_r_reference.csv", dtype={"variable": str}, keep_default_na=False)
@@ -473,7 +475,8 @@ def test_cli_tables_suppresses_small_cells_of_real_microdata(tmp_path, sim_df, c
     assert main(["tables", "--data", str(data), "--out", str(tmp_path / "o"), "--link", "logit"]) == 0
     assert "reproduced" in capsys.readouterr().out
     text = (tmp_path / "o" / "table1.csv").read_text()
-    assert text.startswith("# ") and "SYNTHETIC" not in text and "suppressed" in text
+    meta = (tmp_path / "o" / "table1.meta.json").read_text()
+    assert "SYNTHETIC" not in text and "RESTRICTED" in text and "suppressed" in meta
     t1 = pd.read_csv(tmp_path / "o" / "table1.csv", comment="#", dtype=str, keep_default_na=False)
     assert (t1["n_yes"] == "<5").any()
     assert (t1.loc[t1["n_yes"] == "<5", "pct"] == "").all()

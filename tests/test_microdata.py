@@ -14,11 +14,11 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from cst_bayes import microdata as M
+from cst_bayes.data import microdata as M
 from cst_bayes.cli import main
-from cst_bayes.config import APPROACHES, COUNT, OUTCOME, STRATA, SYNTHETIC_BANNER
-from cst_bayes.errors import InputError
-from cst_bayes.simulate import simulate
+from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA, SYNTHETIC_BANNER
+from cst_bayes.core.errors import InputError
+from cst_bayes.data.simulate import simulate
 
 BINARY = [*APPROACHES, OUTCOME]
 CODES = {"1000+": 1, "state": 2, "50-999": 3, "1-49": 4}

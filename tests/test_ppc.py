@@ -1,4 +1,4 @@
-"""Table-level posterior predictive checks (cst_bayes.ppc).
+"""Table-level posterior predictive checks (cst_bayes.checks.ppc).
 
 References are independent of the code under test: the package's frequentist functions
 (scipy/statsmodels) on the same fixed replicates, scipy's chi2_contingency, statsmodels'
@@ -13,9 +13,9 @@ import pytest
 from scipy import stats
 
 from cst_bayes import frequentist as fq
-from cst_bayes import ppc
-from cst_bayes.config import APPROACHES, COUNT, OUTCOME, STRATA
-from cst_bayes.errors import InputError
+from cst_bayes.checks import ppc
+from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA
+from cst_bayes.core.errors import InputError
 
 
 def truth_replicates(df: pd.DataFrame, truth, n: int, seed: int) -> np.ndarray:
@@ -249,14 +249,14 @@ def test_plot_has_one_panel_per_table_and_says_synthetic(sim):
 @pytest.fixture(scope="module")
 def small_fit(sim_df, tmp_path_factory):
     """logit_count_strata fitted on the simulated data, written as a fit file and a CSV."""
-    from cst_bayes import models
-    from cst_bayes.fileio import write_csv
+    from cst_bayes.bayes import models
+    from cst_bayes.core.fileio import write_microdata
 
     d = tmp_path_factory.mktemp("ppcfit")
     f = models.fit("logit_count_strata", sim_df, draws=150, tune=150, chains=2, seed=4,
                    sampler="nutpie-c", progress=False)
     nc, _ = models.write_fit(f, d)
-    csv = write_csv(d / "data.csv", sim_df.drop(columns=[COUNT]), header_comment="SYNTHETIC simulated test data")
+    csv = write_microdata(d / "data.csv", sim_df.drop(columns=[COUNT]), synthetic=True)
     return f, nc, csv
 
 
@@ -283,7 +283,7 @@ def test_ppc_cli_writes_table_and_figure(small_fit, tmp_path):
     assert main(["ppc", str(nc), "--data", str(csv), "--out", str(out), "--draws", "40", "--seed", "3"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["ppc.csv", "ppc.png"]
     text = (out / "ppc.csv").read_text()
-    assert text.startswith("# SYNTHETIC")
+    assert pd.read_csv(out / "ppc.csv")["data_status"].eq("SYNTHETIC").all()
     table = pd.read_csv(out / "ppc.csv", comment="#")
     assert list(table.columns[:9]) == list(ppc.PPC_COLUMNS)
     first = text

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cst_bayes import published as P
+from cst_bayes.data import published as P
 from cst_bayes.cli import main
-from cst_bayes.config import APPROACHES, PUBLISHED_DIR, ROOT
-from cst_bayes.errors import InputError
+from cst_bayes.core.config import APPROACHES, PUBLISHED_DIR, ROOT
+from cst_bayes.core.errors import InputError
 
 STEMS = [Path(f).stem for f in P.FILES.values()]
 

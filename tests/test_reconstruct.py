@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from cst_bayes import frequentist as fq
 from cst_bayes import reconstruct as rc
-from cst_bayes.config import APPROACHES, OUTCOME, PUBLISHED_DIR, RECONSTRUCTED_DIR, STRATA, STRATUM
-from cst_bayes.errors import InputError
-from cst_bayes.fileio import sha256_file
+from cst_bayes.core.config import APPROACHES, OUTCOME, PUBLISHED_DIR, RECONSTRUCTED_DIR, STRATA, STRATUM
+from cst_bayes.core.errors import InputError
+from cst_bayes.core.fileio import sha256_file
 
 COLS = [*APPROACHES, OUTCOME]
 

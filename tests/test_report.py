@@ -11,10 +11,12 @@ import re
 import pandas as pd
 import pytest
 
-from cst_bayes import cli, config
-from cst_bayes.errors import InputError
-from cst_bayes.fileio import write_json
-from cst_bayes.report import build_report
+from cst_bayes import cli
+
+from cst_bayes.core import config
+from cst_bayes.core.errors import InputError
+from cst_bayes.core.fileio import write_json
+from cst_bayes.run.report import build_report
 
 SECTIONS = ("Overview of the run", "Data and provenance", "Frequentist reproduction", "Models and priors",
             "Computation and diagnostics", "Results: published, frequentist refit and Bayesian",
@@ -33,7 +35,7 @@ def test_not_a_run_directory(tmp_path, capsys):
 def test_empty_run_names_every_missing_stage(tmp_path):
     write_json(tmp_path / "run.json", {
         "profile": "quick", "seed": 1, "synthetic": True, "restricted": False, "settings": {},
-        "units": [{"unit": "models", "status": "unavailable", "seconds": 0, "message": "module cst_bayes.models is not available"}],
+        "units": [{"unit": "models", "status": "unavailable", "seconds": 0, "message": "module cst_bayes.bayes.models is not available"}],
     })
     build_report(tmp_path)
     md = (tmp_path / "report.md").read_text()

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cst_bayes import config
-from cst_bayes.simulate import simulate
+from cst_bayes.core import config
+from cst_bayes.data.simulate import simulate
 from pipeline_support import once_per_run, run_cli
 
 SECRET = "SECRET-AG-"

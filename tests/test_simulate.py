@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from cst_bayes.config import APPROACHES, N_BY_STRATUM
-from cst_bayes.microdata import validate
-from cst_bayes.simulate import simulate
+from cst_bayes.core.config import APPROACHES, N_BY_STRATUM
+from cst_bayes.data.microdata import validate
+from cst_bayes.data.simulate import simulate
 
 
 def test_shape_and_contract(sim_df):

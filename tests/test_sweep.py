@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from cst_bayes import sweep
+from cst_bayes.run import sweep
 from pipeline_support import sim_ensemble
 
 GRID = """[grid]
@@ -115,8 +115,8 @@ def test_real_fits_on_a_two_worker_local_cluster(grid_file, tmp_path):
 
 
 def test_sweep_summary_and_figure_go_into_the_report(grid_file, tmp_path, client):
-    from cst_bayes.fileio import write_json
-    from cst_bayes.report import build_report
+    from cst_bayes.core.fileio import write_json
+    from cst_bayes.run.report import build_report
 
     run = tmp_path / "run"
     sweep.run_sweep(grid_file, run / "sweep", client=client, fit=fake_fit, progress=False)

@@ -15,11 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cst_bayes import microdata, mrp
-from cst_bayes import weights as W
-from cst_bayes.config import APPROACHES, OUTCOME, STRATA
-from cst_bayes.design import Design, svymean
-from cst_bayes.errors import InputError, SpecError
+from cst_bayes.data import microdata
+
+from cst_bayes.weighting import mrp
+from cst_bayes.weighting import weights as W
+from cst_bayes.core.config import APPROACHES, OUTCOME, STRATA
+from cst_bayes.weighting.design import Design, svymean
+from cst_bayes.core.errors import InputError, SpecError
 
 REF_DIR = Path(__file__).parent / "reference"
 
@@ -119,7 +121,7 @@ def test_adjusted_rd_matches_r_svypredmeans(computed, ref):
 
 def test_single_predictor_rd_matches_domain_contrast(ref_df, ref, scenarios):
     """With one 0/1 predictor the standardised RD is the difference of domain means (svyby + svycontrast)."""
-    from cst_bayes.design import marginal_rd, svyglm_logit
+    from cst_bayes.weighting.design import marginal_rd, svyglm_logit
 
     for name in dict.fromkeys(ref["scenario"]):
         d = W.make_design(ref_df, scenarios[name])
@@ -324,9 +326,9 @@ def test_cli_no_bayes_writes_every_output(tmp_path, capsys):
     shipped = list(W.load_scenarios())
     for name, cols in columns.items():
         t = pd.read_csv(out / name, comment="#")
-        assert list(t.columns) == cols
+        assert list(t.columns) == [*cols, "data_status"]
         assert list(dict.fromkeys(t["scenario"])) == shipped
-        assert (out / name).read_text().startswith("# SYNTHETIC")
+        assert t["data_status"].eq("SYNTHETIC").all()
     png = (out / "sensitivity.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "hold in every scenario" in (out / "sensitivity.md").read_text()
@@ -354,7 +356,7 @@ def test_cli_bad_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
 
 def test_conclusions_are_computed_not_hardcoded(ref_df, scenarios):
     """Flip one row of the sensitivity table and the verdict for that claim flips."""
-    from cst_bayes.sensitivity import conclusions, sensitivity_table
+    from cst_bayes.weighting.sensitivity import conclusions, sensitivity_table
 
     sc = [scenarios["unweighted"], scenarios["design"]]
     sens = sensitivity_table(W.design_estimates(ref_df, sc), W.design_models(ref_df, sc))
@@ -376,7 +378,7 @@ def test_conclusions_are_computed_not_hardcoded(ref_df, scenarios):
 @pytest.fixture(scope="module")
 def bayes(ref_df, scenarios):
     """Pseudo-likelihood and MRP under 'unweighted' and 'design' with short chains."""
-    pytest.importorskip("cst_bayes.models")
+    pytest.importorskip("cst_bayes.bayes.models")
     fits: dict = {}
     # nutpie over PyTensor's disk-cached C backend: cheapest for a handful of fits in one process.
     pl, m = mrp.bayes_weighting(ref_df, [scenarios["unweighted"], scenarios["design"]], draws=100, tune=150,
@@ -388,7 +390,7 @@ def bayes(ref_df, scenarios):
 @pytest.mark.slow
 @pytest.mark.xdist_group("weights_bayes")
 def test_unweighted_scenario_reproduces_the_unweighted_fit(bayes, ref_df):
-    from cst_bayes import models
+    from cst_bayes.bayes import models
 
     pl, m, fits = bayes
     # Same seed, no weights: the pseudo-likelihood fit under 'unweighted' is the plain fit.
@@ -450,7 +452,7 @@ def test_trimming_properties(seed, k, n):
 @given(seed=st.integers(0, 2**32 - 1), scale=st.floats(0.01, 100.0))
 def test_design_estimates_do_not_depend_on_the_weight_scale(seed, scale):
     """Shares, SEs and Rao-Scott tests are ratios: multiplying every weight by c changes nothing."""
-    from cst_bayes.design import svychisq
+    from cst_bayes.weighting.design import svychisq
 
     rng = np.random.default_rng(seed)
     n = 120

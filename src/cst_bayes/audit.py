@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, OUTCOME, REFERENCE_STRATUM, STRATA
-from .published import PublishedTables, load_all, p_interval, phi_matrix
+from cst_bayes.core.config import APPROACHES, OUTCOME, REFERENCE_STRATUM, STRATA
+from cst_bayes.data.published import PublishedTables, load_all, p_interval, phi_matrix
 
 TABLE1_ORDER: tuple[str, ...] = (*APPROACHES, OUTCOME)
 AUDIT_COLUMNS: list[str] = ["id", "table", "description", "status", "expected", "observed"]
@@ -558,7 +558,7 @@ def run_audit(published_dir: str | Path | None = None, *, seed: int = 20240101) 
     Raises
     ------
     InputError
-        When a table is malformed (see :mod:`cst_bayes.published`).
+        When a table is malformed (see :mod:`cst_bayes.data.published`).
     """
     tabs = load_all(published_dir)
     out = _Checks()
@@ -601,7 +601,7 @@ def to_records(checks: pd.DataFrame) -> list[dict[str, str]]:
 
 def write_audit(checks: pd.DataFrame, path: str | Path) -> Path:
     """Write the checks atomically: JSON (a list of checks) for ``.json``, else CSV."""
-    from .fileio import write_csv, write_json
+    from cst_bayes.core.fileio import write_csv, write_json
 
     path = Path(path)
     if path.suffix.lower() == ".json":

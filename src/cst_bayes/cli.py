@@ -3,7 +3,7 @@
 Each subcommand lives in ``cst_bayes/commands/<verb>.py`` with two functions,
 ``add_arguments(parser)`` and ``run(args) -> int``; the modules import heavy libraries
 inside ``run`` so that ``cst-bayes --help`` stays instant. Bad input
-(:class:`~cst_bayes.errors.InputError`) prints one clear line and exits with status 2;
+(:class:`~cst_bayes.core.errors.InputError`) prints one clear line and exits with status 2;
 sampler trouble under ``--strict`` exits with status 3.
 """
 
@@ -14,8 +14,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import InputError, SamplerTrouble
+from cst_bayes import __version__
+from cst_bayes.core.errors import InputError, SamplerTrouble
 
 #: Verb -> module under cst_bayes.commands, in pipeline order.
 COMMANDS: dict[str, str] = {

@@ -1,7 +1,7 @@
 """The frequentist reproduction of Mitchell et al. (2024), from any agency-level dataset.
 
-Each function takes a frame in the microdata contract (:func:`cst_bayes.microdata.load` or
-:func:`cst_bayes.simulate.simulate`) and returns a tidy DataFrame in the shape of the
+Each function takes a frame in the microdata contract (:func:`cst_bayes.data.microdata.load` or
+:func:`cst_bayes.data.simulate.simulate`) and returns a tidy DataFrame in the shape of the
 published table:
 
 * :func:`table1` -- each approach and the outcome by stratum, with the Pearson chi-square
@@ -32,8 +32,8 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, COUNT, OUTCOME, PUBLISHED_DIR, REFERENCE_STRATUM, STRATA, STRATUM
-from .errors import InputError
+from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, PUBLISHED_DIR, REFERENCE_STRATUM, STRATA, STRATUM
+from cst_bayes.core.errors import InputError
 
 Link = Literal["logit", "log"]
 LINKS: tuple[str, ...] = get_args(Link)
@@ -62,7 +62,7 @@ def _check_frame(df: pd.DataFrame, columns: Iterable[str]) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputError(
-            f"frame lacks columns {missing}; pass data through cst_bayes.microdata.validate first",
+            f"frame lacks columns {missing}; pass data through cst_bayes.data.microdata.validate first",
             path=df.attrs.get("source"), column=missing[0],
         )
     if len(df) == 0:
@@ -533,7 +533,7 @@ def suppress(tables: Mapping[str, pd.DataFrame], threshold: int | None = None) -
     Table 1 counts (and counts whose complement in the stratum is small), Figure 1 counts,
     ANOVA groups smaller than the threshold (their mean and SD), and the reproduced counts
     and percentages in a comparison are replaced by ``"<5"`` or blanked, via
-    :func:`cst_bayes.disclosure.suppress_small_cells`. Table 2 and Table 3 hold only
+    :func:`cst_bayes.core.disclosure.suppress_small_cells`. Table 2 and Table 3 hold only
     model-level statistics over all agencies and are returned unchanged.
 
     Parameters
@@ -541,10 +541,10 @@ def suppress(tables: Mapping[str, pd.DataFrame], threshold: int | None = None) -
     tables
         Any of ``table1, anova, table2, fig1, table3, comparison``.
     threshold
-        Default :data:`cst_bayes.config.SMALL_CELL`.
+        Default :data:`cst_bayes.core.config.SMALL_CELL`.
     """
-    from .config import SMALL_CELL
-    from .disclosure import suppress_small_cells
+    from cst_bayes.core.config import SMALL_CELL
+    from cst_bayes.core.disclosure import suppress_small_cells
 
     thr = SMALL_CELL if threshold is None else threshold
     out = dict(tables)
@@ -598,7 +598,7 @@ def write_tables(
     Parameters
     ----------
     data
-        Path of an agency-level file (loaded with :func:`cst_bayes.microdata.load`) or a
+        Path of an agency-level file (loaded with :func:`cst_bayes.data.microdata.load`) or a
         frame already in the contract (its ``attrs`` say whether it is synthetic/restricted).
     out_dir
         Folder receiving ``table1.csv, anova.csv, table2.csv, fig1.csv, table3.csv,
@@ -614,9 +614,9 @@ def write_tables(
     """
     from pathlib import Path
 
-    from .config import SYNTHETIC_BANNER
-    from .fileio import write_csv
-    from .microdata import load
+    from cst_bayes.core.config import SYNTHETIC_BANNER
+    from cst_bayes.core.fileio import write_csv
+    from cst_bayes.data.microdata import load
 
     if isinstance(data, pd.DataFrame):
         df = data

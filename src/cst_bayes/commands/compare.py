@@ -25,13 +25,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="nutpie", choices=("nutpie", "nutpie-c", "pymc"),
-                        help="sampler passed to cst_bayes.models.fit")
+                        help="sampler passed to cst_bayes.bayes.models.fit")
     parser.add_argument("--jobs", type=int, default=None, help="worker processes for an ensemble (default 1)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Fit or read the models, compute PSIS-LOO, write loo.csv, print the verdict."""
-    from cst_bayes.comparison import write_comparison
+    from cst_bayes.checks.comparison import write_comparison
 
     res = write_comparison(
         args.data, args.out, models=args.models or None, fits_dir=args.fits,

@@ -6,7 +6,7 @@ median OR or PR with 95% interval, R-hat, ESS). With --compare-published also
 OUT/MODEL-vs-published.csv: the posterior beside Table 3 and the frequentist refit.
 Sampler trouble (divergences, R-hat > 1.01, ESS < 400, BFMI < 0.3) is a warning; --strict
 makes it exit status 3. When --data is a folder of reconstructions, the model is fitted on
-each and the posteriors pooled (cst_bayes.pooling).
+each and the posteriors pooled (cst_bayes.bayes.pooling).
 """
 
 from __future__ import annotations
@@ -40,17 +40,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit, write, report diagnostics; exit 0 (2 bad input, 3 sampler trouble under --strict)."""
-    from cst_bayes import models
-    from cst_bayes.errors import InputError
+    from cst_bayes.bayes import models
+    from cst_bayes.core.errors import InputError
 
     spec = models.load_spec(args.model)
     if args.data.is_dir():
-        try:
-            from cst_bayes import pooling
-        except ModuleNotFoundError:
-            raise InputError("fitting an ensemble folder needs cst_bayes.pooling, which is not installed",
-                             path=args.data) from None
-        frames = pooling.load_frames(args.data)
+        from cst_bayes.bayes import pooling
+        from cst_bayes.data.ensemble import load_frames
+
+        frames = load_frames(args.data)
         pooled = pooling.fit_ensemble(spec, frames, draws=args.draws, tune=args.tune, chains=args.chains,
                                       seed=args.seed, sampler=args.sampler, jobs=args.jobs,
                                       progress=not args.quiet, prior_scale=args.prior_scale)
@@ -58,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         for p in paths.values():
             print(p)
         return 0
-    from cst_bayes.microdata import load
+    from cst_bayes.data.microdata import load
 
     df = load(args.data)
     weights = None

@@ -12,7 +12,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..config import RECONSTRUCTED_DIR
+    from cst_bayes.core.config import RECONSTRUCTED_DIR
 
     parser.add_argument("--n", type=int, default=20, help="number of members (default 20)")
     parser.add_argument("--seed", type=int, default=2024, help="master seed (default 2024)")
@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import InputError
-    from ..reconstruct import build_ensemble, manifest_table
+    from cst_bayes.core.errors import InputError
+    from cst_bayes.reconstruct import build_ensemble, manifest_table
 
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}", column="jobs")

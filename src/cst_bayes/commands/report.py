@@ -10,7 +10,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cst_bayes.report import build_report
+    from cst_bayes.run.report import build_report
 
     path = build_report(args.run_dir)
     print(f"report: {path}")

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cst_bayes.pipeline import reproduce
+    from cst_bayes.run.pipeline import reproduce
 
     summary = reproduce(
         args.out, profile=args.profile, seed=args.seed, data=args.data, reconstructions=args.reconstructions,

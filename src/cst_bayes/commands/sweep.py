@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cst_bayes.errors import InputError
-    from cst_bayes.sweep import load_grid, run_sweep
+    from cst_bayes.core.errors import InputError
+    from cst_bayes.run.sweep import load_grid, run_sweep
 
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")

@@ -32,16 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     parser.add_argument("--seed", type=int, default=20240101, help="random seed (default 20240101)")
     parser.add_argument("--sampler", default="nutpie",
-                        help="sampler passed to cst_bayes.models.fit (default nutpie-c: one C build per weighted fit)")
+                        help="sampler passed to cst_bayes.bayes.models.fit (default nutpie-c: one C build per weighted fit)")
     parser.add_argument("--not-sure", choices=("no", "yes", "error"), default="no",
                         help="how 'not sure' answers are coded (default: no, the article's yes vs not-yes)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the data, run the weighting stage, print what survives; exit status 0."""
-    from cst_bayes import microdata
-    from cst_bayes.errors import InputError
-    from cst_bayes.weights import load_scenarios, run_weights, select_scenarios
+    from cst_bayes.data import microdata
+    from cst_bayes.core.errors import InputError
+    from cst_bayes.weighting.weights import load_scenarios, run_weights, select_scenarios
 
     for name in ("draws", "tune", "chains"):
         if getattr(args, name) < 1:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import InputError
+from cst_bayes.core.errors import InputError
 
 
 @dataclass(frozen=True)

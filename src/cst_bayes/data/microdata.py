@@ -18,7 +18,7 @@ The loaded frame gets a derived ``n_approaches`` (0-9) column, ``stratum`` as an
 categorical with the reference level ``1-49`` first, and ``attrs`` recording the source,
 whether the file declares itself synthetic, and its leading ``#`` comment lines.
 
-Anything else is an :class:`~cst_bayes.errors.InputError` naming file, column and rows.
+Anything else is an :class:`~cst_bayes.core.errors.InputError` naming file, column and rows.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-from .config import AGENCY_ID, APPROACHES, COUNT, OUTCOME, STRATA, STRATUM, WEIGHT
-from .errors import InputError
+from cst_bayes.core.config import AGENCY_ID, APPROACHES, COUNT, OUTCOME, STRATA, STRATUM, WEIGHT
+from cst_bayes.core.errors import InputError
 
 NotSureRule = Literal["no", "yes", "error"]
 BINARY_COLUMNS: tuple[str, ...] = (*APPROACHES, OUTCOME)

@@ -1,6 +1,6 @@
 """The posterior report of a run directory (``cst-bayes report RUN_DIR``).
 
-Reads what :mod:`cst_bayes.pipeline` (and optionally :mod:`cst_bayes.sweep`) wrote into a run
+Reads what :mod:`cst_bayes.run.pipeline` (and optionally :mod:`cst_bayes.run.sweep`) wrote into a run
 directory and renders two documents with the same content:
 
 ``index.html``
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config
-from .errors import InputError
-from .fileio import atomic_path, write_text
+from cst_bayes.core import config
+from cst_bayes.core.errors import InputError
+from cst_bayes.core.fileio import atomic_path, write_text
 
 #: Shipped models that correspond to the four published Table 3 models: (analysis, adjusted).
 TABLE3_MODELS: dict[str, tuple[int, str]] = {
@@ -489,7 +489,7 @@ def build_report(run_dir: str | Path) -> Path:
     Parameters
     ----------
     run_dir
-        A run directory written by :func:`cst_bayes.pipeline.reproduce` (it must hold
+        A run directory written by :func:`cst_bayes.run.pipeline.reproduce` (it must hold
         ``run.json``).
 
     Returns
@@ -529,7 +529,7 @@ def build_report(run_dir: str | Path) -> Path:
     if sweep is not None:
         sections.append(sweep)
     sections.append(_section_environment(run))
-    env = jinja2.Environment(loader=jinja2.PackageLoader("cst_bayes", "templates"),
+    env = jinja2.Environment(loader=jinja2.PackageLoader("cst_bayes.run", "templates"),
                              autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False), trim_blocks=True,
                              lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["html_table"] = lambda df: jinja2.utils.markupsafe.Markup(_html_table(df))

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, COUNT, OUTCOME, STRATA, STRATUM
-from .errors import InputError
+from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA, STRATUM
+from cst_bayes.core.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
@@ -344,7 +344,7 @@ def frequentist_statistics(df: pd.DataFrame, *, tables: Sequence[str]) -> np.nda
     This is the code the reproduction reports with; the observed column of the PPC comes
     from here. Returns a vector ordered like :func:`statistic_keys`.
     """
-    from . import frequentist as fq
+    from cst_bayes import frequentist as fq
 
     keys = statistic_keys(df, tables)
     val: dict[tuple[str, str, str], float] = {}
@@ -393,7 +393,7 @@ def published_values(keys: Sequence[_Stat]) -> np.ndarray:
     beside both links, since the question is which one it agrees with), and the one
     Figure 1 figure given in the text (offense code: 54.7% without, 49.5% with a case).
     """
-    from . import published
+    from cst_bayes.data import published
 
     t1 = published.load_table1()
     t1 = t1[t1["variable"] == OUTCOME].set_index("stratum")["n_yes"]
@@ -610,7 +610,7 @@ def model_outcome(fit: Any) -> str:
 
 def _as_fit(fit_or_idata: Any) -> Any:
     """A models.Fit (or PooledFit) from a Fit, PooledFit, path or InferenceData."""
-    from . import models
+    from cst_bayes.bayes import models
 
     if hasattr(fit_or_idata, "idata") and hasattr(fit_or_idata, "spec"):
         return fit_or_idata
@@ -633,7 +633,7 @@ def _as_fit(fit_or_idata: Any) -> Any:
 
 @dataclass
 class _MemberFit:
-    """What :func:`cst_bayes.models.replicate` needs of a fit: spec, idata, centring means."""
+    """What :func:`cst_bayes.bayes.models.replicate` needs of a fit: spec, idata, centring means."""
 
     spec: Any
     idata: Any
@@ -648,7 +648,7 @@ class _MemberFit:
 
 def _member_of(fit: Any, df: pd.DataFrame) -> int:
     """The ensemble member (1-based) a pooled fit was fitted on ``df`` as, by data hash."""
-    from .models import _data_hash
+    from cst_bayes.bayes.models import _data_hash
 
     hashes = str(fit.idata.posterior.attrs.get("member_data_hashes", "")).split(",")
     h = _data_hash(df, fit.spec)
@@ -678,8 +678,8 @@ def ppc_tables(
     Parameters
     ----------
     fit_or_idata
-        A :class:`cst_bayes.models.Fit`, a fit file path, its InferenceData, or a pooled
-        fit (:class:`cst_bayes.pooling.PooledFit`, or its stacked InferenceData).
+        A :class:`cst_bayes.bayes.models.Fit`, a fit file path, its InferenceData, or a pooled
+        fit (:class:`cst_bayes.bayes.pooling.PooledFit`, or its stacked InferenceData).
     df
         The data the model was fitted on; for a pooled fit, the list of ensemble members
         in the order they were fitted (or one member: the check then uses that member's
@@ -702,7 +702,7 @@ def ppc_tables(
         observed statistics (``observed`` is then the members' median and
         ``observed_min``/``observed_max`` their range).
     """
-    from . import models
+    from cst_bayes.bayes import models
 
     if n_draws < 1:
         raise InputError(f"n_draws must be >= 1, got {n_draws}", column="n_draws")
@@ -711,7 +711,7 @@ def ppc_tables(
     _check_common(outcome, prob)
     frames = [df] if isinstance(df, pd.DataFrame) else list(df)
     if is_pooled(fit):
-        from .pooling import member_idata
+        from cst_bayes.bayes.pooling import member_idata
 
         n_members = int(np.unique(fit.idata.posterior["reconstruction"].values).size)
         if len(frames) == n_members:
@@ -771,11 +771,11 @@ def suppress_small_cells(
     ppc
         Output of :func:`ppc_tables`.
     threshold
-        Default :data:`cst_bayes.config.SMALL_CELL`.
+        Default :data:`cst_bayes.core.config.SMALL_CELL`.
     n_by_stratum
         Agencies per stratum (and ``all``); default ``ppc.attrs['n_by_stratum']``.
     """
-    from .config import SMALL_CELL
+    from cst_bayes.core.config import SMALL_CELL
 
     thr = SMALL_CELL if threshold is None else threshold
     sizes = dict(n_by_stratum or ppc.attrs.get("n_by_stratum") or {})
@@ -922,10 +922,10 @@ def write_ppc(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import models
-    from .config import SYNTHETIC_BANNER
-    from .fileio import atomic_path, write_csv
-    from .pooling import load_frames
+    from cst_bayes.bayes import models
+    from cst_bayes.core.config import SYNTHETIC_BANNER
+    from cst_bayes.core.fileio import atomic_path, write_csv
+    from cst_bayes.data.ensemble import load_frames
 
     fit = models.read_fit(fit_path)
     frames = load_frames(data)

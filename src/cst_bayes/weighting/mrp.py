@@ -12,7 +12,7 @@ Two ways to carry the sample design into a Bayesian analysis, side by side:
   the finite population correction (a fully observed stratum has no uncertainty).
 * **Weighted pseudo-likelihood** (Savitsky and Toth 2016): each agency's log-likelihood is
   multiplied by its weight normalised to sum to the sample size. This is
-  :func:`cst_bayes.models.fit` with ``weights=``; posterior predictive draws and pointwise
+  :func:`cst_bayes.bayes.models.fit` with ``weights=``; posterior predictive draws and pointwise
   log-likelihood come out of the fit as usual (the log-likelihood is the unweighted one).
 
 National shares of each approach use a conjugate Beta-Binomial model per stratum (exact:
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, OUTCOME, STRATA, STRATUM
-from .errors import InputError
+from cst_bayes.core.config import APPROACHES, OUTCOME, STRATA, STRATUM
+from cst_bayes.core.errors import InputError
 
 MRP_COLUMNS = ["scenario", "estimand", "median", "ci_low", "ci_high"]
 #: Flat Beta(1, 1) prior of a stratum's share in the conjugate model.
@@ -156,11 +156,11 @@ class RiskDraws:
 
 
 def risk_draws(fit: object, df: pd.DataFrame, *, max_draws: int | None = None) -> RiskDraws:
-    """Posterior predicted risks from a fitted logistic model (``cst_bayes.models.predict_risk``).
+    """Posterior predicted risks from a fitted logistic model (``cst_bayes.bayes.models.predict_risk``).
 
     ``max_draws`` thins evenly to bound memory (draws x agencies x 19 arrays).
     """
-    from . import models
+    from cst_bayes.bayes import models
 
     def pr(newdata: pd.DataFrame) -> np.ndarray:
         p = np.asarray(models.predict_risk(fit, newdata), float)
@@ -286,8 +286,8 @@ def bayes_weighting(
         ``fits_out``, when given, receives every fit as ``{(scenario, "adjusted" |
         "unadjusted"): Fit}`` (``("mrp", ...)`` for the unweighted fits behind MRP).
     """
-    from . import models
-    from .weights import agency_weights, respondent_counts, stratum_weights
+    from cst_bayes.bayes import models
+    from cst_bayes.weighting.weights import agency_weights, respondent_counts, stratum_weights
 
     specs = {"unadjusted": models.load_spec(MODEL_UNADJUSTED), "adjusted": models.load_spec(MODEL_ADJUSTED)}
     kw: dict[str, object] = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progress": False}

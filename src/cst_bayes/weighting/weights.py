@@ -19,9 +19,9 @@ Weights (:func:`stratum_weights`) are, within stratum ``h`` with frame ``N_h``, 
   calibration back to the stratum totals ``N*_h``.
 
 Design-based estimates (:func:`design_estimates`, :func:`design_tests`,
-:func:`design_models`) use :mod:`cst_bayes.design` (checked against R's survey package).
+:func:`design_models`) use :mod:`cst_bayes.weighting.design` (checked against R's survey package).
 The Bayesian side (pseudo-likelihood, MRP) and the sensitivity analysis are in
-:mod:`cst_bayes.mrp` and :mod:`cst_bayes.sensitivity`.
+:mod:`cst_bayes.weighting.mrp` and :mod:`cst_bayes.weighting.sensitivity`.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .config import APPROACHES, OUTCOME, REFERENCE_STRATUM, STRATA, STRATUM, WEIGHTING_FILE
-from .design import Design, marginal_rd, svychisq, svyglm_logit, svymean
-from .errors import InputError, SpecError
+from cst_bayes.core.config import APPROACHES, OUTCOME, REFERENCE_STRATUM, STRATA, STRATUM, WEIGHTING_FILE
+from cst_bayes.weighting.design import Design, marginal_rd, svychisq, svyglm_logit, svymean
+from cst_bayes.core.errors import InputError, SpecError
 
 Allocation = Literal["sample", "frame"]
 ALLOCATIONS: tuple[str, ...] = get_args(Allocation)
@@ -238,7 +238,7 @@ def stratum_weights(
         target); for the unweighted scenario it is the respondent count itself.
     """
     if frames is None:
-        from .published import load_sampling_frames
+        from cst_bayes.data.published import load_sampling_frames
 
         frames = load_sampling_frames()
     f = frames.set_index("stratum").loc[list(STRATA)]
@@ -447,7 +447,7 @@ def run_weights(
         When given, every table is written there as ``<key>.csv`` (atomically), plus
         ``sensitivity.png`` and ``sensitivity.md``.
     mcmc
-        Run the pseudo-likelihood and MRP fits (needs :mod:`cst_bayes.models`); without it the
+        Run the pseudo-likelihood and MRP fits (needs :mod:`cst_bayes.bayes.models`); without it the
         MRP table holds only the conjugate estimands (approach shares, saturated any_cst).
     draws, tune, chains, seed, sampler
         MCMC settings; ``seed`` also seeds the conjugate draws.
@@ -459,9 +459,9 @@ def run_weights(
         ``design_tests``, ``design_models``, ``pseudo_likelihood_estimates`` (empty without
         MCMC), ``mrp_estimates``, ``sensitivity``, ``conclusions``.
     """
-    from . import mrp
-    from .published import load_sampling_frames
-    from .sensitivity import conclusions, conclusions_text, plot_sensitivity, sensitivity_table
+    from cst_bayes.weighting import mrp
+    from cst_bayes.data.published import load_sampling_frames
+    from cst_bayes.weighting.sensitivity import conclusions, conclusions_text, plot_sensitivity, sensitivity_table
 
     frames = load_sampling_frames(published_dir)
     scenarios = select_scenarios(load_scenarios(scenarios_file), scenario_names)
@@ -502,7 +502,7 @@ def run_weights(
     synthetic = bool(df.attrs.get("synthetic", False))
     text = conclusions_text(out["conclusions"], sens, synthetic=synthetic)
     if out_dir is not None:
-        from .fileio import write_csv, write_text
+        from cst_bayes.core.fileio import write_csv, write_text
 
         out_dir = Path(out_dir)
         comment = "SYNTHETIC DATA (reconstructed or simulated; not the study's microdata)" if synthetic else None

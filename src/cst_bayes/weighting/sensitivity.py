@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, OUTCOME, SYNTHETIC_BANNER
-from .fileio import atomic_path
+from cst_bayes.core.config import APPROACHES, OUTCOME, SYNTHETIC_BANNER
+from cst_bayes.core.fileio import atomic_path
 
 SENSITIVITY_COLUMNS = ["scenario", "method", "estimand", "term", "adjusted_for_size", "estimate", "ci_low", "ci_high"]
 CONCLUSION_COLUMNS = ["claim", "published", "holds_in", "rows", "survives", "reproduced_unweighted", "detail"]
@@ -119,7 +119,7 @@ def conclusions(
         :data:`CONCLUSION_COLUMNS`: ``holds_in``/``rows`` count agreeing rows, ``survives`` is
         True when every row agrees, ``detail`` names the disagreeing scenario/method pairs.
     """
-    from .published import load_table1, load_table3
+    from cst_bayes.data.published import load_table1, load_table3
 
     out: list[dict[str, object]] = []
     t3 = load_table3(published_dir)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
+from cst_bayes.core.errors import InputError
 
 #: Columns of ``loo.csv``.
 LOO_COLUMNS: tuple[str, ...] = (
@@ -56,7 +56,7 @@ def loo_table(
 ) -> pd.DataFrame:
     """PSIS-LOO of every model and their comparison within groups of the same outcome.
 
-    Fits pooled over a reconstruction ensemble (:mod:`cst_bayes.pooling`) are compared
+    Fits pooled over a reconstruction ensemble (:mod:`cst_bayes.bayes.pooling`) are compared
     member by member (each member's posterior against its own data) and the results
     averaged: ``elpd_loo``, ``se``, ``p_loo`` and ``weight`` are member means; ``elpd_diff``
     and ``dse`` are member means of the pointwise difference to the group's top model (the
@@ -80,7 +80,7 @@ def loo_table(
         lists groups that had to be split and models with unreliable PSIS. Two more
         columns follow: ``n_members`` and ``favoured_in``.
     """
-    from .pooling import member_idata
+    from cst_bayes.bayes.pooling import member_idata
 
     if not fits:
         raise InputError("no models to compare")
@@ -134,7 +134,7 @@ def loo_table(
 
 def _with_outcome(idata: Any, fit: Any) -> Any:
     """Carry the model's outcome onto a member's InferenceData (for grouping)."""
-    from .ppc import model_outcome
+    from cst_bayes.checks.ppc import model_outcome
 
     try:
         idata.posterior.attrs.setdefault("outcome", model_outcome(fit))
@@ -151,7 +151,7 @@ def _loo_single(
     """:func:`loo_table` for fits on one dataset, and each model's pointwise LOO values."""
     import arviz as az
 
-    from .ppc import model_outcome
+    from cst_bayes.checks.ppc import model_outcome
 
     if method not in ("stacking", "BB-pseudo-BMA", "pseudo-BMA"):
         raise InputError(f"unknown weighting method {method!r}", column="method")
@@ -256,7 +256,7 @@ def write_comparison(
     ----------
     data
         A data file, or an ensemble folder (then every model is fitted on every member
-        with :func:`cst_bayes.pooling.fit_ensemble` and compared member by member).
+        with :func:`cst_bayes.bayes.pooling.fit_ensemble` and compared member by member).
     out_dir
         Output folder for ``loo.csv``.
     models
@@ -271,10 +271,11 @@ def write_comparison(
     dict
         ``table``, ``paths``, ``summary_text``.
     """
-    from . import models as mdl
-    from .config import SYNTHETIC_BANNER
-    from .fileio import write_csv
-    from .pooling import fit_ensemble, load_frames
+    from cst_bayes.bayes import models as mdl
+    from cst_bayes.core.config import SYNTHETIC_BANNER
+    from cst_bayes.core.fileio import write_csv
+    from cst_bayes.bayes.pooling import fit_ensemble
+    from cst_bayes.data.ensemble import load_frames
 
     names = list(models) if models else mdl.list_specs()["name"].tolist()
     if len(names) < 2:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, COUNT, N_BY_STRATUM, OUTCOME, STRATA, STRATUM
-from .microdata import stratum_dtype
+from cst_bayes.core.config import APPROACHES, COUNT, N_BY_STRATUM, OUTCOME, STRATA, STRATUM
+from cst_bayes.data.microdata import stratum_dtype
 
 #: Approach prevalences by stratum, rounded from Table 1 (order: config.STRATA).
 DEFAULT_PREVALENCE: dict[str, tuple[float, float, float, float]] = {

@@ -16,7 +16,7 @@ A stage whose module is not installed yet (the package is written in parallel) i
 as *not available* in ``run.json``, the summary and the report; nothing is faked for it.
 
 Restricted-data mode (``--data`` with real microdata) suppresses every count below
-:data:`cst_bayes.config.SMALL_CELL` as ``"<5"`` in every table written, never writes
+:data:`cst_bayes.core.config.SMALL_CELL` as ``"<5"`` in every table written, never writes
 row-level data (InferenceData files lose their per-agency groups), and the report says so.
 """
 
@@ -40,10 +40,12 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from . import __version__, config
-from .disclosure import SUPPRESSED
-from .errors import InputError
-from .fileio import sha256_file, sha256_frame, write_csv, write_json, write_text
+from cst_bayes import __version__
+
+from cst_bayes.core import config
+from cst_bayes.core.disclosure import SUPPRESSED
+from cst_bayes.core.errors import InputError
+from cst_bayes.core.fileio import sha256_file, sha256_frame, write_csv, write_json, write_text
 
 Profile = Literal["quick", "full"]
 StageName = Literal["audit", "data", "tables", "models", "ppc", "compare", "weights", "report"]
@@ -147,13 +149,14 @@ def _need(module: str, *names: str) -> Any:
 #: Modules whose source each stage's output depends on (their hash is part of the unit's
 #: inputs). Bump FORMAT when the pipeline changes what a stage writes.
 STAGE_MODULES: dict[str, tuple[str, ...]] = {
-    "audit": ("audit", "published", "frequentist"),
-    "data": ("microdata", "published"),
-    "tables": ("frequentist", "microdata", "disclosure"),
-    "models": ("models", "pooling", "microdata"),
-    "ppc": ("ppc", "models", "pooling", "frequentist"),
-    "compare": ("comparison", "models", "ppc"),
-    "weights": ("weights", "design", "mrp", "sensitivity", "models", "published"),
+    "audit": ("audit", "data.published", "frequentist"),
+    "data": ("data.microdata", "data.published"),
+    "tables": ("frequentist", "data.microdata", "core.disclosure"),
+    "models": ("bayes.models", "bayes.fastlogp", "bayes.pooling", "data.microdata"),
+    "ppc": ("checks.ppc", "bayes.models", "bayes.pooling", "frequentist"),
+    "compare": ("checks.comparison", "bayes.models", "checks.ppc"),
+    "weights": ("weighting.weights", "weighting.design", "weighting.mrp", "weighting.sensitivity",
+                "bayes.models", "data.published"),
 }
 FORMAT = 1
 
@@ -165,9 +168,10 @@ def code_hash(stage: str | None = None) -> str:
     code that made it: changing ``models.py`` refits the models but keeps the audit.
     """
     h = hashlib.sha256(f"format {FORMAT}".encode())
-    root = Path(__file__).parent
+    root = Path(__file__).parents[1]
     names = STAGE_MODULES.get(stage or "", None)
-    files = sorted(root.rglob("*.py")) if names is None else [root / f"{n}.py" for n in names]
+    files = (sorted(root.rglob("*.py")) if names is None
+             else [root / (n.replace(".", "/") + ".py") for n in names])
     for p in files:
         if p.is_file() and "__pycache__" not in p.parts:
             h.update(p.relative_to(root).as_posix().encode())
@@ -264,7 +268,7 @@ def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, 
     Returns specs, their hashes, and a note when the models module is missing.
     """
     try:
-        models = _need("models", "load_spec", "list_specs")
+        models = _need("bayes.models", "load_spec", "list_specs")
     except StageUnavailable as exc:
         return {}, {}, str(exc)
     if names is None:
@@ -284,29 +288,10 @@ def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, 
 
 
 def _load_reconstructions(directory: Path, n: int | None) -> tuple[list[pd.DataFrame], list[str], dict | None]:
-    from . import microdata
+    from cst_bayes.data.ensemble import load_ensemble, read_manifest
 
-    if not directory.is_dir():
-        raise InputError("reconstruction folder not found (build it with `cst-bayes reconstruct`)", path=directory)
-    files = sorted(directory.glob("reconstruction-*.csv"))
-    if not files:
-        raise InputError("no reconstruction-*.csv files (build them with `cst-bayes reconstruct`)", path=directory)
-    if n is not None:
-        files = files[:n]
-    frames = []
-    for f in files:
-        df = microdata.load(f)
-        if not microdata.is_synthetic(df):
-            raise InputError("a reconstruction file must declare itself SYNTHETIC in its first comment line", path=f)
-        frames.append(df)
-    manifest = None
-    mpath = directory / "manifest.json"
-    if mpath.exists():
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise InputError(f"not valid JSON ({exc})", path=mpath) from None
-    return frames, [f.stem for f in files], manifest
+    frames = load_ensemble(directory, n)
+    return frames, [df.attrs["member"] for df in frames], read_manifest(directory)
 
 
 def _check_published(directory: Path) -> None:
@@ -314,7 +299,7 @@ def _check_published(directory: Path) -> None:
     if not directory.is_dir():
         raise InputError("published-tables folder not found", path=directory)
     try:
-        published = _need("published")
+        published = _need("data.published")
     except StageUnavailable:
         published = None
     loader = None
@@ -335,7 +320,7 @@ def _check_published(directory: Path) -> None:
 def _check_weighting(path: Path) -> str | None:
     """Validate the weighting scenarios file up front; returns a note if weights is missing."""
     try:
-        weights = _need("weights")
+        weights = _need("weighting.weights")
     except StageUnavailable as exc:
         return str(exc)
     for name in ("load_scenarios", "read_scenarios"):
@@ -396,7 +381,7 @@ def prepare(
     if note:
         ctx.input_notes["weights"] = note
     if data is not None:
-        from . import microdata
+        from cst_bayes.data import microdata
 
         df = microdata.load(data)
         ctx.frames, ctx.dataset_ids = [df], ["data"]
@@ -656,13 +641,13 @@ def _summary_of(fit: Any) -> pd.DataFrame:
 
 def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     """Fit one shipped model on every dataset (pooled over the ensemble when there are several)."""
-    models = _need("models", "fit")
+    models = _need("bayes.models", "fit")
     spec = ctx.specs[name]
     s = ctx.settings
     kw = dict(draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed, sampler=s.sampler)
     info: dict[str, Any] = {"model": name, "datasets": len(ctx.frames)}
     if len(ctx.frames) > 1:
-        pooling = _need("pooling", "fit_ensemble")
+        pooling = _need("bayes.pooling", "fit_ensemble")
         res = pooling.fit_ensemble(spec, ctx.frames, **kw)
         for attr in ("between", "variance_share", "per_member"):
             v = getattr(res, attr, None)
@@ -686,7 +671,7 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     if idata is not None:
         if ctx.restricted:
             idata = strip_row_level(idata)
-        from .fileio import atomic_path
+        from cst_bayes.core.fileio import atomic_path
 
         with atomic_path(work / f"{name}.nc") as tmp:
             idata.to_netcdf(str(tmp), engine="h5netcdf")
@@ -695,7 +680,7 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
 
 def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     """Table-level posterior predictive checks for one fitted model (on the first dataset)."""
-    ppc = _need("ppc", "ppc_tables", "plot_ppc_tables")
+    ppc = _need("checks.ppc", "ppc_tables", "plot_ppc_tables")
     nc = ctx.out / "models" / name / f"{name}.nc"
     if not nc.exists():
         raise StageUnavailable(f"no fitted model {name} (models/{name} not available)")
@@ -714,7 +699,7 @@ def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .fileio import atomic_path
+    from cst_bayes.core.fileio import atomic_path
 
     fig = ppc.plot_ppc_tables(table, title=name, synthetic=ctx.synthetic)
     with atomic_path(work / "ppc.png") as tmp:
@@ -735,8 +720,8 @@ def _accepts(func: Callable[..., Any], kw: str) -> bool:
 
 def stage_compare(ctx: RunContext, work: Path) -> dict[str, Any]:
     """PSIS-LOO comparison of the fitted models (``comparison.loo_table``)."""
-    comparison = _need("comparison", "loo_table")
-    models = _need("models", "read_fit")
+    comparison = _need("checks.comparison", "loo_table")
+    models = _need("bayes.models", "read_fit")
     if ctx.restricted:
         raise StageUnavailable("PSIS-LOO needs the pointwise log-likelihood, which restricted mode does not keep")
     fits = {}
@@ -760,7 +745,7 @@ def stage_weights(ctx: RunContext, work: Path) -> dict[str, Any]:
     Runs on the first dataset (the weighting question is about the design, not about which
     reconstruction is used; the sweep crosses both).
     """
-    weights = _need("weights", "run_weights")
+    weights = _need("weighting.weights", "run_weights")
     s = ctx.settings
     res = weights.run_weights(ctx.frames[0], scenarios_file=ctx.weighting_file, out_dir=None, mcmc=s.weights_mcmc,
                               draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed, sampler=s.sampler,
@@ -775,7 +760,7 @@ def stage_weights(ctx: RunContext, work: Path) -> dict[str, Any]:
         write_text(work / "sensitivity.md", text)
     sens = res.get("sensitivity")
     if isinstance(sens, pd.DataFrame) and len(sens):
-        from .sensitivity import plot_sensitivity
+        from cst_bayes.weighting.sensitivity import plot_sensitivity
 
         plot_sensitivity(sens, work / "sensitivity.png", synthetic=ctx.synthetic)  # atomic itself
     return info
@@ -951,7 +936,7 @@ def reproduce(
     stages
         Subset of :data:`STAGES` to run (default: all). ``report`` is always last.
     sweep
-        A grid TOML: run :func:`cst_bayes.sweep.run_sweep` into ``RUN_DIR/sweep`` (LocalCluster,
+        A grid TOML: run :func:`cst_bayes.run.sweep.run_sweep` into ``RUN_DIR/sweep`` (LocalCluster,
         cached cells) before the report, which then shows it.
     force
         Recompute every unit even if cached.
@@ -970,7 +955,7 @@ def reproduce(
                   n_reconstructions=n_reconstructions, progress=progress)
     grid = None
     if sweep is not None:
-        from .sweep import load_grid
+        from cst_bayes.run.sweep import load_grid
 
         grid = load_grid(sweep)  # validated before anything is written
     ctx.out.mkdir(parents=True, exist_ok=True)
@@ -992,7 +977,7 @@ def reproduce(
                 bar.update(1)
         stage_seconds[st] = time.perf_counter() - t0
     if grid is not None:
-        from .sweep import run_sweep
+        from cst_bayes.run.sweep import run_sweep
 
         t0 = time.perf_counter()
         res = run_sweep(grid, ctx.out / "sweep", progress=progress)
@@ -1019,7 +1004,7 @@ def reproduce(
     write_json(ctx.out / "run.json", run_info)
     report_path = None
     if "report" in stages:
-        from . import report as report_mod
+        from cst_bayes.run import report as report_mod
 
         t0 = time.perf_counter()
         with _progress(ctx, 1, "report") as bar:

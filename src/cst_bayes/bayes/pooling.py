@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import STRATA
-from .errors import InputError
+from cst_bayes.core.config import STRATA
+from cst_bayes.core.errors import InputError
 
 #: Columns of the between-reconstruction variance table (``MODEL-between.csv``).
 BETWEEN_COLUMNS: tuple[str, ...] = (
@@ -120,7 +120,7 @@ def term_draws(idata: Any) -> dict[str, np.ndarray]:
 def _member_term_draws(spec: Any, idata: Any) -> dict[str, np.ndarray]:
     """The models module's own term draws (same terms as its summaries) when ``spec`` is a ModelSpec."""
     try:
-        from .models import ModelSpec, _term_draws
+        from cst_bayes.bayes.models import ModelSpec, _term_draws
     except ImportError:  # pragma: no cover - models ships with the package
         return term_draws(idata)
     return _term_draws(spec, idata) if isinstance(spec, ModelSpec) else term_draws(idata)
@@ -231,7 +231,7 @@ def member_idata(idata: Any, member: int) -> Any:
 def _fit_member(args: tuple[Any, pd.DataFrame, dict[str, Any], Callable[..., Any] | None]) -> Any:
     spec, df, kw, fit_fn = args
     if fit_fn is None:
-        from .models import fit as fit_fn
+        from cst_bayes.bayes.models import fit as fit_fn
     return fit_fn(spec, df, **kw)
 
 
@@ -258,20 +258,20 @@ def fit_ensemble(
     Parameters
     ----------
     spec
-        Model spec (or name) for :func:`cst_bayes.models.fit`.
+        Model spec (or name) for :func:`cst_bayes.bayes.models.fit`.
     frames
-        The ensemble (:func:`cst_bayes.reconstruct.load_ensemble`).
+        The ensemble (:func:`cst_bayes.data.ensemble.load_ensemble`).
     draws, tune, chains, sampler
         Passed to each member's fit.
     seed
         Member ``m`` gets the ``m``-th seed spawned from this one: same seed, same pool.
     jobs
         Worker processes. Default 1: members run one after the other in this process,
-        re-using the compiled model (:mod:`cst_bayes.models` caches it), while the sampler
+        re-using the compiled model (:mod:`cst_bayes.bayes.models` caches it), while the sampler
         runs the chains in parallel. ``jobs > 1`` spreads members over processes (each
         compiles once).
     fit_fn
-        Replaces :func:`cst_bayes.models.fit` (tests); same signature.
+        Replaces :func:`cst_bayes.bayes.models.fit` (tests); same signature.
     **fit_kwargs
         Further keywords of the fit function (``weights``, ``prior_scale``).
 
@@ -284,7 +284,7 @@ def fit_ensemble(
     if not isinstance(spec, str) and not hasattr(spec, "outcome"):
         raise InputError(f"spec must be a model name or a ModelSpec, got {type(spec).__name__}")
     if isinstance(spec, str):
-        from .models import load_spec
+        from cst_bayes.bayes.models import load_spec
 
         spec = load_spec(spec)
     jobs = 1 if jobs is None else int(jobs)
@@ -375,8 +375,8 @@ def write_pooled(pooled: PooledFit, out_dir: str | Path, name: str | None = None
 
     Every file is written atomically and says the data are synthetic reconstructions.
     """
-    from .config import SYNTHETIC_BANNER
-    from .fileio import atomic_path, write_csv
+    from cst_bayes.core.config import SYNTHETIC_BANNER
+    from cst_bayes.core.fileio import atomic_path, write_csv
 
     name = name or getattr(pooled.spec, "name", "model")
     out = Path(out_dir)
@@ -395,27 +395,3 @@ def write_pooled(pooled: PooledFit, out_dir: str | Path, name: str | None = None
     return paths
 
 
-def load_frames(path: str | Path) -> list[pd.DataFrame]:
-    """The datasets behind ``--data``: one file, or every member of an ensemble folder.
-
-    A folder is read with :func:`cst_bayes.reconstruct.load_ensemble` (members in file-name
-    order, the order :func:`fit_ensemble` fits them in).
-    """
-    from .microdata import load
-
-    p = Path(path)
-    if not p.exists():
-        raise InputError("no such file or folder", path=p)
-    if not p.is_dir():
-        return [load(p)]
-    try:
-        from .reconstruct import load_ensemble
-    except ImportError:  # pragma: no cover - the reconstruction module ships with the package
-        load_ensemble = None
-    if load_ensemble is not None:
-        frames = list(load_ensemble(p))
-    else:  # pragma: no cover
-        frames = [load(f) for f in sorted(p.glob("reconstruction-*.csv"))]
-    if not frames:
-        raise InputError("the folder holds no reconstruction-*.csv members", path=p)
-    return frames

@@ -3,7 +3,7 @@
 A model is one TOML file in ``models/`` (see ``docs/models.md``): outcome, predictors, family
 and link, hierarchical terms and priors, each prior with a one-line reason. :func:`load_spec`
 validates a spec (unknown keys, predictors, families, links and priors are a
-:class:`~cst_bayes.errors.SpecError` naming file and key); :func:`build` turns it into a PyMC
+:class:`~cst_bayes.core.errors.SpecError` naming file and key); :func:`build` turns it into a PyMC
 model with named coords (``stratum``, ``approach``); :func:`fit` samples it and returns a
 :class:`Fit` with an ArviZ ``InferenceData``, a tidy summary and diagnostics.
 
@@ -38,8 +38,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, COUNT, MODELS_DIR, OUTCOME, PUBLISHED_DIR, STRATA, STRATUM, WEIGHT
-from .errors import InputError, SamplerTrouble, SpecError
+from cst_bayes.core.config import APPROACHES, COUNT, MODELS_DIR, OUTCOME, PUBLISHED_DIR, STRATA, STRATUM, WEIGHT
+from cst_bayes.core.errors import InputError, SamplerTrouble, SpecError
 
 Family = Literal["bernoulli", "poisson", "binomial", "betabinomial"]
 Link = Literal["logit", "log"]
@@ -605,24 +605,24 @@ def _compile_nutpie_c(model: Any) -> Any:
                        make_initial_point_fn=init)
 
 
-#: Use the hand-written numba log-density (:mod:`cst_bayes.fastlogp`) for ``sampler="nutpie"`` when
+#: Use the hand-written numba log-density (:mod:`cst_bayes.bayes.fastlogp`) for ``sampler="nutpie"`` when
 #: the spec is one it covers; False forces nutpie's PyTensor/numba compile (benchmarks, checks).
 FAST_LOGP = True
 
 
 def _fast_supported(spec: ModelSpec) -> bool:
-    """Whether :mod:`cst_bayes.fastlogp` implements this spec's density exactly."""
-    from . import fastlogp
+    """Whether :mod:`cst_bayes.bayes.fastlogp` implements this spec's density exactly."""
+    from cst_bayes.bayes import fastlogp
 
     return (spec.family in ("bernoulli", "binomial", "poisson") and not spec.varying_slopes
             and all(p.dist in fastlogp.PRIOR_CODES for p in spec.priors.values()))
 
 
 def _fast_args(spec: ModelSpec, pat: Patterns, prior_scale: float) -> dict[str, Any]:
-    """Data and prior arrays of :func:`cst_bayes.fastlogp.logp_grad` for ``spec`` on ``pat``."""
+    """Data and prior arrays of :func:`cst_bayes.bayes.fastlogp.logp_grad` for ``spec`` on ``pat``."""
     from scipy.special import gammaln
 
-    from . import fastlogp as F
+    from cst_bayes.bayes import fastlogp as F
 
     pr = spec.priors
     beta = pr["beta"].scaled(prior_scale) if "beta" in pr else Prior("normal", {"mu": 0.0, "sigma": 1.0}, "")
@@ -652,7 +652,7 @@ def _fast_args(spec: ModelSpec, pat: Patterns, prior_scale: float) -> dict[str, 
 
 def _fast_x0(spec: ModelSpec, prior_scale: float) -> np.ndarray:
     """PyMC's initial point (support points, log scale for sigma) in the fast layout."""
-    from . import fastlogp as F
+    from cst_bayes.bayes import fastlogp as F
 
     pr = spec.priors
     mu0 = F.support_point(pr["intercept"].dist, pr["intercept"].params)
@@ -667,7 +667,7 @@ def _fast_x0(spec: ModelSpec, prior_scale: float) -> np.ndarray:
 
 
 def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: float) -> Any:
-    """nutpie over the hand-written numba density of :mod:`cst_bayes.fastlogp`.
+    """nutpie over the hand-written numba density of :mod:`cst_bayes.bayes.fastlogp`.
 
     Why: its machine code is cached on disk by numba (``cache=True``), so a fresh process
     loads it in well under a second, where nutpie's PyTensor/numba compile takes 15-35 s;
@@ -676,7 +676,7 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: float) -> 
     """
     from nutpie.compiled_pyfunc import from_pyfunc
 
-    from . import fastlogp as F
+    from cst_bayes.bayes import fastlogp as F
 
     args = _fast_args(spec, pat, prior_scale)
     x0 = _fast_x0(spec, prior_scale)
@@ -991,7 +991,7 @@ def fit(
     seed
         Seed of the sampler and of the posterior-predictive draws: same seed, same numbers.
     sampler
-        ``"nutpie"`` (nutpie; for the specs :mod:`cst_bayes.fastlogp` covers, over its
+        ``"nutpie"`` (nutpie; for the specs :mod:`cst_bayes.bayes.fastlogp` covers, over its
         hand-written numba density whose machine code numba caches on disk, so also a fresh
         process needs no compile; otherwise nutpie's PyTensor/numba backend, compiled once per
         process), ``"nutpie-c"`` (nutpie over PyTensor's disk-cached C backend) or ``"pymc"``
@@ -1072,7 +1072,7 @@ def fit(
         **{f"version_{k}": v for k, v in _versions().items()},
     }
     if attrs["synthetic"]:
-        from .config import SYNTHETIC_BANNER
+        from cst_bayes.core.config import SYNTHETIC_BANNER
 
         attrs["label"] = SYNTHETIC_BANNER
     for g in idata.groups():
@@ -1085,7 +1085,7 @@ def fit(
 
 
 def _data_hash(df: pd.DataFrame, spec: ModelSpec) -> str:
-    from .fileio import sha256_frame
+    from cst_bayes.core.fileio import sha256_frame
 
     cols = [c for c in (STRATUM, *APPROACHES, OUTCOME, WEIGHT) if c in df.columns]
     d = df[cols].copy()
@@ -1135,7 +1135,7 @@ def replicate(fit: Fit, df: pd.DataFrame, *, n_draws: int = 500, seed: int = 0) 
 # --------------------------------------------------------------------------------------------
 def write_fit(fit: Fit, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``DIR/MODEL.nc`` (InferenceData, netCDF via h5netcdf) and ``DIR/MODEL-summary.csv``, atomically."""
-    from .fileio import atomic_path, write_csv
+    from cst_bayes.core.fileio import atomic_path, write_csv
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -1144,7 +1144,7 @@ def write_fit(fit: Fit, out_dir: str | Path) -> tuple[Path, Path]:
         fit.idata.to_netcdf(str(tmp), engine="h5netcdf")
     comment = None
     if fit.idata.posterior.attrs.get("synthetic"):
-        from .config import SYNTHETIC_BANNER
+        from cst_bayes.core.config import SYNTHETIC_BANNER
 
         comment = SYNTHETIC_BANNER
     csv = write_csv(out / f"{fit.spec.name}-summary.csv", fit.summary, header_comment=comment)
@@ -1297,7 +1297,7 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
     pub = pub[(pub["analysis"] == an) & (pub["adjusted_for_size"] == adj)].set_index("term")
     link = spec.link
     try:
-        from .frequentist import table3
+        from cst_bayes.frequentist import table3
 
         fr = table3(df, link=link)
         fr = fr[(fr["analysis"] == an) & (fr["adjusted_for_size"] == adj) & (fr["link"] == link)].set_index("term")
@@ -1325,11 +1325,11 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
 
 def write_comparison(fit: Fit, df: pd.DataFrame, out_dir: str | Path) -> Path:
     """Write ``DIR/MODEL-vs-published.csv`` (atomically) from :func:`compare_published`."""
-    from .fileio import write_csv
+    from cst_bayes.core.fileio import write_csv
 
     comment = None
     if df.attrs.get("synthetic"):
-        from .config import SYNTHETIC_BANNER
+        from cst_bayes.core.config import SYNTHETIC_BANNER
 
         comment = SYNTHETIC_BANNER
     return write_csv(Path(out_dir) / f"{fit.spec.name}-vs-published.csv", compare_published(fit, df),

@@ -7,7 +7,7 @@ that fails here cannot have been printed as it is, or was mistyped when copied.
 
 Two levels of strictness, on purpose:
 
-* :func:`load_table1` and friends raise :class:`~cst_bayes.errors.InputError` on anything
+* :func:`load_table1` and friends raise :class:`~cst_bayes.core.errors.InputError` on anything
   that no printing convention explains (unknown labels, counts outside ``0..n``, strata that
   do not add up, a percentage more than one printed unit away from its count, a correlation
   outside ``[-1, 1]``, a CI that does not bracket its OR).
@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import APPROACHES, N_BY_STRATUM, OUTCOME, PUBLISHED_DIR, STRATA
-from .errors import InputError
+from cst_bayes.core.config import APPROACHES, N_BY_STRATUM, OUTCOME, PUBLISHED_DIR, STRATA
+from cst_bayes.core.errors import InputError
 
 #: File names inside the published folder.
 FILES: dict[str, str] = {

@@ -1,6 +1,6 @@
 """Small-cell suppression for outputs computed from restricted (real) microdata.
 
-The LEA-CST microdata are restricted use: a count below :data:`cst_bayes.config.SMALL_CELL`
+The LEA-CST microdata are restricted use: a count below :data:`cst_bayes.core.config.SMALL_CELL`
 (5) can identify an agency (e.g. "1 of 19 state agencies has an MDT"). When a loaded frame
 has ``attrs['restricted']`` True, every table written from it goes through
 :func:`suppress_small_cells`. Synthetic (reconstructed) and simulated data are never
@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
-from .config import SMALL_CELL
-from .errors import InputError
+from cst_bayes.core.config import SMALL_CELL
+from cst_bayes.core.errors import InputError
 
 #: What a suppressed count is replaced with.
 SUPPRESSED: str = f"<{SMALL_CELL}"

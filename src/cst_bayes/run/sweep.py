@@ -43,10 +43,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import __version__, config
-from .errors import InputError, SpecError
-from .fileio import atomic_path, sha256_file, write_csv, write_json
-from .pipeline import input_hash
+from cst_bayes import __version__
+
+from cst_bayes.core import config
+from cst_bayes.core.errors import InputError, SpecError
+from cst_bayes.core.fileio import atomic_path, sha256_file, write_csv, write_json
+from cst_bayes.run.pipeline import input_hash
 
 AXES: tuple[str, ...] = ("reconstruction", "scenario", "prior_scale", "model")
 GRID_KEYS: dict[str, str] = {"reconstructions": "reconstruction", "scenarios": "scenario",
@@ -189,7 +191,7 @@ def load_grid(path: str | Path) -> Grid:
         raise _bad(f"{n_cells} cells exceed the limit of {MAX_CELLS}", path, "grid")
     # names are checked against the scenario file and the shipped specs
     try:
-        from . import weights
+        from cst_bayes.weighting import weights
 
         known = weights.load_scenarios(wfile)
     except ImportError:  # pragma: no cover - weights is part of the package
@@ -206,7 +208,7 @@ def load_grid(path: str | Path) -> Grid:
 
 def _load_spec(name: str, grid_path: Path) -> Any:
     try:
-        from . import models
+        from cst_bayes.bayes import models
     except ModuleNotFoundError as exc:  # the models module is written in parallel
         raise SpecError(f"cannot check model {name!r}: {exc}", path=grid_path, column="grid.models") from None
     try:
@@ -224,7 +226,7 @@ def _spec_hash(spec: Any) -> str:
 
 def cells(grid: Grid) -> list[Cell]:
     """Every cell of the grid, in axis order."""
-    from . import weights
+    from cst_bayes.weighting import weights
 
     scen = weights.load_scenarios(grid.weighting_file)
     data_hash = {r: sha256_file(f) for r, f in grid.reconstruction_files.items()}
@@ -252,7 +254,9 @@ def fit_cell(cell: Cell) -> pd.DataFrame:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from . import microdata, models, weights
+    from cst_bayes.data import microdata
+    from cst_bayes.bayes import models
+    from cst_bayes.weighting import weights
 
     df = microdata.load(cell.data_file)
     scen = weights.load_scenarios(cell.weighting_file)[cell.scenario]

@@ -35,7 +35,7 @@ Method (one member)
 4. The member is then checked with :mod:`cst_bayes.frequentist` (statsmodels), which gives the
    fidelity table.
 
-Every file written here says SYNTHETIC (:data:`cst_bayes.config.SYNTHETIC_BANNER`).
+Every file written here says SYNTHETIC (:data:`cst_bayes.core.config.SYNTHETIC_BANNER`).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import (
+from cst_bayes.core.config import (
     AGENCY_ID,
     APPROACHES,
     COUNT,
@@ -63,7 +63,7 @@ from .config import (
     STRATUM,
     SYNTHETIC_BANNER,
 )
-from .errors import InputError
+from cst_bayes.core.errors import InputError
 
 #: Columns of the annealer's state: nine approaches then the outcome.
 COLUMNS: tuple[str, ...] = (*APPROACHES, OUTCOME)
@@ -131,7 +131,7 @@ class Targets:
 
 def _read(name: str) -> pd.DataFrame:
     """A published CSV as printed text (the frequentist module's reader: one source of truth)."""
-    from .frequentist import _read_published
+    from cst_bayes.frequentist import _read_published
 
     return _read_published(name)
 
@@ -316,7 +316,7 @@ def _kernel_targets(tg: Targets, margin: float) -> tuple[np.ndarray, ...]:
 
 def _kernel() -> dict[str, Any]:
     """The compiled kernel (numba, loaded from its on-disk cache after the first compile)."""
-    from . import _reconstruct_kernel as rk
+    from cst_bayes.reconstruct import kernel as rk
 
     return dict(anneal=rk.anneal, refit=rk.refit, count_energy=rk.count_energy,
                 model_energy=rk.model_energy)
@@ -427,7 +427,7 @@ def swap_move(V: np.ndarray, strat: np.ndarray, rng: np.random.Generator) -> np.
 
 
 def _to_frame(V: np.ndarray, strat: np.ndarray) -> pd.DataFrame:
-    from .microdata import stratum_dtype
+    from cst_bayes.data.microdata import stratum_dtype
 
     df = pd.DataFrame(V.astype(np.int8), columns=list(COLUMNS))
     df.insert(0, STRATUM, pd.Categorical([STRATA[s] for s in strat], dtype=stratum_dtype()))
@@ -448,7 +448,7 @@ def fidelity(df: pd.DataFrame, tg: Targets | None = None) -> pd.DataFrame:
         ``forced`` is False for CI bounds of rows whose published numbers cannot hold
         together (reported, not forced).
     """
-    from . import frequentist as fq
+    from cst_bayes import frequentist as fq
 
     tg = tg or load_targets()
     rows: list[tuple] = []
@@ -756,8 +756,8 @@ def build_ensemble(
     """
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from . import __version__
-    from .fileio import sha256_file, write_csv, write_json
+    from cst_bayes import __version__
+    from cst_bayes.core.fileio import sha256_file, write_csv, write_microdata, write_json
 
     if int(n) < 1:
         raise InputError(f"--n must be at least 1, got {n}", column="n")
@@ -803,12 +803,12 @@ def build_ensemble(
     for i in range(1, n + 1):
         df, fid, info = results[i]
         name = member_filename(i)
-        header = (f"{SYNTHETIC_BANNER}\nSYNTHETIC member {i} of {n}; master seed {seed}; "
-                  f"cst_bayes {__version__}; see manifest.json for its fidelity to the published tables")
+        note = (f"SYNTHETIC member {i} of {n}; master seed {seed}; "
+                f"cst_bayes {__version__}; see manifest.json for its fidelity to the published tables")
         cols = [AGENCY_ID, STRATUM, *APPROACHES, OUTCOME]
-        write_csv(out_dir / name, df[cols], header_comment=header)
+        write_microdata(out_dir / name, df[cols], synthetic=True, note=note)
         fname = f"fidelity-{i:03d}.csv"
-        write_csv(out_dir / fname, fid, header_comment=f"{SYNTHETIC_BANNER}\nfidelity of SYNTHETIC member {i}")
+        write_csv(out_dir / fname, fid, status="SYNTHETIC", notes=f"fidelity of SYNTHETIC member {i}")
         members.append(dict(
             member=i, file=name, fidelity_file=fname, sha256=sha256_file(out_dir / name),
             spawn_key=info["spawn_key"], seconds=info["seconds"], cpu_seconds=info.get("cpu_seconds"),
@@ -853,28 +853,3 @@ def manifest_table(manifest: dict[str, Any]) -> pd.DataFrame:
         row["agrees"] = "yes" if t["all_forced_met"] else "NO"
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def load_ensemble(directory: str | Path = RECONSTRUCTED_DIR) -> list[pd.DataFrame]:
-    """Load every ``reconstruction-*.csv`` of a folder through :func:`cst_bayes.microdata.load`.
-
-    Raises
-    ------
-    InputError
-        If the folder has no members or a file does not declare itself synthetic.
-    """
-    from .microdata import load
-
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise InputError("reconstruction folder not found", path=directory)
-    files = sorted(directory.glob("reconstruction-*.csv"))
-    if not files:
-        raise InputError("no reconstruction-*.csv files (run `cst-bayes reconstruct`)", path=directory)
-    out = []
-    for f in files:
-        df = load(f)
-        if not df.attrs.get("synthetic"):
-            raise InputError("a reconstruction must say SYNTHETIC in its leading comment", path=f)
-        out.append(df)
-    return out

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 #: Repository root (``src/cst_bayes/config.py`` -> two levels up from ``src``).
-ROOT: Final[Path] = Path(os.environ.get("CST_BAYES_ROOT", Path(__file__).resolve().parents[2]))
+ROOT: Final[Path] = Path(os.environ.get("CST_BAYES_ROOT", Path(__file__).resolve().parents[3]))
 DATA_DIR: Final[Path] = ROOT / "data"
 PUBLISHED_DIR: Final[Path] = DATA_DIR / "published"
 RECONSTRUCTED_DIR: Final[Path] = DATA_DIR / "reconstructed"
