@@ -50,9 +50,16 @@ def _min_ess(post, var: str = "beta") -> float:
 
 def row(name: str, compile_s: float, sample_s: float, ess: float, div: int, note: str = "") -> dict:
     wall = compile_s + sample_s
-    return dict(sampler=name, compile_s=round(compile_s, 2), sample_s=round(sample_s, 2), wall_s=round(wall, 2),
-                min_ess_bulk=round(ess), ess_per_s=round(ess / wall, 1) if wall > 0 else np.nan,
-                divergences=div, note=note)
+    return dict(
+        sampler=name,
+        compile_s=round(compile_s, 2),
+        sample_s=round(sample_s, 2),
+        wall_s=round(wall, 2),
+        min_ess_bulk=round(ess),
+        ess_per_s=round(ess / wall, 1) if wall > 0 else np.nan,
+        divergences=div,
+        note=note,
+    )
 
 
 def bench_package(df, df2, draws, tune, chains, seed) -> list[dict]:
@@ -60,23 +67,62 @@ def bench_package(df, df2, draws, tune, chains, seed) -> list[dict]:
 
     out = []
     runs = [  # (label, data, sampler, fast density, note)
-        ("package nutpie (first fit in the process)", df, "nutpie", True,
-         "fast numba density; compile_s = loading cached code + post-processing"),
-        ("package nutpie (second fit, new data)", df2, "nutpie", True, "includes log-lik/PPC/summary"),
-        ("package nutpie-c (C backend, disk cache)", df, "nutpie-c", True, "PyTensor C modules cached on disk"),
-        ("nutpie PyTensor/numba compile (FAST_LOGP=False)", df, "nutpie", False,
-         "nutpie's own numba compile, first fit in the process (the previous default)"),
+        (
+            "package nutpie (first fit in the process)",
+            df,
+            "nutpie",
+            True,
+            "fast numba density; compile_s = loading cached code + post-processing",
+        ),
+        (
+            "package nutpie (second fit, new data)",
+            df2,
+            "nutpie",
+            True,
+            "includes log-lik/PPC/summary",
+        ),
+        (
+            "package nutpie-c (C backend, disk cache)",
+            df,
+            "nutpie-c",
+            True,
+            "PyTensor C modules cached on disk",
+        ),
+        (
+            "nutpie PyTensor/numba compile (FAST_LOGP=False)",
+            df,
+            "nutpie",
+            False,
+            "nutpie's own numba compile, first fit in the process (the previous default)",
+        ),
     ]
     for label, data, sampler, fast, note in runs:
         M.FAST_LOGP = fast
         try:
             t = time.perf_counter()
-            f = M.fit(MODEL, data, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, progress=False)
+            f = M.fit(
+                MODEL,
+                data,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                seed=seed,
+                sampler=sampler,
+                progress=False,
+            )
             tot = time.perf_counter() - t
         finally:
             M.FAST_LOGP = True
-        out.append(row(label, tot - f.timings["sample_s"], f.timings["sample_s"], _min_ess(f.idata.posterior),
-                       f.diagnostics["divergences"], note))
+        out.append(
+            row(
+                label,
+                tot - f.timings["sample_s"],
+                f.timings["sample_s"],
+                _min_ess(f.idata.posterior),
+                f.diagnostics["divergences"],
+                note,
+            )
+        )
     return out
 
 
@@ -114,9 +160,19 @@ def bench_fresh_process(draws, tune, chains, seed, runs: int = 2) -> list[dict]:
             print(f"fresh-process run failed: {r.stderr[-800:]}", file=sys.stderr)
             return out
         d = json.loads(r.stdout.strip().splitlines()[-1])
-        label = "package nutpie, fresh process" + (" (warm disk cache)" if i == runs - 1 else " (first run)")
-        out.append(row(label, d["fit_s"] - d["sample_s"], d["sample_s"], d["ess"], d["div"],
-                       f"process wall {proc:.1f} s incl. {d['setup_s']:.1f} s imports + data"))
+        label = "package nutpie, fresh process" + (
+            " (warm disk cache)" if i == runs - 1 else " (first run)"
+        )
+        out.append(
+            row(
+                label,
+                d["fit_s"] - d["sample_s"],
+                d["sample_s"],
+                d["ess"],
+                d["div"],
+                f"process wall {proc:.1f} s incl. {d['setup_s']:.1f} s imports + data",
+            )
+        )
     return out
 
 
@@ -124,11 +180,19 @@ def bench_pymc(df, draws, tune, chains, seed) -> dict:
     from cst_bayes.bayes import models as M
 
     t = time.perf_counter()
-    f = M.fit(MODEL, df, draws=draws, tune=tune, chains=chains, seed=seed, sampler="pymc", progress=False)
+    f = M.fit(
+        MODEL, df, draws=draws, tune=tune, chains=chains, seed=seed, sampler="pymc", progress=False
+    )
     tot = time.perf_counter() - t
     # PyMC compiles inside pm.sample: its own sampling_time attribute separates the two
     st = float(f.idata.posterior.attrs.get("sampling_time", f.timings["sample_s"]))
-    return row("PyMC default NUTS (same model)", tot - st, st, _min_ess(f.idata.posterior), f.diagnostics["divergences"])
+    return row(
+        "PyMC default NUTS (same model)",
+        tot - st,
+        st,
+        _min_ess(f.idata.posterior),
+        f.diagnostics["divergences"],
+    )
 
 
 def bench_bambi(df, draws, tune, chains, seed) -> dict | None:
@@ -151,16 +215,28 @@ def bench_bambi(df, draws, tune, chains, seed) -> dict | None:
 
     ess = float(min(az.ess(idata.posterior[[a]], method="bulk")[a] for a in APPROACHES))
     div = int(idata.sample_stats["diverging"].sum())
-    return row(f"bambi {bmb.__version__} default", tot - st, st, ess, div, "1,306 rows, non-centered (1|stratum)")
+    return row(
+        f"bambi {bmb.__version__} default",
+        tot - st,
+        st,
+        ess,
+        div,
+        "1,306 rows, non-centered (1|stratum)",
+    )
 
 
 def bench_rstanarm(df, seed) -> dict | None:
     if not shutil.which("Rscript"):
-        print("rstanarm: Rscript NOT INSTALLED (Debian r-base-core r-cran-rstanarm); skipped", file=sys.stderr)
+        print(
+            "rstanarm: Rscript NOT INSTALLED (Debian r-base-core r-cran-rstanarm); skipped",
+            file=sys.stderr,
+        )
         return None
     chk = subprocess.run(["Rscript", "-e", "library(rstanarm)"], capture_output=True, text=True)
     if chk.returncode != 0:
-        print("rstanarm: R package NOT INSTALLED (Debian r-cran-rstanarm); skipped", file=sys.stderr)
+        print(
+            "rstanarm: R package NOT INSTALLED (Debian r-cran-rstanarm); skipped", file=sys.stderr
+        )
         return None
     with tempfile.TemporaryDirectory() as tmp:
         p = Path(tmp) / "data.csv"
@@ -168,14 +244,24 @@ def bench_rstanarm(df, seed) -> dict | None:
         d["stratum"] = d["stratum"].astype(str)
         d.to_csv(p, index=False)
         t = time.perf_counter()
-        r = subprocess.run(["Rscript", str(HERE / "rstanarm_main.R"), str(p), str(seed)], capture_output=True, text=True)
+        r = subprocess.run(
+            ["Rscript", str(HERE / "rstanarm_main.R"), str(p), str(seed)],
+            capture_output=True,
+            text=True,
+        )
         tot = time.perf_counter() - t
     if r.returncode != 0:
         print(f"rstanarm failed: {r.stderr[-500:]}", file=sys.stderr)
         return None
     wall, ess, div = r.stdout.strip().splitlines()[-1].split(",")
-    return row("rstanarm stan_glmer", tot - float(wall), float(wall), float(ess), int(div),
-               "compile_s = R start-up + loading (models are precompiled)")
+    return row(
+        "rstanarm stan_glmer",
+        tot - float(wall),
+        float(wall),
+        float(ess),
+        int(div),
+        "compile_s = R start-up + loading (models are precompiled)",
+    )
 
 
 def bench_scale(draws, tune, chains, seed) -> pd.DataFrame:
@@ -186,17 +272,34 @@ def bench_scale(draws, tune, chains, seed) -> pd.DataFrame:
     for scale in (1, 10, 100):
         df, _ = simulate(seed + scale, scale=scale)
         t = time.perf_counter()
-        f = M.fit(MODEL, df, draws=draws, tune=tune, chains=chains, seed=seed, sampler="nutpie", progress=False,
-                  pointwise=False)
-        rows.append(dict(rows=len(df), patterns=int(f.idata.posterior.attrs["n_patterns"]),
-                         wall_s=round(time.perf_counter() - t, 2), sample_s=round(f.timings["sample_s"], 2),
-                         min_ess_bulk=round(_min_ess(f.idata.posterior))))
+        f = M.fit(
+            MODEL,
+            df,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            sampler="nutpie",
+            progress=False,
+            pointwise=False,
+        )
+        rows.append(
+            dict(
+                rows=len(df),
+                patterns=int(f.idata.posterior.attrs["n_patterns"]),
+                wall_s=round(time.perf_counter() - t, 2),
+                sample_s=round(f.timings["sample_s"], 2),
+                min_ess_bulk=round(_min_ess(f.idata.posterior)),
+            )
+        )
     return pd.DataFrame(rows)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="2 chains x 300 draws, package and PyMC only")
+    ap.add_argument(
+        "--quick", action="store_true", help="2 chains x 300 draws, package and PyMC only"
+    )
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
@@ -218,8 +321,10 @@ def main(argv=None) -> int:
     fresh = res[res["sampler"].str.endswith("(warm disk cache)")]
     first = fresh.iloc[0] if len(fresh) else res.iloc[0]
     res["wall_ratio_vs_package_fresh"] = (res["wall_s"] / first["wall_s"]).round(1)
-    print(f"\n{MODEL}: {chains} chains x {draws} draws (+{tune} tune), N = {len(df)}, cpu count {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n{MODEL}: {chains} chains x {draws} draws (+{tune} tune), N = {len(df)}, cpu count {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     with pd.option_context("display.width", 250, "display.max_columns", 20):
         print(res.to_string(index=False))
     sc = bench_scale(draws, tune, chains, a.seed)
@@ -231,7 +336,11 @@ def main(argv=None) -> int:
         sys.path.insert(0, str(HERE.parent / "src"))
         from cst_bayes.core.fileio import write_csv
 
-        write_csv(out / "samplers.csv", res, header_comment=f"benchmarks/samplers.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+        write_csv(
+            out / "samplers.csv",
+            res,
+            header_comment=f"benchmarks/samplers.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+        )
         write_csv(out / "scaling.csv", sc)
     return 0
 

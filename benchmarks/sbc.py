@@ -29,7 +29,11 @@ L = 99  # posterior draws per rank: ranks in 0..99, 10 bins of 10
 def prior_draw(spec, rng) -> dict[str, np.ndarray]:
     """One draw from the priors of a normal/half-normal spec (the shipped main model)."""
     p = spec.priors
-    assert p["intercept"].dist == "normal" and p["beta"].dist == "normal" and p["sigma_stratum"].dist == "halfnormal"
+    assert (
+        p["intercept"].dist == "normal"
+        and p["beta"].dist == "normal"
+        and p["sigma_stratum"].dist == "halfnormal"
+    )
     mu = rng.normal(p["intercept"].params["mu"], p["intercept"].params["sigma"])
     sigma = abs(rng.normal(0, p["sigma_stratum"].params["sigma"]))
     alpha = rng.normal(mu, sigma, 4)
@@ -56,20 +60,38 @@ def main(argv=None) -> int:
     codes = base["stratum"].cat.codes.to_numpy()
     xbar = X.mean(axis=0)
     rng = np.random.default_rng(a.seed)
-    names = ["mu_stratum", "sigma_stratum"] + [f"alpha[{s}]" for s in STRATA] + [f"beta[{k}]" for k in APPROACHES]
+    names = (
+        ["mu_stratum", "sigma_stratum"]
+        + [f"alpha[{s}]" for s in STRATA]
+        + [f"beta[{k}]" for k in APPROACHES]
+    )
     ranks, t0, divs = [], time.perf_counter(), 0
     for i in range(a.sims):
         th = prior_draw(spec, rng)
         eta = th["alpha"][codes] + (X - xbar) @ th["beta"]  # the model's centred linear predictor
         df = base.copy()
         df["any_cst"] = (rng.random(len(df)) < 1 / (1 + np.exp(-eta))).astype(np.int8)
-        f = M.fit(spec, df, draws=500, tune=500, chains=2, seed=a.seed * 10_000 + i, sampler="nutpie",
-                  progress=False, pointwise=False)
+        f = M.fit(
+            spec,
+            df,
+            draws=500,
+            tune=500,
+            chains=2,
+            seed=a.seed * 10_000 + i,
+            sampler="nutpie",
+            progress=False,
+            pointwise=False,
+        )
         divs += f.diagnostics["divergences"]
         post = f.idata.posterior
-        draws = np.column_stack([post["mu_stratum"].to_numpy().ravel(), post["sigma_stratum"].to_numpy().ravel(),
-                                 post["alpha"].to_numpy().reshape(-1, 4),
-                                 post["beta"].to_numpy().reshape(-1, len(APPROACHES))])
+        draws = np.column_stack(
+            [
+                post["mu_stratum"].to_numpy().ravel(),
+                post["sigma_stratum"].to_numpy().ravel(),
+                post["alpha"].to_numpy().reshape(-1, 4),
+                post["beta"].to_numpy().reshape(-1, len(APPROACHES)),
+            ]
+        )
         keep = draws[np.linspace(0, len(draws) - 1, L).astype(int)]  # thin against autocorrelation
         truth = np.concatenate([th["mu_stratum"], th["sigma_stratum"], th["alpha"], th["beta"]])
         ranks.append((keep < truth).sum(axis=0))
@@ -80,16 +102,26 @@ def main(argv=None) -> int:
     for n in names:
         counts = np.histogram(R[n], bins=10, range=(0, L + 1))[0]
         chi = stats.chisquare(counts)
-        rows.append(dict(parameter=n, chi2=chi.statistic, p_value=chi.pvalue, mean_rank=R[n].mean() / L))
+        rows.append(
+            dict(parameter=n, chi2=chi.statistic, p_value=chi.pvalue, mean_rank=R[n].mean() / L)
+        )
     res = pd.DataFrame(rows)
-    print(f"\nSBC of {MODEL}: {a.sims} simulations, ranks among {L} draws, {divs} divergences in all")
+    print(
+        f"\nSBC of {MODEL}: {a.sims} simulations, ranks among {L} draws, {divs} divergences in all"
+    )
     print(res.round(3).to_string(index=False))
-    print(f"smallest p-value {res.p_value.min():.3f} over {len(names)} parameters "
-          f"(Bonferroni 5% threshold {0.05 / len(names):.4f})")
+    print(
+        f"smallest p-value {res.p_value.min():.3f} over {len(names)} parameters "
+        f"(Bonferroni 5% threshold {0.05 / len(names):.4f})"
+    )
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    write_csv(out / "sbc.csv", R.assign(sim=np.arange(len(R))), header_comment=f"SBC ranks, {MODEL}, seed {a.seed}; "
-              f"simulated data ({SYNTHETIC_BANNER.split(':')[0]})")
+    write_csv(
+        out / "sbc.csv",
+        R.assign(sim=np.arange(len(R))),
+        header_comment=f"SBC ranks, {MODEL}, seed {a.seed}; "
+        f"simulated data ({SYNTHETIC_BANNER.split(':')[0]})",
+    )
     write_csv(out / "sbc-uniformity.csv", res)
     import matplotlib
 
@@ -102,10 +134,13 @@ def main(argv=None) -> int:
         ax.hist(R[n], bins=10, range=(0, L + 1), color="#4878a8", edgecolor="white")
         ax.axhspan(band[0], band[1], color="grey", alpha=0.25)
         ax.set_title(n, fontsize=9)
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.axis("off")
-    fig.suptitle(f"SBC rank histograms, {MODEL} ({a.sims} simulated datasets; grey: 99% band of a uniform)\n"
-                 "SIMULATED DATA (prior predictive), not the study's microdata", fontsize=10)
+    fig.suptitle(
+        f"SBC rank histograms, {MODEL} ({a.sims} simulated datasets; grey: 99% band of a uniform)\n"
+        "SIMULATED DATA (prior predictive), not the study's microdata",
+        fontsize=10,
+    )
     fig.tight_layout()
     with atomic_path(HERE / "sbc.png") as tmp:
         fig.savefig(tmp, dpi=90, format="png")

@@ -8,7 +8,7 @@ import pytest
 
 # The one quick `cst-bayes reproduce` run (killed and resumed) shared by the pipeline, report
 # and browser tests: a session fixture must be registered here to run once per session.
-from pipeline_support import quick_run  # noqa: E402,F401
+from pipeline_support import quick_run  # noqa: F401
 
 # Fits in tests must not fight over the two cores with pytest-xdist's workers.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -59,7 +59,11 @@ def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProces
 
 def check_outputs_intact(run_dir: Path) -> None:
     """No temporary or scratch file is left; every CSV parses, every JSON loads, every .nc opens."""
-    leftovers = [p for p in run_dir.rglob("*") if p.name.endswith(".tmp") or ".partial-" in p.name or ".old-" in p.name]
+    leftovers = [
+        p
+        for p in run_dir.rglob("*")
+        if p.name.endswith(".tmp") or ".partial-" in p.name or ".old-" in p.name
+    ]
     assert not leftovers, leftovers
     for p in run_dir.rglob("*.csv"):
         pd.read_csv(p, comment="#")
@@ -86,7 +90,9 @@ def manifests(run_dir: Path) -> dict[str, dict]:
 def once_per_run(tmp_path_factory, name: str, compute) -> dict:
     """``compute(folder) -> JSON-able dict``, run once per pytest run even across xdist workers."""
     base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # popen-gwN -> the run's folder
+    shared = (
+        base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    )  # popen-gwN -> the run's folder
     folder = shared / f"shared-{name}"
     result = shared / f"shared-{name}.json"
     with open(shared / f"shared-{name}.lock", "w") as lock:
@@ -115,10 +121,20 @@ def _quick_run(tmp: Path) -> dict:
     """
     recs = reconstructions_for_tests(tmp)
     out = tmp / "run"
-    args = [*CLI, "reproduce", "--profile", "quick", "--out", str(out), "--reconstructions", str(recs),
-            "--no-progress"]
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    args = [
+        *CLI,
+        "reproduce",
+        "--profile",
+        "quick",
+        "--out",
+        str(out),
+        "--reconstructions",
+        str(recs),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     killed = False
     deadline = time.monotonic() + 600
     try:
@@ -137,16 +153,27 @@ def _quick_run(tmp: Path) -> dict:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     half_written = [
-        d.relative_to(out).as_posix() for d in out.rglob("*")
-        if d.is_dir() and not any(x.startswith(".") for x in d.relative_to(out).parts)
-        and d.name != "figures" and any(f.is_file() for f in d.iterdir()) and not (d / "manifest.json").exists()
-        and d.parent != out / "data" and d.name != "published"
+        d.relative_to(out).as_posix()
+        for d in out.rglob("*")
+        if d.is_dir()
+        and not any(x.startswith(".") for x in d.relative_to(out).parts)
+        and d.name != "figures"
+        and any(f.is_file() for f in d.iterdir())
+        and not (d / "manifest.json").exists()
+        and d.parent != out / "data"
+        and d.name != "published"
     ]
     after_kill = {
         "half_written": half_written,
         "units": sorted(manifests(out)),
         "unit_dirs": sorted(p.relative_to(out).as_posix() for p in out.glob("*") if p.is_dir()),
     }
-    res = run_cli(args[len(CLI):], timeout=900)
+    res = run_cli(args[len(CLI) :], timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
-    return {"out": out, "killed": killed, "after_kill": after_kill, "stdout": res.stdout, "stderr": res.stderr}
+    return {
+        "out": out,
+        "killed": killed,
+        "after_kill": after_kill,
+        "stdout": res.stdout,
+        "stderr": res.stderr,
+    }

@@ -19,15 +19,22 @@ import pytest
 from scipy import stats
 
 from cst_bayes import audit as A
-from cst_bayes.data import published as P
 from cst_bayes.cli import main
 from cst_bayes.core.config import APPROACHES, PUBLISHED_DIR, STRATA
+from cst_bayes.data import published as P
 
 #: Table 1's chi-square p-values as printed in the article.
 PRINTED_P = {
-    "court": "<0.001", "prosecutor": "<0.001", "training": "<0.001", "victim_service": "<0.001",
-    "offense_code": "0.95", "child_welfare": "0.01", "task_force": "<0.001", "advocates": "0.02",
-    "mdt": "<0.001", "any_cst": "<0.001",
+    "court": "<0.001",
+    "prosecutor": "<0.001",
+    "training": "<0.001",
+    "victim_service": "<0.001",
+    "offense_code": "0.95",
+    "child_welfare": "0.01",
+    "task_force": "<0.001",
+    "advocates": "0.02",
+    "mdt": "<0.001",
+    "any_cst": "<0.001",
 }
 
 
@@ -48,7 +55,10 @@ def _counts_by_stratum():
     with open(PUBLISHED_DIR / P.FILES["table1"], newline="") as fh:
         for r in csv.DictReader(fh):
             if r["stratum"] != "all":
-                out.setdefault(r["variable"], {})[r["stratum"]] = (int(r["n_yes"]), int(r["n_stratum"]))
+                out.setdefault(r["variable"], {})[r["stratum"]] = (
+                    int(r["n_yes"]),
+                    int(r["n_stratum"]),
+                )
     return out
 
 
@@ -79,7 +89,10 @@ def test_a_misprinted_table1_p_value_fails(tmp_path):
     shutil.copytree(PUBLISHED_DIR, d)
     path = d / P.FILES["table1"]
     text = path.read_text()
-    text = "\n".join(line.replace(",0.95", ",0.50") if line.startswith("offense_code") else line for line in text.splitlines())
+    text = "\n".join(
+        line.replace(",0.95", ",0.50") if line.startswith("offense_code") else line
+        for line in text.splitlines()
+    )
     path.write_text(text + "\n")
     c = A.run_audit(d)
     assert _check(c, "t1.chisq.offense_code")["status"] == "fail"
@@ -99,12 +112,17 @@ def test_output_shape_and_statuses(checks):
 def test_truncated_percentages_are_flagged_exactly(checks):
     # By hand: 11/34 = 32.35% (printed 32.3), 911/1306 = 69.75% (69.7), 924/1306 = 70.75% (70.7):
     # all three are truncated; every other printed percentage is correctly rounded.
-    flagged = set(checks.loc[checks["id"].str.startswith("t1.pct.") & (checks["status"] == "flag"), "id"])
+    flagged = set(
+        checks.loc[checks["id"].str.startswith("t1.pct.") & (checks["status"] == "flag"), "id"]
+    )
     assert flagged == {"t1.pct.court.1000+", "t1.pct.training.all", "t1.pct.child_welfare.all"}
     assert _check(checks, "t1.grim.court.1000+")["status"] == "flag"  # 32.3% of 34 needs truncation
 
 
-@pytest.mark.parametrize("pct, n, by_round", [(32.3, 34, []), (32.4, 34, [11]), (50.0, 34, [17]), (97.5, 1306, [1273, 1274])])
+@pytest.mark.parametrize(
+    "pct, n, by_round",
+    [(32.3, 34, []), (32.4, 34, [11]), (50.0, 34, [17]), (97.5, 1306, [1273, 1274])],
+)
 def test_grim_feasible_counts(pct, n, by_round):
     got, _ = A._feasible_counts(pct, n, 1)
     assert got == by_round
@@ -137,7 +155,11 @@ def test_wald_p_range_collapses_with_many_decimals():
     lo, hi = math.exp(est - 1.959964 * se), math.exp(est + 1.959964 * se)
     p_true = 2 * stats.norm.sf(est / se)
     p_min, p_max, sym = A.wald_p_range(round(math.exp(est), 6), round(lo, 6), round(hi, 6), 6)
-    assert sym and p_min == pytest.approx(p_true, rel=1e-3) and p_max == pytest.approx(p_true, rel=1e-3)
+    assert (
+        sym
+        and p_min == pytest.approx(p_true, rel=1e-3)
+        and p_max == pytest.approx(p_true, rel=1e-3)
+    )
 
 
 def test_wald_p_range_detects_asymmetric_ci():
@@ -155,7 +177,10 @@ def test_poisson_or_logistic_scale(checks):
     for analysis in (1, 2):
         row = _check(checks, f"t3.scale.{analysis}.stratum[1000+]")
         assert row["status"] == "flag"
-        assert f"crude OR {t.oddsratio:.2f}" in row["observed"] and f"crude RR {t.riskratio:.2f}" in row["observed"]
+        assert (
+            f"crude OR {t.oddsratio:.2f}" in row["observed"]
+            and f"crude RR {t.riskratio:.2f}" in row["observed"]
+        )
 
 
 @pytest.mark.parametrize("p1, p2", [(0.2, 0.2), (0.2, 0.8), (0.1, 0.6), (0.7, 0.9), (0.5, 0.5)])
@@ -197,7 +222,11 @@ def test_impossible_correlation_fails_and_wrong_stars_are_flagged(tmp_path):
 
 
 def _small_table1(col_sums: dict[str, list[int]], n: dict[str, int]) -> pd.DataFrame:
-    rows = [dict(variable=a, stratum=s, n_yes=col_sums[s][j], n_stratum=n[s]) for s in STRATA for j, a in enumerate(APPROACHES)]
+    rows = [
+        dict(variable=a, stratum=s, n_yes=col_sums[s][j], n_stratum=n[s])
+        for s in STRATA
+        for j, a in enumerate(APPROACHES)
+    ]
     return pd.DataFrame(rows)
 
 
@@ -238,7 +267,11 @@ def test_bounds_and_implied_variance_on_simulated_data(sim_df):
     n_tot = len(sim_df)
     grand = sim_df[COUNT].mean()
     ssb = float((b["n"] * (b["mean"] - grand) ** 2).sum())
-    assert (ssb / 3) / (b["ss_max"].sum() / (n_tot - 4)) <= f_obs <= (ssb / 3) / (b["ss_min"].sum() / (n_tot - 4))
+    assert (
+        (ssb / 3) / (b["ss_max"].sum() / (n_tot - 4))
+        <= f_obs
+        <= (ssb / 3) / (b["ss_min"].sum() / (n_tot - 4))
+    )
     x = sim_df[list(APPROACHES)].to_numpy(float)
     p = x.mean(0)
     phi = np.corrcoef(x, rowvar=False)
@@ -248,14 +281,29 @@ def test_bounds_and_implied_variance_on_simulated_data(sim_df):
 def test_anova_and_text_checks(checks):
     assert _check(checks, "anova.attainable")["status"] == "pass"
     assert _check(checks, "anova.implied_by_table2")["status"] == "pass"
-    for id_ in ("text.sampled_alt", "text.r30", "text.offense_code_adjusted", "text.training_unadjusted"):
+    for id_ in (
+        "text.sampled_alt",
+        "text.r30",
+        "text.offense_code_adjusted",
+        "text.training_unadjusted",
+    ):
         assert _check(checks, id_)["status"] == "flag", id_
-    for id_ in ("text.sampled", "text.eligible", "text.ineligible", "text.response_rate", "text.any_approach",
-                "fig1.n", "fig1.offense_code.total", "fig1.offense_code.chisq"):
+    for id_ in (
+        "text.sampled",
+        "text.eligible",
+        "text.ineligible",
+        "text.response_rate",
+        "text.any_approach",
+        "fig1.n",
+        "fig1.offense_code.total",
+        "fig1.offense_code.chisq",
+    ):
         assert _check(checks, id_)["status"] == "pass", id_
     # 54.7% of 1,088 = 595 and 49.5% of 218 = 108: 595 + 108 = 703, Table 1's offense-code total.
     assert "[703]" in _check(checks, "fig1.offense_code.total")["observed"]
-    p = stats.chi2_contingency(np.array([[595, 1088 - 595], [108, 218 - 108]]), correction=False).pvalue
+    p = stats.chi2_contingency(
+        np.array([[595, 1088 - 595], [108, 218 - 108]]), correction=False
+    ).pvalue
     assert f"{p:.3g}" in _check(checks, "fig1.offense_code.chisq")["observed"]
 
 
@@ -264,7 +312,9 @@ def test_cli_table_json_and_out(tmp_path, capsys):
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert lines[-1].endswith("fail") and "checks:" in lines[-1]
-    assert any(line.startswith("FLAG") and "t3.p_vs_ci.1.offense_code.yes" in line for line in lines)
+    assert any(
+        line.startswith("FLAG") and "t3.p_vs_ci.1.offense_code.yes" in line for line in lines
+    )
     assert main(["audit", "--json", "--out", str(tmp_path / "a.json")]) == 0
     printed = json.loads(capsys.readouterr().out)
     written = json.loads((tmp_path / "a.json").read_text())
@@ -280,7 +330,12 @@ def test_cli_table_json_and_out(tmp_path, capsys):
 def test_exact_tests_seeded_and_agree_with_a_permutation_test(checks):
     # Only the tables with an expected count below 5 get a Monte Carlo exact test.
     exact = checks[checks["id"].str.startswith("t1.exact.")]
-    assert set(exact["id"]) == {"t1.exact.court", "t1.exact.advocates", "t1.exact.mdt", "t1.exact.any_cst"}
+    assert set(exact["id"]) == {
+        "t1.exact.court",
+        "t1.exact.advocates",
+        "t1.exact.mdt",
+        "t1.exact.any_cst",
+    }
     assert (exact["status"] == "pass").all()
     t1 = P.load_table1()
 
@@ -294,7 +349,9 @@ def test_exact_tests_seeded_and_agree_with_a_permutation_test(checks):
     # Independent reference: permute the stratum labels of 1,306 agencies (advocates).
     counts = _counts_by_stratum()["advocates"]
     strata = np.repeat(np.arange(4), [counts[s][1] for s in STRATA])
-    yes = np.concatenate([np.r_[np.ones(counts[s][0]), np.zeros(counts[s][1] - counts[s][0])] for s in STRATA])
+    yes = np.concatenate(
+        [np.r_[np.ones(counts[s][0]), np.zeros(counts[s][1] - counts[s][0])] for s in STRATA]
+    )
     n_s = np.bincount(strata)
 
     def stat(y):

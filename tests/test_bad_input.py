@@ -19,10 +19,8 @@ import pandas as pd
 import pytest
 
 from cst_bayes import cli
-
 from cst_bayes.core import config
 from pipeline_support import sim_ensemble, write_sim
-
 
 
 @dataclass
@@ -38,7 +36,9 @@ class Case:
 # --------------------------------------------------------------------------- microdata
 
 
-def _micro(tmp: Path, mutate: Callable[[pd.DataFrame], pd.DataFrame], name: str = "agencies.csv") -> tuple[list[str], str]:
+def _micro(
+    tmp: Path, mutate: Callable[[pd.DataFrame], pd.DataFrame], name: str = "agencies.csv"
+) -> tuple[list[str], str]:
     src = write_sim(tmp / "ok.csv", 3, synthetic=False)
     df = pd.read_csv(src, dtype=str)
     p = tmp / name
@@ -57,6 +57,7 @@ def _set(col: str, row: int, value: str) -> Callable[[pd.DataFrame], pd.DataFram
         df = df.copy()
         df.loc[row, col] = value
         return df
+
     return f
 
 
@@ -67,18 +68,45 @@ def _with_ids(df: pd.DataFrame) -> pd.DataFrame:
 
 
 MICRO = [
-    Case("micro-missing-file", lambda t: (["reproduce", "--data", str(t / "nope.csv")], "nope.csv"), ("not found",)),
+    Case(
+        "micro-missing-file",
+        lambda t: (["reproduce", "--data", str(t / "nope.csv")], "nope.csv"),
+        ("not found",),
+    ),
     Case("micro-empty-file", lambda t: _raw(t, "empty.csv", b""), ("empty",)),
-    Case("micro-folder", lambda t: ((t / "dir.csv").mkdir() or ["reproduce", "--data", str(t / "dir.csv")], "dir.csv"), ("folder",)),
+    Case(
+        "micro-folder",
+        lambda t: (
+            (t / "dir.csv").mkdir() or ["reproduce", "--data", str(t / "dir.csv")],
+            "dir.csv",
+        ),
+        ("folder",),
+    ),
     Case("micro-binary", lambda t: _raw(t, "junk.csv", bytes(range(256)) * 20)),
     Case("micro-header-only", lambda t: _raw(t, "header.csv", b"stratum,court\n"), ()),
-    Case("micro-missing-column", lambda t: _micro(t, lambda d: d.drop(columns=["any_cst"])), ("any_cst",)),
-    Case("micro-extra-column", lambda t: _micro(t, lambda d: d.assign(zip_code="12345")), ("zip_code",)),
-    Case("micro-unknown-stratum", lambda t: _micro(t, _set("stratum", 4, "huge")), ("stratum", "huge")),
+    Case(
+        "micro-missing-column",
+        lambda t: _micro(t, lambda d: d.drop(columns=["any_cst"])),
+        ("any_cst",),
+    ),
+    Case(
+        "micro-extra-column",
+        lambda t: _micro(t, lambda d: d.assign(zip_code="12345")),
+        ("zip_code",),
+    ),
+    Case(
+        "micro-unknown-stratum",
+        lambda t: _micro(t, _set("stratum", 4, "huge")),
+        ("stratum", "huge"),
+    ),
     Case("micro-code-outside-set", lambda t: _micro(t, _set("court", 10, "2")), ("court",)),
     Case("micro-missing-value", lambda t: _micro(t, _set("mdt", 12, "")), ("mdt", "13")),
     Case("micro-duplicate-id", lambda t: _micro(t, _with_ids), ("agency_id", "A3")),
-    Case("micro-negative-weight", lambda t: _micro(t, lambda d: d.assign(weight="1.5").pipe(_set("weight", 2, "-1"))), ("weight",)),
+    Case(
+        "micro-negative-weight",
+        lambda t: _micro(t, lambda d: d.assign(weight="1.5").pipe(_set("weight", 2, "-1"))),
+        ("weight",),
+    ),
     Case("micro-not-parquet", lambda t: _raw(t, "data.parquet", b"PAR1 this is not parquet")),
 ]
 
@@ -94,7 +122,15 @@ def _published(tmp: Path, name: str, edit: Callable[[str], str] | None) -> tuple
     else:
         p.write_text(edit(p.read_text(encoding="utf-8")), encoding="utf-8")
     recs = sim_ensemble(tmp / "ens", 1)
-    return ["reproduce", "--published", str(d), "--reconstructions", str(recs), "--stages", "audit"], name
+    return [
+        "reproduce",
+        "--published",
+        str(d),
+        "--reconstructions",
+        str(recs),
+        "--stages",
+        "audit",
+    ], name
 
 
 def _replace_line(start: str, new: str) -> Callable[[str], str]:
@@ -103,43 +139,105 @@ def _replace_line(start: str, new: str) -> Callable[[str], str]:
         i = next(i for i, line in enumerate(lines) if line.startswith(start))
         lines[i] = new
         return "\n".join(lines) + "\n"
+
     return f
 
 
 PUBLISHED = [
-    Case("published-folder-missing", lambda t: (["reproduce", "--published", str(t / "none"), "--reconstructions",
-                                                 str(sim_ensemble(t / "ens", 1))], "none"), ("not found",)),
-    Case("published-table1-missing", lambda t: _published(t, "table1_approaches_by_stratum.csv", None)),
-    Case("published-count-above-n", lambda t: _published(
-        t, "table1_approaches_by_stratum.csv",
-        _replace_line("court,Court-system that specializes in CST,state,", "court,Court-system that specializes in CST,state,40,19,21.1,<0.001")),
-        ("n_yes",)),
-    Case("published-ci-not-bracketing", lambda t: _published(
-        t, "table3_odds_ratios.csv", _replace_line("1,court,no,", "1,court,no,0.8,0.9,1.2,0.27")), ("ci_low",)),
-    Case("published-correlation-above-1", lambda t: _published(
-        t, "table2_phi_correlations.csv", _replace_line("prosecutor,court,", "prosecutor,court,1.54,***,yes")), ("r",)),
-    Case("published-unknown-term", lambda t: _published(
-        t, "table3_odds_ratios.csv", _replace_line("1,court,no,", "1,courts,no,0.8,0.5,1.2,0.27")), ("courts",)),
+    Case(
+        "published-folder-missing",
+        lambda t: (
+            [
+                "reproduce",
+                "--published",
+                str(t / "none"),
+                "--reconstructions",
+                str(sim_ensemble(t / "ens", 1)),
+            ],
+            "none",
+        ),
+        ("not found",),
+    ),
+    Case(
+        "published-table1-missing",
+        lambda t: _published(t, "table1_approaches_by_stratum.csv", None),
+    ),
+    Case(
+        "published-count-above-n",
+        lambda t: _published(
+            t,
+            "table1_approaches_by_stratum.csv",
+            _replace_line(
+                "court,Court-system that specializes in CST,state,",
+                "court,Court-system that specializes in CST,state,40,19,21.1,<0.001",
+            ),
+        ),
+        ("n_yes",),
+    ),
+    Case(
+        "published-ci-not-bracketing",
+        lambda t: _published(
+            t, "table3_odds_ratios.csv", _replace_line("1,court,no,", "1,court,no,0.8,0.9,1.2,0.27")
+        ),
+        ("ci_low",),
+    ),
+    Case(
+        "published-correlation-above-1",
+        lambda t: _published(
+            t,
+            "table2_phi_correlations.csv",
+            _replace_line("prosecutor,court,", "prosecutor,court,1.54,***,yes"),
+        ),
+        ("r",),
+    ),
+    Case(
+        "published-unknown-term",
+        lambda t: _published(
+            t,
+            "table3_odds_ratios.csv",
+            _replace_line("1,court,no,", "1,courts,no,0.8,0.5,1.2,0.27"),
+        ),
+        ("courts",),
+    ),
 ]
 
 # --------------------------------------------------------------------------- model specs
 
 
-def _spec(tmp: Path, edit: Callable[[str], str], name: str = "bad_model.toml") -> tuple[list[str], str]:
+def _spec(
+    tmp: Path, edit: Callable[[str], str], name: str = "bad_model.toml"
+) -> tuple[list[str], str]:
     src = (config.MODELS_DIR / "logit_approaches_strata.toml").read_text(encoding="utf-8")
     p = tmp / name
     p.write_text(edit(src), encoding="utf-8")
     recs = sim_ensemble(tmp / "ens", 1)
-    return ["reproduce", "--models", str(p), "--reconstructions", str(recs), "--stages", "data"], name
+    return [
+        "reproduce",
+        "--models",
+        str(p),
+        "--reconstructions",
+        str(recs),
+        "--stages",
+        "data",
+    ], name
 
 
 SPECS = [
-    Case("spec-unknown-family", lambda t: _spec(t, lambda s: s.replace('family = "bernoulli"', 'family = "gamma"')),
-         ("family",)),
-    Case("spec-unknown-predictor", lambda t: _spec(t, lambda s: s.replace('"mdt"]', '"mdt", "budget"]')),
-         ("budget",)),
-    Case("spec-unknown-prior", lambda t: _spec(t, lambda s: s.replace('dist = "halfnormal"', 'dist = "weird"')),
-         ("weird",)),
+    Case(
+        "spec-unknown-family",
+        lambda t: _spec(t, lambda s: s.replace('family = "bernoulli"', 'family = "gamma"')),
+        ("family",),
+    ),
+    Case(
+        "spec-unknown-predictor",
+        lambda t: _spec(t, lambda s: s.replace('"mdt"]', '"mdt", "budget"]')),
+        ("budget",),
+    ),
+    Case(
+        "spec-unknown-prior",
+        lambda t: _spec(t, lambda s: s.replace('dist = "halfnormal"', 'dist = "weird"')),
+        ("weird",),
+    ),
     Case("spec-bad-toml", lambda t: _spec(t, lambda s: s + "\n[model\n"), ()),
 ]
 
@@ -150,18 +248,49 @@ def _weighting(tmp: Path, text: str) -> tuple[list[str], str]:
     p = tmp / "weighting_bad.toml"
     p.write_text(text, encoding="utf-8")
     recs = sim_ensemble(tmp / "ens", 1)
-    return ["reproduce", "--weighting", str(p), "--reconstructions", str(recs), "--stages", "data"], p.name
+    return [
+        "reproduce",
+        "--weighting",
+        str(p),
+        "--reconstructions",
+        str(recs),
+        "--stages",
+        "data",
+    ], p.name
 
 
 WEIGHTING = [
-    Case("weights-unknown-key", lambda t: _weighting(t, '[scenario.a]\ntrimk = 2\n'), ("trimk",)),
-    Case("weights-negative-trim", lambda t: _weighting(t, '[scenario.a]\ntrim_k = -1\n'), ("trim_k",)),
-    Case("weights-unknown-stratum", lambda t: _weighting(t, '[scenario.a]\nineligible = { "huge" = 3 }\n'), ("huge",)),
-    Case("weights-bad-toml", lambda t: _weighting(t, '[scenario.a\n'), ("TOML",)),
-    Case("weights-bad-allocation", lambda t: _weighting(
-        t, '[scenario.a]\nineligible_total = 245\nineligible_allocation = "random"\n'), ("ineligible_allocation",)),
-    Case("weights-file-missing", lambda t: (["reproduce", "--weighting", str(t / "w.toml"), "--reconstructions",
-                                             str(sim_ensemble(t / "ens", 1))], "w.toml"), ("not found",)),
+    Case("weights-unknown-key", lambda t: _weighting(t, "[scenario.a]\ntrimk = 2\n"), ("trimk",)),
+    Case(
+        "weights-negative-trim", lambda t: _weighting(t, "[scenario.a]\ntrim_k = -1\n"), ("trim_k",)
+    ),
+    Case(
+        "weights-unknown-stratum",
+        lambda t: _weighting(t, '[scenario.a]\nineligible = { "huge" = 3 }\n'),
+        ("huge",),
+    ),
+    Case("weights-bad-toml", lambda t: _weighting(t, "[scenario.a\n"), ("TOML",)),
+    Case(
+        "weights-bad-allocation",
+        lambda t: _weighting(
+            t, '[scenario.a]\nineligible_total = 245\nineligible_allocation = "random"\n'
+        ),
+        ("ineligible_allocation",),
+    ),
+    Case(
+        "weights-file-missing",
+        lambda t: (
+            [
+                "reproduce",
+                "--weighting",
+                str(t / "w.toml"),
+                "--reconstructions",
+                str(sim_ensemble(t / "ens", 1)),
+            ],
+            "w.toml",
+        ),
+        ("not found",),
+    ),
 ]
 
 # --------------------------------------------------------------------------- sweep grids
@@ -185,16 +314,51 @@ def _grid(tmp: Path, edit: Callable[[str], str]) -> tuple[list[str], str]:
 
 GRIDS = [
     Case("grid-bad-toml", lambda t: _grid(t, lambda s: s.replace("[grid]", "[grid")), ("TOML",)),
-    Case("grid-unknown-axis", lambda t: _grid(t, lambda s: s.replace("[grid]", "[grid]\nlinks = [1]")), ("links",)),
-    Case("grid-empty-axis", lambda t: _grid(t, lambda s: s.replace('["unweighted", "design"]', "[]")), ("scenarios",)),
-    Case("grid-negative-prior-scale", lambda t: _grid(t, lambda s: s.replace("[0.5, 2.0]", "[-0.5, 2.0]")), ("prior_scales",)),
-    Case("grid-unknown-scenario", lambda t: _grid(t, lambda s: s.replace('"design"', '"desing"')), ("desing",)),
-    Case("grid-reconstruction-out-of-range", lambda t: _grid(t, lambda s: s.replace("[1, 2]", "[1, 7]")), ("[7]",)),
-    Case("grid-unknown-sampling-key", lambda t: _grid(t, lambda s: s + "[sampling]\nwarmup = 3\n"), ("warmup",)),
-    Case("grid-missing-axis", lambda t: _grid(t, lambda s: s.replace("prior_scales = [0.5, 2.0]\n", "")), ("prior_scales",)),
-    Case("grid-unknown-model", lambda t: _grid(t, lambda s: s.replace('"logit_approaches_strata"', '"no_such_model"')),
-         ("no_such_model",)),
-    Case("grid-file-missing", lambda t: (["sweep", str(t / "nogrid.toml")], "nogrid.toml"), ("not found",)),
+    Case(
+        "grid-unknown-axis",
+        lambda t: _grid(t, lambda s: s.replace("[grid]", "[grid]\nlinks = [1]")),
+        ("links",),
+    ),
+    Case(
+        "grid-empty-axis",
+        lambda t: _grid(t, lambda s: s.replace('["unweighted", "design"]', "[]")),
+        ("scenarios",),
+    ),
+    Case(
+        "grid-negative-prior-scale",
+        lambda t: _grid(t, lambda s: s.replace("[0.5, 2.0]", "[-0.5, 2.0]")),
+        ("prior_scales",),
+    ),
+    Case(
+        "grid-unknown-scenario",
+        lambda t: _grid(t, lambda s: s.replace('"design"', '"desing"')),
+        ("desing",),
+    ),
+    Case(
+        "grid-reconstruction-out-of-range",
+        lambda t: _grid(t, lambda s: s.replace("[1, 2]", "[1, 7]")),
+        ("[7]",),
+    ),
+    Case(
+        "grid-unknown-sampling-key",
+        lambda t: _grid(t, lambda s: s + "[sampling]\nwarmup = 3\n"),
+        ("warmup",),
+    ),
+    Case(
+        "grid-missing-axis",
+        lambda t: _grid(t, lambda s: s.replace("prior_scales = [0.5, 2.0]\n", "")),
+        ("prior_scales",),
+    ),
+    Case(
+        "grid-unknown-model",
+        lambda t: _grid(t, lambda s: s.replace('"logit_approaches_strata"', '"no_such_model"')),
+        ("no_such_model",),
+    ),
+    Case(
+        "grid-file-missing",
+        lambda t: (["sweep", str(t / "nogrid.toml")], "nogrid.toml"),
+        ("not found",),
+    ),
 ]
 
 ALL = MICRO + PUBLISHED + SPECS + WEIGHTING + GRIDS
@@ -211,7 +375,10 @@ def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(case, tmp_pat
     args, fname = case.make(tmp_path)
     out = tmp_path / "out"
     before = sorted(p for p in tmp_path.rglob("*"))
-    rc = cli.main([*args, "--out", str(out)] + (["--no-progress"] if args[0] in ("reproduce", "sweep") else []))
+    rc = cli.main(
+        [*args, "--out", str(out)]
+        + (["--no-progress"] if args[0] in ("reproduce", "sweep") else [])
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2, err
     lines = err.splitlines()

@@ -15,9 +15,8 @@ import pandas as pd
 import pytest
 import scipy.stats as st
 
-from cst_bayes.core import config
-
 from cst_bayes import frequentist as F
+from cst_bayes.core import config
 from cst_bayes.core.disclosure import suppress_small_cells
 from cst_bayes.core.errors import InputError
 from cst_bayes.data.microdata import stratum_dtype
@@ -162,7 +161,12 @@ def test_fig1_matches_closed_form_2x2_chi_square(sim_df):
         chi2 = n * (a * d - b * c) ** 2 / ((a + b) * (c + d) * (a + c) * (b + d))
         assert rec.chi2 == pytest.approx(chi2, rel=1e-10)
         assert rec.p_value == pytest.approx(st.chi2.sf(chi2, 1), rel=1e-8)
-        assert (rec.n_no_case, rec.n_case, rec.total_no_case, rec.total_case) == (a, c, a + b, c + d)
+        assert (rec.n_no_case, rec.n_case, rec.total_no_case, rec.total_case) == (
+            a,
+            c,
+            a + b,
+            c + d,
+        )
         assert rec.pct_no_case == pytest.approx(100 * a / (a + b))
     yates = F.fig1(sim_df, correction=True)
     ct = pd.crosstab(sim_df["court"], sim_df[config.OUTCOME]).to_numpy()
@@ -243,7 +247,9 @@ def test_table3_closed_forms_odds_ratio_woolf_and_risk_ratio():
     assert row.loc["logit", "estimate"] == pytest.approx(or_, rel=1e-7)
     assert row.loc["logit", "ci_low"] == pytest.approx(or_ * math.exp(-z * se), rel=1e-6)
     assert row.loc["logit", "ci_high"] == pytest.approx(or_ * math.exp(z * se), rel=1e-6)
-    assert row.loc["logit", "p_value"] == pytest.approx(2 * st.norm.sf(math.log(or_) / se), rel=1e-5)
+    assert row.loc["logit", "p_value"] == pytest.approx(
+        2 * st.norm.sf(math.log(or_) / se), rel=1e-5
+    )
     # robust Poisson: RR = p1/p0 with the delta-method SE of log RR (what HC0 gives here)
     rr = (a / (a + b)) / (c / (c + d))
     se_rr = math.sqrt(1 / a - 1 / (a + b) + 1 / c - 1 / (c + d))
@@ -292,10 +298,18 @@ def test_table3_rejects_unknown_link(sim_df):
 @pytest.mark.parametrize(
     ("printed", "value", "expected"),
     [
-        ("0.95", 0.9549, True), ("0.95", 0.9551, False), ("0.95", 0.9451, True),
-        ("<0.001", 0.00099, True), ("<0.001", 0.0011, False), ("47.5", 47.46, True),
-        ("47.5", 47.44, False), ("1306", 1306.0, True), ("1306", 1305.0, False),
-        ("50.0", 49.96, True), ("", 1.0, False), ("0.95", float("nan"), False),
+        ("0.95", 0.9549, True),
+        ("0.95", 0.9551, False),
+        ("0.95", 0.9451, True),
+        ("<0.001", 0.00099, True),
+        ("<0.001", 0.0011, False),
+        ("47.5", 47.46, True),
+        ("47.5", 47.44, False),
+        ("1306", 1306.0, True),
+        ("1306", 1305.0, False),
+        ("50.0", 49.96, True),
+        ("", 1.0, False),
+        ("0.95", float("nan"), False),
     ],
 )
 def test_printed_matches(printed, value, expected):
@@ -308,11 +322,18 @@ def test_compare_table3_published_numbers_match_themselves_and_detect_a_change()
     def as_number(s):  # '<0.001' -> a value below it
         return 0.0005 if s.startswith("<") else float(s)
 
-    rep = pd.DataFrame({
-        "analysis": pub.analysis.astype(int), "term": pub.term, "adjusted_for_size": pub.adjusted_for_size,
-        "link": "logit", "estimate": pub["or"].map(as_number), "ci_low": pub.ci_low.map(as_number),
-        "ci_high": pub.ci_high.map(as_number), "p_value": pub.p_value.map(as_number),
-    })
+    rep = pd.DataFrame(
+        {
+            "analysis": pub.analysis.astype(int),
+            "term": pub.term,
+            "adjusted_for_size": pub.adjusted_for_size,
+            "link": "logit",
+            "estimate": pub["or"].map(as_number),
+            "ci_low": pub.ci_low.map(as_number),
+            "ci_high": pub.ci_high.map(as_number),
+            "p_value": pub.p_value.map(as_number),
+        }
+    )
     comp = F.compare({"table3": rep})
     assert list(comp.columns) == F.COMPARISON_COLUMNS
     assert len(comp) == 4 * len(pub) and comp["matches"].all()
@@ -335,8 +356,13 @@ def test_compare_fig1_and_table2_stars(sim_df):
 
 
 def test_suppress_small_cells():
-    t = pd.DataFrame({"n_yes": [0, 3, 5, 31, 12], "n_stratum": [19, 19, 19, 34, 12],
-                      "pct": [0.0, 15.8, 26.3, 91.2, 100.0]})
+    t = pd.DataFrame(
+        {
+            "n_yes": [0, 3, 5, 31, 12],
+            "n_stratum": [19, 19, 19, 34, 12],
+            "pct": [0.0, 15.8, 26.3, 91.2, 100.0],
+        }
+    )
     out = suppress_small_cells(t, ["n_yes"], totals={"n_yes": "n_stratum"})
     assert list(out["n_yes"]) == ["<5", "<5", 5, "<5", "<5"]  # 0, 3, and complements 3 and 0
     assert out["pct"].isna().tolist() == [True, True, False, True, True]
@@ -359,7 +385,9 @@ def test_restricted_outputs_are_suppressed(sim_df):
     hidden = t1[t1["n_yes"] == "<5"]
     assert len(hidden) > 0 and hidden["pct"].isna().all()  # e.g. 19 state agencies
     comp = sup["comparison"]
-    assert (comp[(comp.table == "table1") & (comp.quantity == "n_yes")]["reproduced"] == "<5").sum() == len(hidden)
+    assert (
+        comp[(comp.table == "table1") & (comp.quantity == "n_yes")]["reproduced"] == "<5"
+    ).sum() == len(hidden)
     pd.testing.assert_frame_equal(sup["table3"], tables["table3"])
 
 
@@ -376,14 +404,20 @@ def test_cli_tables_writes_six_files(tmp_path, sim_df):
     out = tmp_path / "out"
     assert main(["tables", "--data", str(data), "--out", str(out)]) == 0
     expected = {
-        "table1": F.TABLE1_COLUMNS, "anova": F.ANOVA_COLUMNS, "table2": F.TABLE2_COLUMNS,
-        "fig1": F.FIG1_COLUMNS, "table3": F.TABLE3_COLUMNS, "comparison": F.COMPARISON_COLUMNS,
+        "table1": F.TABLE1_COLUMNS,
+        "anova": F.ANOVA_COLUMNS,
+        "table2": F.TABLE2_COLUMNS,
+        "fig1": F.FIG1_COLUMNS,
+        "table3": F.TABLE3_COLUMNS,
+        "comparison": F.COMPARISON_COLUMNS,
     }
     assert sorted(p.name for p in out.glob("*.csv")) == sorted(f"{k}.csv" for k in expected)
     for name, cols in expected.items():
         text = (out / f"{name}.csv").read_text()
         got = pd.read_csv(out / f"{name}.csv")
-        assert got["data_status"].eq("SYNTHETIC").all(), name  # synthetic data are labelled in every file
+        assert got["data_status"].eq("SYNTHETIC").all(), (
+            name
+        )  # synthetic data are labelled in every file
         assert list(got.columns) == [*cols, "data_status"]
     t3 = pd.read_csv(out / "table3.csv", comment="#")
     assert set(t3.link) == {"logit", "log"} and set(t3.adjusted_for_size) == {"no", "yes"}
@@ -422,14 +456,19 @@ def test_all_tables_match_r_reference_values():
     from cst_bayes.data.microdata import load
 
     ref_dir = config.ROOT / "tests" / "reference"
-    ref = pd.read_csv(ref_dir / "frequentist_r_reference.csv", dtype={"variable": str}, keep_default_na=False)
+    ref = pd.read_csv(
+        ref_dir / "frequentist_r_reference.csv", dtype={"variable": str}, keep_default_na=False
+    )
     df = load(ref_dir / "weights_sim.csv")
     got = F.reproduce(df)
     t1 = got["table1"].drop_duplicates("variable").set_index("variable")
     f1 = got["fig1"].set_index("variable")
     t2 = got["table2"].set_index(["row", "col"])
-    t3 = got["table3"].assign(analysis=lambda d: d.analysis.astype(str)).set_index(
-        ["analysis", "term", "adjusted_for_size", "link"])
+    t3 = (
+        got["table3"]
+        .assign(analysis=lambda d: d.analysis.astype(str))
+        .set_index(["analysis", "term", "adjusted_for_size", "link"])
+    )
     checked = 0
     for rec in ref.itertuples(index=False):
         # Estimates agree to ~1e-13. R's vcov() reuses the IRLS weights of the last iteration's
@@ -472,7 +511,9 @@ def test_cli_tables_suppresses_small_cells_of_real_microdata(tmp_path, sim_df, c
 
     data = tmp_path / "agencies.csv"  # no SYNTHETIC line: treated as restricted microdata
     sim_df.to_csv(data, index=False)
-    assert main(["tables", "--data", str(data), "--out", str(tmp_path / "o"), "--link", "logit"]) == 0
+    assert (
+        main(["tables", "--data", str(data), "--out", str(tmp_path / "o"), "--link", "logit"]) == 0
+    )
     assert "reproduced" in capsys.readouterr().out
     text = (tmp_path / "o" / "table1.csv").read_text()
     meta = (tmp_path / "o" / "table1.meta.json").read_text()

@@ -14,10 +14,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from cst_bayes.data import microdata as M
 from cst_bayes.cli import main
 from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA, SYNTHETIC_BANNER
 from cst_bayes.core.errors import InputError
+from cst_bayes.data import microdata as M
 from cst_bayes.data.simulate import simulate
 
 BINARY = [*APPROACHES, OUTCOME]
@@ -58,7 +58,9 @@ def test_csv(tmp_path, small):
 
 def test_csv_with_synthetic_banner_and_bom(tmp_path, small):
     p = tmp_path / "d.csv"
-    p.write_bytes(b"\xef\xbb\xbf# " + SYNTHETIC_BANNER.encode() + b"\n" + small.to_csv(index=False).encode())
+    p.write_bytes(
+        b"\xef\xbb\xbf# " + SYNTHETIC_BANNER.encode() + b"\n" + small.to_csv(index=False).encode()
+    )
     df = M.load(p)
     _same_as(df, small)
     assert df.attrs["synthetic"] is True and df.attrs["restricted"] is False
@@ -157,6 +159,7 @@ def _set(col, rows, value):
     def fn(raw):
         raw.loc[rows, col] = value
         return raw
+
     return fn
 
 
@@ -179,10 +182,17 @@ BAD_TABLES = [
 #: SPSS files need one type per column, so cases that mix text into numeric codes or leave
 #: cells empty are written as CSV and Parquet only.
 _SAV_OK = {"missing-column", "extra-column", "duplicate-agency-id", "bad-weight", "count-disagrees"}
-CASES = [(fmt, *b) for b in BAD_TABLES for fmt in ("csv", "parquet", "sav") if fmt != "sav" or b[0] in _SAV_OK]
+CASES = [
+    (fmt, *b)
+    for b in BAD_TABLES
+    for fmt in ("csv", "parquet", "sav")
+    if fmt != "sav" or b[0] in _SAV_OK
+]
 
 
-@pytest.mark.parametrize("fmt, case, fn, column, rows", CASES, ids=[f"{c[1]}-{c[0]}" for c in CASES])
+@pytest.mark.parametrize(
+    "fmt, case, fn, column, rows", CASES, ids=[f"{c[1]}-{c[0]}" for c in CASES]
+)
 def test_malformed_tables_name_file_column_rows(tmp_path, small, fmt, case, fn, column, rows):
     raw = _mutate(small, fn)
     path = tmp_path / f"bad.{fmt}"

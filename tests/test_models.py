@@ -23,8 +23,15 @@ from cst_bayes.core.errors import SamplerTrouble, SpecError
 from cst_bayes.data.simulate import simulate
 
 SHIPPED = [
-    "logit_approaches", "logit_approaches_strata", "logit_count", "logit_count_strata", "logit_varying_slopes",
-    "poisson_approaches_strata", "poisson_count_strata", "count_poisson_strata", "count_binomial_strata",
+    "logit_approaches",
+    "logit_approaches_strata",
+    "logit_count",
+    "logit_count_strata",
+    "logit_varying_slopes",
+    "poisson_approaches_strata",
+    "poisson_count_strata",
+    "count_poisson_strata",
+    "count_binomial_strata",
     "count_betabinomial_strata",
 ]
 FAST = dict(draws=300, tune=300, chains=2, progress=False, sampler="nutpie-c")
@@ -42,11 +49,15 @@ def test_shipped_specs_load_and_list():
         s = M.load_spec(name)
         assert s.name == name
         assert all(p.reason for p in s.priors.values())
-    assert M.load_spec("poisson_approaches_strata").note.startswith("A Poisson likelihood on a 0/1 outcome")
+    assert M.load_spec("poisson_approaches_strata").note.startswith(
+        "A Poisson likelihood on a 0/1 outcome"
+    )
     assert M.load_spec("logit_varying_slopes").varying_slopes
 
 
-def _write_variant(tmp_path: Path, old: str, new: str, base: str = "logit_approaches_strata") -> Path:
+def _write_variant(
+    tmp_path: Path, old: str, new: str, base: str = "logit_approaches_strata"
+) -> Path:
     text = (M.MODELS_DIR / f"{base}.toml").read_text()
     assert old in text
     p = tmp_path / "bad.toml"
@@ -54,16 +65,19 @@ def _write_variant(tmp_path: Path, old: str, new: str, base: str = "logit_approa
     return p
 
 
-@pytest.mark.parametrize("old,new,key", [
-    ('family = "bernoulli"', 'family = "gaussian"', "model.family"),
-    ('link = "logit"', 'link = "probit"', "model.link"),
-    ('"court",', '"courts",', "model.predictors"),
-    ('dist = "halfnormal"', 'dist = "cauchy"', "priors.sigma_stratum.dist"),
-    ('[priors.beta]', '[priors.betas]', "priors.betas"),
-    ('varying_slopes = false', 'varying_slopes = false\nshrinkage = 1', "hierarchy.shrinkage"),
-    ('mu = 0.0\nsigma = 2.5', 'mu = 0.0\nsigma = -2.5', "priors.beta.sigma"),
-    ('link = "logit"', 'link = "log"', "model.link"),  # bernoulli-log is not offered
-])
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ('family = "bernoulli"', 'family = "gaussian"', "model.family"),
+        ('link = "logit"', 'link = "probit"', "model.link"),
+        ('"court",', '"courts",', "model.predictors"),
+        ('dist = "halfnormal"', 'dist = "cauchy"', "priors.sigma_stratum.dist"),
+        ("[priors.beta]", "[priors.betas]", "priors.betas"),
+        ("varying_slopes = false", "varying_slopes = false\nshrinkage = 1", "hierarchy.shrinkage"),
+        ("mu = 0.0\nsigma = 2.5", "mu = 0.0\nsigma = -2.5", "priors.beta.sigma"),
+        ('link = "logit"', 'link = "log"', "model.link"),  # bernoulli-log is not offered
+    ],
+)
 def test_bad_spec_names_file_and_key(tmp_path, old, new, key):
     p = _write_variant(tmp_path, old, new)
     with pytest.raises(SpecError) as e:
@@ -74,7 +88,9 @@ def test_bad_spec_names_file_and_key(tmp_path, old, new, key):
 def test_spec_needs_reason_and_no_unused_prior(tmp_path):
     text = (M.MODELS_DIR / "logit_approaches.toml").read_text()
     p = tmp_path / "x.toml"
-    p.write_text(text + '\n[priors.sigma_stratum]\ndist = "halfnormal"\nsigma = 1.0\nreason = "x"\n')
+    p.write_text(
+        text + '\n[priors.sigma_stratum]\ndist = "halfnormal"\nsigma = 1.0\nreason = "x"\n'
+    )
     with pytest.raises(SpecError, match="not used"):
         M.load_spec(p)
     import re
@@ -107,7 +123,9 @@ def _scipy_logp(spec, df, point, prior_scale=1.0):
 
     codes = df["stratum"].cat.codes.to_numpy()
     if spec.pooled_strata:
-        lp += prior("intercept", point["mu_stratum"]) + prior("sigma_stratum", point["sigma_stratum"])
+        lp += prior("intercept", point["mu_stratum"]) + prior(
+            "sigma_stratum", point["sigma_stratum"]
+        )
         lp += stats.norm.logpdf(point["alpha"], point["mu_stratum"], point["sigma_stratum"]).sum()
         eta = point["alpha"][codes]
     else:
@@ -132,14 +150,29 @@ def _scipy_logp(spec, df, point, prior_scale=1.0):
     return lp + ll.sum()
 
 
-@pytest.mark.parametrize("name", ["logit_approaches", "logit_count_strata", "poisson_approaches_strata",
-                                  "count_poisson_strata", "count_binomial_strata", "count_betabinomial_strata"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "logit_approaches",
+        "logit_count_strata",
+        "poisson_approaches_strata",
+        "count_poisson_strata",
+        "count_binomial_strata",
+        "count_betabinomial_strata",
+    ],
+)
 def test_pattern_likelihood_matches_agency_level_scipy(sim_df, name):
     spec = M.load_spec(name)
     model = M.build(spec, sim_df, prior_scale=1.7)
     rng = np.random.default_rng(3)
-    point = {"mu_stratum": -1.0, "sigma_stratum": 1.3, "alpha": rng.normal(-1.5, 1, 4), "intercept": -1.2,
-             "beta": rng.normal(0, 0.3, len(spec.predictors)), "concentration": 7.5}
+    point = {
+        "mu_stratum": -1.0,
+        "sigma_stratum": 1.3,
+        "alpha": rng.normal(-1.5, 1, 4),
+        "intercept": -1.2,
+        "beta": rng.normal(0, 0.3, len(spec.predictors)),
+        "concentration": 7.5,
+    }
     if spec.outcome == "n_approaches":
         point["alpha"] = rng.normal(0.2, 0.3, 4) + (1.4 if spec.family == "poisson" else 0)
     values = {}
@@ -179,13 +212,29 @@ def main_fit(sim_df):
 def test_fit_structure_and_provenance(main_fit, sim_df):
     f = main_fit
     assert list(f.summary.columns) == M.SUMMARY_COLUMNS
-    assert list(f.summary["term"]) == [*APPROACHES, "stratum[50-999]", "stratum[state]", "stratum[1000+]"]
-    for g in ("posterior", "posterior_predictive", "log_likelihood", "observed_data", "sample_stats"):
+    assert list(f.summary["term"]) == [
+        *APPROACHES,
+        "stratum[50-999]",
+        "stratum[state]",
+        "stratum[1000+]",
+    ]
+    for g in (
+        "posterior",
+        "posterior_predictive",
+        "log_likelihood",
+        "observed_data",
+        "sample_stats",
+    ):
         assert g in f.idata.groups()
     assert f.idata.log_likelihood["any_cst"].shape == (2, 300, len(sim_df))
     assert set(f.idata.posterior["alpha"].coords["stratum"].to_numpy()) == set(STRATA)
     a = f.idata.posterior.attrs
-    assert a["seed"] == 11 and a["sampler"] == "nutpie-c" and len(a["spec_hash"]) == 64 and a["synthetic"] == 1
+    assert (
+        a["seed"] == 11
+        and a["sampler"] == "nutpie-c"
+        and len(a["spec_hash"]) == 64
+        and a["synthetic"] == 1
+    )
     assert a["version_pymc"] and a["data_hash"]
     assert f.diagnostics["divergences"] == 0 and f.diagnostics["max_r_hat"] < 1.02
     # the summary's estimate is the posterior median of exp(beta)
@@ -197,13 +246,21 @@ def test_fit_structure_and_provenance(main_fit, sim_df):
 @pytest.mark.slow
 def test_same_seed_same_numbers_and_equal_weights_reproduce(sim_df, main_fit):
     again = M.fit("logit_approaches_strata", sim_df, seed=11, **FAST)
-    weighted = M.fit("logit_approaches_strata", sim_df, seed=11, weights=np.full(len(sim_df), 2.5), **FAST)
+    weighted = M.fit(
+        "logit_approaches_strata", sim_df, seed=11, weights=np.full(len(sim_df), 2.5), **FAST
+    )
     for other in (again, weighted):
-        np.testing.assert_array_equal(other.idata.posterior["beta"].to_numpy(), main_fit.idata.posterior["beta"].to_numpy())
-        np.testing.assert_array_equal(other.idata.log_likelihood["any_cst"].to_numpy(),
-                                      main_fit.idata.log_likelihood["any_cst"].to_numpy())
+        np.testing.assert_array_equal(
+            other.idata.posterior["beta"].to_numpy(), main_fit.idata.posterior["beta"].to_numpy()
+        )
+        np.testing.assert_array_equal(
+            other.idata.log_likelihood["any_cst"].to_numpy(),
+            main_fit.idata.log_likelihood["any_cst"].to_numpy(),
+        )
     other = M.fit("logit_approaches_strata", sim_df, seed=12, **FAST)
-    assert not np.array_equal(other.idata.posterior["beta"].to_numpy(), main_fit.idata.posterior["beta"].to_numpy())
+    assert not np.array_equal(
+        other.idata.posterior["beta"].to_numpy(), main_fit.idata.posterior["beta"].to_numpy()
+    )
 
 
 @fitting
@@ -215,7 +272,10 @@ def test_weighted_fit_moves_toward_weighted_mle(sim_df):
     fast = {**FAST, "sampler": "nutpie"}
     f = M.fit("logit_count", sim_df, seed=1, weights=w, **fast)
     u = M.fit("logit_count", sim_df, seed=1, **fast)
-    assert float(f.idata.posterior["intercept"].mean()) > float(u.idata.posterior["intercept"].mean()) + 0.5
+    assert (
+        float(f.idata.posterior["intercept"].mean())
+        > float(u.idata.posterior["intercept"].mean()) + 0.5
+    )
     assert "log_likelihood" in f.idata.groups() and "posterior_predictive" in f.idata.groups()
 
 
@@ -292,7 +352,9 @@ def test_count_models_fit_and_replicate(sim_df):
     mean = M.predict_risk(f, sim_df).mean(axis=0)
     obs = sim_df.groupby("stratum", observed=True)["n_approaches"].mean()
     for j, s in enumerate(STRATA):
-        assert mean[sim_df["stratum"].cat.codes.to_numpy() == j].mean() == pytest.approx(obs[s], abs=0.5)
+        assert mean[sim_df["stratum"].cat.codes.to_numpy() == j].mean() == pytest.approx(
+            obs[s], abs=0.5
+        )
     # overdispersion: correlated approaches make the concentration finite and small-ish
     assert float(f.idata.posterior["concentration"].median()) < 60
     import arviz as az
@@ -304,7 +366,10 @@ def test_count_models_fit_and_replicate(sim_df):
 @pytest.mark.slow
 def test_write_read_roundtrip_and_comparison(main_fit, sim_df, tmp_path):
     nc, csv = M.write_fit(main_fit, tmp_path)
-    assert nc.name == "logit_approaches_strata.nc" and csv.name == "logit_approaches_strata-summary.csv"
+    assert (
+        nc.name == "logit_approaches_strata.nc"
+        and csv.name == "logit_approaches_strata-summary.csv"
+    )
     assert not list(tmp_path.glob(".*.tmp"))
     back = M.read_fit(nc)
     pd.testing.assert_frame_equal(back.summary, main_fit.summary)
@@ -312,8 +377,10 @@ def test_write_read_roundtrip_and_comparison(main_fit, sim_df, tmp_path):
     s = pd.read_csv(csv, comment="#")
     assert list(s.columns) == M.SUMMARY_COLUMNS
     assert s["data_status"].eq("SYNTHETIC").all()
-    np.testing.assert_array_equal(M.replicate(back, sim_df, n_draws=50, seed=1),
-                                  M.replicate(main_fit, sim_df, n_draws=50, seed=1))
+    np.testing.assert_array_equal(
+        M.replicate(back, sim_df, n_draws=50, seed=1),
+        M.replicate(main_fit, sim_df, n_draws=50, seed=1),
+    )
     cmp = M.compare_published(main_fit, sim_df)
     assert list(cmp.columns) == M.COMPARE_COLUMNS
     pub = pd.read_csv(M.PUBLISHED_DIR / "table3_odds_ratios.csv")
@@ -322,8 +389,11 @@ def test_write_read_roundtrip_and_comparison(main_fit, sim_df, tmp_path):
     assert c.loc["stratum[1000+]", "published_or"] == pub.loc["stratum[1000+]", "or"] == 47.5
     assert len(c) == 12
     # Bayesian medians and the frequentist logistic refit on the same data are close
-    assert np.allclose(np.log(c.loc[list(APPROACHES), "bayes_estimate"]), np.log(c.loc[list(APPROACHES), "freq_estimate"]),
-                       atol=0.1)
+    assert np.allclose(
+        np.log(c.loc[list(APPROACHES), "bayes_estimate"]),
+        np.log(c.loc[list(APPROACHES), "freq_estimate"]),
+        atol=0.1,
+    )
 
 
 @fitting
@@ -338,30 +408,93 @@ def test_cli_fit_models_and_errors(tmp_path, sim_df, capsys):
     assert main(["models"]) == 0
     assert "logit_varying_slopes" in capsys.readouterr().out
     out = tmp_path / "out"
-    rc = main(["fit", "logit_count_strata", "--data", str(data), "--out", str(out), "--draws", "200", "--tune", "300",
-               "--chains", "2", "--sampler", "nutpie-c", "--quiet", "--compare-published"])
+    rc = main(
+        [
+            "fit",
+            "logit_count_strata",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--draws",
+            "200",
+            "--tune",
+            "300",
+            "--chains",
+            "2",
+            "--sampler",
+            "nutpie-c",
+            "--quiet",
+            "--compare-published",
+        ]
+    )
     assert rc == 0
-    assert {p.name for p in out.iterdir()} >= {"logit_count_strata.nc", "logit_count_strata-summary.csv",
-                                                "logit_count_strata-vs-published.csv"}
+    assert {p.name for p in out.iterdir()} >= {
+        "logit_count_strata.nc",
+        "logit_count_strata-summary.csv",
+        "logit_count_strata-vs-published.csv",
+    }
     assert main(["fit", "no_such", "--data", str(data), "--out", str(out)]) == 2
-    assert main(["fit", "logit_count", "--data", str(tmp_path / "missing.csv"), "--out", str(out)]) == 2
+    assert (
+        main(["fit", "logit_count", "--data", str(tmp_path / "missing.csv"), "--out", str(out)])
+        == 2
+    )
     # far too short a run fails the ESS threshold: a warning, and exit 3 under --strict
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rc = main(["fit", "logit_count_strata", "--data", str(data), "--out", str(out), "--draws", "20", "--tune", "20",
-                   "--chains", "2", "--sampler", "nutpie-c", "--quiet", "--strict"])
+        rc = main(
+            [
+                "fit",
+                "logit_count_strata",
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                "--draws",
+                "20",
+                "--tune",
+                "20",
+                "--chains",
+                "2",
+                "--sampler",
+                "nutpie-c",
+                "--quiet",
+                "--strict",
+            ]
+        )
     assert rc == 3
     assert "sampler trouble" in capsys.readouterr().err
-    rc = main(["fit", "logit_count_strata", "--data", str(data), "--out", str(out), "--draws", "20", "--tune", "20",
-               "--chains", "2", "--sampler", "nutpie-c", "--quiet"])
+    rc = main(
+        [
+            "fit",
+            "logit_count_strata",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--draws",
+            "20",
+            "--tune",
+            "20",
+            "--chains",
+            "2",
+            "--sampler",
+            "nutpie-c",
+            "--quiet",
+        ]
+    )
     assert rc == 0 and "WARNING" in capsys.readouterr().err
 
 
 @fitting
 @pytest.mark.slow
 def test_check_diagnostics_strict_raises(main_fit):
-    bad = M.Fit(spec=main_fit.spec, idata=main_fit.idata, summary=main_fit.summary,
-                diagnostics={**main_fit.diagnostics, "messages": ["3 divergent transitions"]})
+    bad = M.Fit(
+        spec=main_fit.spec,
+        idata=main_fit.idata,
+        summary=main_fit.summary,
+        diagnostics={**main_fit.diagnostics, "messages": ["3 divergent transitions"]},
+    )
     with pytest.warns(M.SamplerWarning):
         M.check_diagnostics(bad)
     with pytest.raises(SamplerTrouble):
@@ -386,8 +519,17 @@ def test_parameter_recovery_coverage():
         beta = dict(zip(APPROACHES, rng.normal(0, 0.5, len(APPROACHES))))
         alpha = tuple(np.sort(rng.normal(-1.8, 1.2, 4)))
         df, truth = simulate(1000 + r, alpha=alpha, beta=beta)
-        f = M.fit("logit_approaches_strata", df, draws=300, tune=300, chains=2, seed=r, progress=False,
-                  sampler="nutpie", pointwise=False)
+        f = M.fit(
+            "logit_approaches_strata",
+            df,
+            draws=300,
+            tune=300,
+            chains=2,
+            seed=r,
+            progress=False,
+            sampler="nutpie",
+            pointwise=False,
+        )
         post = f.idata.posterior
         b = post["beta"].to_numpy().reshape(-1, len(APPROACHES))
         lo, hi = np.quantile(b, [0.05, 0.95], axis=0)
@@ -412,7 +554,9 @@ def test_varying_slopes_builds_with_named_dims(sim_df):
     names = {rv.name for rv in model.free_RVs}
     assert names == {"mu_stratum", "sigma_stratum", "alpha", "beta", "sigma_slope", "z_slope"}
     assert model.named_vars_to_dims["beta_stratum"] == ("stratum", "approach")
-    assert list(model.coords["stratum"]) == list(STRATA) and list(model.coords["approach"]) == list(APPROACHES)
+    assert list(model.coords["stratum"]) == list(STRATA) and list(model.coords["approach"]) == list(
+        APPROACHES
+    )
 
 
 @fitting
@@ -436,13 +580,32 @@ def test_poisson_working_model_matches_poisson_glm(sim_df):
 # The hand-written numba density (cst_bayes.bayes.fastlogp) behind sampler="nutpie"
 # ------------------------------------------------------------------------------------------------
 _FAST_VARIANTS = {  # (base spec, replacements): every prior distribution and both parameterisations
-    "noncentered_t_priors": ("logit_approaches_strata", [
-        ('intercept_parameterisation = "centered"', 'intercept_parameterisation = "noncentered"'),
-        ('[priors.intercept]\ndist = "normal"\nmu = -1.5', '[priors.intercept]\ndist = "student_t"\nnu = 4.0\nmu = -1.5'),
-        ('[priors.beta]\ndist = "normal"\nmu = 0.0', '[priors.beta]\ndist = "student_t"\nnu = 3.0\nmu = 0.0'),
-        ('dist = "halfnormal"\nsigma = 2.0', 'dist = "halfstudent_t"\nnu = 3.0\nsigma = 2.0')]),
-    "exponential_sigma": ("logit_approaches_strata", [('dist = "halfnormal"\nsigma = 2.0', 'dist = "exponential"\nlam = 0.7')]),
-    "gamma_sigma": ("logit_approaches_strata", [('dist = "halfnormal"\nsigma = 2.0', 'dist = "gamma"\nalpha = 2.0\nbeta = 1.5')]),
+    "noncentered_t_priors": (
+        "logit_approaches_strata",
+        [
+            (
+                'intercept_parameterisation = "centered"',
+                'intercept_parameterisation = "noncentered"',
+            ),
+            (
+                '[priors.intercept]\ndist = "normal"\nmu = -1.5',
+                '[priors.intercept]\ndist = "student_t"\nnu = 4.0\nmu = -1.5',
+            ),
+            (
+                '[priors.beta]\ndist = "normal"\nmu = 0.0',
+                '[priors.beta]\ndist = "student_t"\nnu = 3.0\nmu = 0.0',
+            ),
+            ('dist = "halfnormal"\nsigma = 2.0', 'dist = "halfstudent_t"\nnu = 3.0\nsigma = 2.0'),
+        ],
+    ),
+    "exponential_sigma": (
+        "logit_approaches_strata",
+        [('dist = "halfnormal"\nsigma = 2.0', 'dist = "exponential"\nlam = 0.7')],
+    ),
+    "gamma_sigma": (
+        "logit_approaches_strata",
+        [('dist = "halfnormal"\nsigma = 2.0', 'dist = "gamma"\nalpha = 2.0\nbeta = 1.5')],
+    ),
 }
 
 
@@ -459,8 +622,18 @@ def _fast_spec(tmp_path: Path, name: str) -> M.ModelSpec:
     return M.load_spec(p)
 
 
-@pytest.mark.parametrize("name", ["logit_approaches_strata", "logit_approaches", "logit_count", "poisson_approaches_strata",
-                                  "count_poisson_strata", "count_binomial_strata", *_FAST_VARIANTS])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "logit_approaches_strata",
+        "logit_approaches",
+        "logit_count",
+        "poisson_approaches_strata",
+        "count_poisson_strata",
+        "count_binomial_strata",
+        *_FAST_VARIANTS,
+    ],
+)
 def test_fast_logp_and_gradient_equal_pymc(sim_df, tmp_path, name):
     """Log-density (with the log-Jacobian of sigma) and gradient equal the PyMC model's, with weights and prior_scale."""
     from cst_bayes.bayes import fastlogp as F
@@ -475,28 +648,37 @@ def test_fast_logp_and_gradient_equal_pymc(sim_df, tmp_path, name):
         ip = model.initial_point()
         vals = [model.rvs_to_values[rv] for rv in model.free_RVs]
         x0 = M._fast_x0(spec, prior_scale)
-        np.testing.assert_allclose(x0, np.concatenate([np.ravel(ip[v.name]) for v in vals]), rtol=1e-6)  # PyMC start
+        np.testing.assert_allclose(
+            x0, np.concatenate([np.ravel(ip[v.name]) for v in vals]), rtol=1e-6
+        )  # PyMC start
         a = M._fast_args(spec, pat, prior_scale)
-        args = [a[k] for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")]
+        args = [
+            a[k]
+            for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")
+        ]
         offsets = []
         for _ in range(6):
             x = x0 + rng.normal(0, 0.8, len(x0))
             point, o = {}, 0
             for v in vals:
                 sz = int(np.prod(ip[v.name].shape))
-                point[v.name] = x[o:o + sz].reshape(ip[v.name].shape)
+                point[v.name] = x[o : o + sz].reshape(ip[v.name].shape)
                 o += sz
             lp, g = F.logp_grad(x, *args)
             want = logp(point)
             # PyMC's Gamma keeps its scale 1/beta in float32 (its slope is off by ~3e-8 relative; the fast
             # density matches scipy.stats.gamma), so that variant is compared at rtol 1e-7
-            np.testing.assert_allclose(g, dlogp(point), rtol=1e-7 if name == "gamma_sigma" else 0, atol=1e-8)
+            np.testing.assert_allclose(
+                g, dlogp(point), rtol=1e-7 if name == "gamma_sigma" else 0, atol=1e-8
+            )
             offsets.append(lp - want)
         # PyTensor stores a few constants in float32 (log sqrt(2 pi), gammaln(10)): PyMC's log-density is off
         # by a point-independent constant; the fast one equals it up to that constant to 1e-8. PyMC's StudentT
         # itself differs from scipy.stats.t by up to ~1.5e-8 per term (the fast one by 1e-16), hence 1e-7 there.
         # PyMC's Gamma's float32 scale makes its error grow with sigma (up to ~1e-6 here)
-        assert np.ptp(offsets) < {"noncentered_t_priors": 1e-7, "gamma_sigma": 1e-6}.get(name, 1e-8), offsets
+        assert np.ptp(offsets) < {"noncentered_t_priors": 1e-7, "gamma_sigma": 1e-6}.get(
+            name, 1e-8
+        ), offsets
         assert abs(offsets[0]) < 1e-7 * abs(want)
 
 
@@ -508,23 +690,41 @@ def test_fast_logp_equals_scipy_density(sim_df):
         spec = M.load_spec(name)
         pat = M.collapse(spec, sim_df)
         a = M._fast_args(spec, pat, 1.0)
-        args = [a[k] for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")]
+        args = [
+            a[k]
+            for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")
+        ]
         rng = np.random.default_rng(3)
-        point = {"mu_stratum": -1.0, "sigma_stratum": 1.3, "alpha": rng.normal(-1.5, 1, 4),
-                 "beta": rng.normal(0, 0.3, len(spec.predictors))}
-        x = np.concatenate([[point["mu_stratum"], np.log(point["sigma_stratum"])], point["alpha"], point["beta"]])
+        point = {
+            "mu_stratum": -1.0,
+            "sigma_stratum": 1.3,
+            "alpha": rng.normal(-1.5, 1, 4),
+            "beta": rng.normal(0, 0.3, len(spec.predictors)),
+        }
+        x = np.concatenate(
+            [[point["mu_stratum"], np.log(point["sigma_stratum"])], point["alpha"], point["beta"]]
+        )
         lp, _ = F.logp_grad(x, *args)
-        assert lp - np.log(point["sigma_stratum"]) == pytest.approx(_scipy_logp(spec, sim_df, point), rel=1e-12, abs=1e-9)
+        assert lp - np.log(point["sigma_stratum"]) == pytest.approx(
+            _scipy_logp(spec, sim_df, point), rel=1e-12, abs=1e-9
+        )
 
 
-@pytest.mark.parametrize("dist,params,ref", [
-    ("normal", dict(mu=-1.5, sigma=2.5), lambda x: stats.norm.logpdf(x, -1.5, 2.5)),
-    ("student_t", dict(nu=3.0, mu=0.5, sigma=2.5), lambda x: stats.t.logpdf(x, 3.0, 0.5, 2.5)),
-    ("halfnormal", dict(sigma=2.0), lambda x: stats.halfnorm.logpdf(x, scale=2.0)),
-    ("halfstudent_t", dict(nu=3.0, sigma=2.0), lambda x: np.log(2) + stats.t.logpdf(x, 3.0, 0, 2.0)),
-    ("exponential", dict(lam=0.7), lambda x: stats.expon.logpdf(x, scale=1 / 0.7)),
-    ("gamma", dict(alpha=2.0, beta=1.5), lambda x: stats.gamma.logpdf(x, 2.0, scale=1 / 1.5)),
-])
+@pytest.mark.parametrize(
+    "dist,params,ref",
+    [
+        ("normal", dict(mu=-1.5, sigma=2.5), lambda x: stats.norm.logpdf(x, -1.5, 2.5)),
+        ("student_t", dict(nu=3.0, mu=0.5, sigma=2.5), lambda x: stats.t.logpdf(x, 3.0, 0.5, 2.5)),
+        ("halfnormal", dict(sigma=2.0), lambda x: stats.halfnorm.logpdf(x, scale=2.0)),
+        (
+            "halfstudent_t",
+            dict(nu=3.0, sigma=2.0),
+            lambda x: np.log(2) + stats.t.logpdf(x, 3.0, 0, 2.0),
+        ),
+        ("exponential", dict(lam=0.7), lambda x: stats.expon.logpdf(x, scale=1 / 0.7)),
+        ("gamma", dict(alpha=2.0, beta=1.5), lambda x: stats.gamma.logpdf(x, 2.0, scale=1 / 1.5)),
+    ],
+)
 def test_fast_priors_equal_scipy(dist, params, ref):
     """Each prior's log-density equals scipy's to 1e-12 and its derivative the central difference."""
     from cst_bayes.bayes import fastlogp as F
@@ -540,8 +740,14 @@ def test_fast_priors_equal_scipy(dist, params, ref):
 def test_fast_path_covers_only_what_it_implements(tmp_path):
     assert not M._fast_supported(M.load_spec("logit_varying_slopes"))
     assert not M._fast_supported(M.load_spec("count_betabinomial_strata"))
-    for name in ("logit_approaches_strata", "logit_approaches", "logit_count_strata", "poisson_count_strata",
-                 "count_poisson_strata", "count_binomial_strata"):
+    for name in (
+        "logit_approaches_strata",
+        "logit_approaches",
+        "logit_count_strata",
+        "poisson_count_strata",
+        "count_poisson_strata",
+        "count_binomial_strata",
+    ):
         assert M._fast_supported(M.load_spec(name))
 
 
@@ -557,9 +763,13 @@ def test_fast_path_posterior_agrees_with_pytensor_path(sim_df, main_fit):
     assert f.diagnostics["divergences"] == 0
     for var in ("beta", "alpha", "mu_stratum", "sigma_stratum"):
         a, b = f.idata.posterior[var], main_fit.idata.posterior[var]
-        se = np.sqrt(az.mcse(f.idata.posterior[[var]])[var].to_numpy() ** 2
-                     + az.mcse(main_fit.idata.posterior[[var]])[var].to_numpy() ** 2)
+        se = np.sqrt(
+            az.mcse(f.idata.posterior[[var]])[var].to_numpy() ** 2
+            + az.mcse(main_fit.idata.posterior[[var]])[var].to_numpy() ** 2
+        )
         diff = np.abs(a.mean(("chain", "draw")).to_numpy() - b.mean(("chain", "draw")).to_numpy())
         assert (diff < 4.5 * se).all(), (var, diff, se)
     again = M.fit("logit_approaches_strata", sim_df, seed=11, **{**FAST, "sampler": "nutpie"})
-    np.testing.assert_array_equal(again.idata.posterior["beta"].to_numpy(), f.idata.posterior["beta"].to_numpy())
+    np.testing.assert_array_equal(
+        again.idata.posterior["beta"].to_numpy(), f.idata.posterior["beta"].to_numpy()
+    )

@@ -8,14 +8,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cst_bayes.run import pipeline
 from cst_bayes.core.errors import InputError
+from cst_bayes.run import pipeline
 from pipeline_support import check_outputs_intact, write_sim
 
 
 def _ctx(tmp_path: Path) -> pipeline.RunContext:
-    return pipeline.RunContext(out=tmp_path / "run", profile="quick", settings=pipeline.PROFILES["quick"],
-                               seed=1, published_dir=Path("."), weighting_file=Path("."))
+    return pipeline.RunContext(
+        out=tmp_path / "run",
+        profile="quick",
+        settings=pipeline.PROFILES["quick"],
+        seed=1,
+        published_dir=Path("."),
+        weighting_file=Path("."),
+    )
 
 
 def test_unit_is_cached_by_input_hash(tmp_path):
@@ -34,7 +40,9 @@ def test_unit_is_cached_by_input_hash(tmp_path):
     assert len(calls) == 2
     man = json.loads((ctx.out / "stage/a/manifest.json").read_text())
     assert man["input_hash"] == pipeline.input_hash({"unit": "stage/a", "k": 2})
-    assert sorted(p.name for p in (ctx.out / "stage").iterdir()) == ["a"]  # no scratch or old copy left
+    assert sorted(p.name for p in (ctx.out / "stage").iterdir()) == [
+        "a"
+    ]  # no scratch or old copy left
 
 
 def test_failing_unit_leaves_previous_output_and_no_scratch(tmp_path):
@@ -82,7 +90,9 @@ def test_clean_stale_removes_scratch(tmp_path):
 
 
 def test_suppress_small_counts_and_what_reveals_them():
-    df = pd.DataFrame({"variable": ["a", "b"], "n_yes": [3, 40], "pct": [15.8, 50.0], "r": [0.1, 0.2]})
+    df = pd.DataFrame(
+        {"variable": ["a", "b"], "n_yes": [3, 40], "pct": [15.8, 50.0], "r": [0.1, 0.2]}
+    )
     out = pipeline.suppress_small(df, derived={"n_yes": ["pct"]})
     assert out["n_yes"].tolist() == ["<5", 40]
     assert out["pct"].tolist() == ["<5", 50.0]
@@ -91,10 +101,31 @@ def test_suppress_small_counts_and_what_reveals_them():
 
 def test_same_seed_gives_identical_tables(tmp_path):
     data = write_sim(tmp_path / "sim.csv", 5)
-    a = pipeline.reproduce(tmp_path / "a", profile="quick", seed=3, data=data, stages=["data", "tables"], progress=False)
-    b = pipeline.reproduce(tmp_path / "b", profile="quick", seed=3, data=data, stages=["data", "tables"], progress=False)
+    a = pipeline.reproduce(
+        tmp_path / "a",
+        profile="quick",
+        seed=3,
+        data=data,
+        stages=["data", "tables"],
+        progress=False,
+    )
+    b = pipeline.reproduce(
+        tmp_path / "b",
+        profile="quick",
+        seed=3,
+        data=data,
+        stages=["data", "tables"],
+        progress=False,
+    )
     names = sorted(p.name for p in (a.out / "tables").glob("*.csv"))
-    assert {"table1.csv", "table2.csv", "table3.csv", "fig1.csv", "anova.csv", "comparison.csv"} <= set(names)
+    assert {
+        "table1.csv",
+        "table2.csv",
+        "table3.csv",
+        "fig1.csv",
+        "anova.csv",
+        "comparison.csv",
+    } <= set(names)
     for n in names:
         assert (a.out / "tables" / n).read_bytes() == (b.out / "tables" / n).read_bytes(), n
 
@@ -109,7 +140,9 @@ def test_bad_stage_name_is_input_error(tmp_path):
 @pytest.mark.xdist_group("quick_run")
 def test_kill_minus_9_then_rerun_resumes_and_leaves_no_partial_file(quick_run):
     out = quick_run["out"]
-    assert quick_run["killed"], "the pipeline finished before it could be killed: nothing was tested"
+    assert quick_run["killed"], (
+        "the pipeline finished before it could be killed: nothing was tested"
+    )
     # at the kill, every visible unit folder was complete (had its manifest)
     assert quick_run["after_kill"]["half_written"] == []
     done_before = set(quick_run["after_kill"]["units"])
@@ -141,12 +174,26 @@ def test_quick_profile_end_to_end(quick_run):
 
 
 def test_fidelity_rows_from_a_reconstruction_manifest():
-    man = {"members": [
-        {"file": "reconstruction-001.csv", "targets": {"table1": {"met": 40, "total": 40, "reported_only": 0},
-                                                        "table3": {"met": 25, "total": 26, "reported_only": 2},
-                                                        "failing": ["table3:x:or"], "all_forced_met": False}},
-        {"file": "reconstruction-002.csv", "targets": {"table1": {"met": 40, "total": 40}, "all_forced_met": True}},
-    ]}
+    man = {
+        "members": [
+            {
+                "file": "reconstruction-001.csv",
+                "targets": {
+                    "table1": {"met": 40, "total": 40, "reported_only": 0},
+                    "table3": {"met": 25, "total": 26, "reported_only": 2},
+                    "failing": ["table3:x:or"],
+                    "all_forced_met": False,
+                },
+            },
+            {
+                "file": "reconstruction-002.csv",
+                "targets": {"table1": {"met": 40, "total": 40}, "all_forced_met": True},
+            },
+        ]
+    }
     fid = pipeline._fidelity_table(man, ["reconstruction-001"])
-    assert fid[["table", "met", "total"]].values.tolist() == [["table1", 40, 40], ["table3", 25, 26]]
+    assert fid[["table", "met", "total"]].values.tolist() == [
+        ["table1", 40, 40],
+        ["table3", 25, 26],
+    ]
     assert not fid["all_forced_met"].any()

@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from cst_bayes.bayes import pooling
-from cst_bayes.core.config import APPROACHES, STRATA
+from cst_bayes.core.config import STRATA
 from cst_bayes.core.errors import InputError
 
 
@@ -28,7 +27,9 @@ class FakeFit:
     diagnostics: dict = field(default_factory=dict)
 
 
-def normal_member(means: dict[str, float], sd: float, seed: int, chains: int = 2, draws: int = 1500) -> FakeFit:
+def normal_member(
+    means: dict[str, float], sd: float, seed: int, chains: int = 2, draws: int = 1500
+) -> FakeFit:
     """A member whose posterior of each approach's log-OR is N(mean, sd) (exactly standardised)."""
     import arviz as az
 
@@ -65,7 +66,9 @@ def test_variance_decomposition_matches_law_of_total_variance():
 
 def test_flip_is_flagged_and_stable_conclusion_is_not():
     # member means 0.1 and 0.9 with SD 0.2: interval includes 0 in the first, excludes it in the second
-    fits = [normal_member({"court": m, "mdt": 1.5}, 0.2, seed=i) for i, m in enumerate([0.1, 0.9, 0.9])]
+    fits = [
+        normal_member({"court": m, "mdt": 1.5}, 0.2, seed=i) for i, m in enumerate([0.1, 0.9, 0.9])
+    ]
     pooled = pooling.pool_fits("spec", fits)
     b = pooled.between.set_index("term")
     assert b.loc["court", "flips"] and b.loc["court", "n_excluding_1"] == 2
@@ -74,14 +77,20 @@ def test_flip_is_flagged_and_stable_conclusion_is_not():
     assert "court" in pooling.flips_text(pooled)
     # medians on both sides of 1 but every interval includes 1: no conclusion changes;
     # intervals excluding 1 on opposite sides: it does
-    fits = [normal_member({"court": m, "mdt": d}, 0.2, seed=i) for i, (m, d) in enumerate([(-0.1, -1.0), (0.1, 1.0)])]
+    fits = [
+        normal_member({"court": m, "mdt": d}, 0.2, seed=i)
+        for i, (m, d) in enumerate([(-0.1, -1.0), (0.1, 1.0)])
+    ]
     b = pooling.pool_fits("spec", fits).between.set_index("term")
     assert not b.loc["court", "flips"] and b.loc["court", "n_above_1"] == 1
     assert b.loc["mdt", "flips"] and b.loc["mdt", "n_excluding_1"] == 2
 
 
 def test_stack_keeps_every_member_and_gives_it_back():
-    fits = [normal_member({"court": m}, 0.3, seed=i, chains=2, draws=50) for i, m in enumerate([0.0, 1.0, 2.0, 3.0])]
+    fits = [
+        normal_member({"court": m}, 0.3, seed=i, chains=2, draws=50)
+        for i, m in enumerate([0.0, 1.0, 2.0, 3.0])
+    ]
     pooled = pooling.pool_fits("spec", fits)
     post = pooled.idata.posterior
     assert post.sizes["chain"] == 8
@@ -89,8 +98,12 @@ def test_stack_keeps_every_member_and_gives_it_back():
     assert pooled.n_members == 4
     for m in (1, 4):
         back = pooling.member_idata(pooled.idata, m)
-        np.testing.assert_array_equal(back.posterior["beta"].values, fits[m - 1].idata.posterior["beta"].values)
-        np.testing.assert_array_equal(back.log_likelihood["y"].values, fits[m - 1].idata.log_likelihood["y"].values)
+        np.testing.assert_array_equal(
+            back.posterior["beta"].values, fits[m - 1].idata.posterior["beta"].values
+        )
+        np.testing.assert_array_equal(
+            back.log_likelihood["y"].values, fits[m - 1].idata.log_likelihood["y"].values
+        )
     with pytest.raises(InputError):
         pooling.member_idata(pooled.idata, 9)
     # one member's sampler trouble is reported for the pool
@@ -104,7 +117,12 @@ def test_write_pooled_round_trips(tmp_path):
     fits = [normal_member({"court": m}, 0.3, seed=i, draws=100) for i, m in enumerate([0.0, 0.5])]
     pooled = pooling.pool_fits("spec", fits)
     paths = pooling.write_pooled(pooled, tmp_path, "toy")
-    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".meta.json")) == ["toy-between.csv", "toy-members.csv", "toy-summary.csv", "toy.nc"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".meta.json")) == [
+        "toy-between.csv",
+        "toy-members.csv",
+        "toy-summary.csv",
+        "toy.nc",
+    ]
     assert pd.read_csv(paths["between"])["data_status"].eq("SYNTHETIC").all()
     back = az.from_netcdf(paths["idata"])
     np.testing.assert_array_equal(back.posterior["reconstruction"].values, [1, 1, 2, 2])
@@ -128,7 +146,9 @@ def test_fit_ensemble_uses_fit_function_with_member_seeds(sim_df):
     class Spec:
         name, outcome = "fake", "any_cst"
 
-    pooled = pooling.fit_ensemble(Spec(), [sim_df, sim_df, sim_df], draws=30, tune=1, chains=2, seed=1, fit_fn=fake_fit)
+    pooled = pooling.fit_ensemble(
+        Spec(), [sim_df, sim_df, sim_df], draws=30, tune=1, chains=2, seed=1, fit_fn=fake_fit
+    )
     assert seen == pooling.member_seeds(1, 3)
     assert pooled.idata.posterior.sizes["chain"] == 6
     with pytest.raises(InputError):
@@ -152,8 +172,11 @@ def _beta_bernoulli(y: np.ndarray, groups: np.ndarray, draws: int, seed: int):
         k_loo = k - y[idx]
         p1 = (1 + k_loo) / (n + 1)
         exact[idx] = np.where(y[idx] == 1, np.log(p1), np.log1p(-p1))
-    idata = az.from_dict(posterior={"theta": np.zeros((2, draws))}, log_likelihood={"any_cst": ll},
-                         observed_data={"any_cst": y})
+    idata = az.from_dict(
+        posterior={"theta": np.zeros((2, draws))},
+        log_likelihood={"any_cst": ll},
+        observed_data={"any_cst": y},
+    )
     idata.posterior.attrs["outcome"] = "any_cst"
     return idata, exact.sum()
 
@@ -190,7 +213,10 @@ def test_loo_groups_by_outcome_and_observation_count():
     groups = table.groupby("group")["model"].apply(sorted).to_dict()
     assert groups == {"any_cst (n=100)": ["a", "b"], "any_cst (n=60)": ["c"], "n_approaches": ["d"]}
     assert any("compared separately" in n for n in table.attrs["notes"])
-    assert table.loc[table["model"] == "d", "favoured"].item() is False or not table.loc[table["model"] == "d", "favoured"].item()
+    assert (
+        table.loc[table["model"] == "d", "favoured"].item() is False
+        or not table.loc[table["model"] == "d", "favoured"].item()
+    )
     with pytest.raises(InputError):
         loo_table({})
 
@@ -208,12 +234,21 @@ def test_fit_ensemble_real_sampler_ppc_and_loo(tmp_path):
     pooled = pooling.fit_ensemble("logit_count_strata", frames, **kw)
     post = pooled.idata.posterior
     assert post.sizes["chain"] == 4 and list(post["reconstruction"].values) == [1, 1, 2, 2]
-    assert set(pooled.between["term"]) == {"n_approaches", "stratum[50-999]", "stratum[state]", "stratum[1000+]"}
+    assert set(pooled.between["term"]) == {
+        "n_approaches",
+        "stratum[50-999]",
+        "stratum[state]",
+        "stratum[1000+]",
+    }
     assert pooled.between["between_frac"].between(0, 1).all()
     # member 2 is exactly the fit of frame 2 with the second spawned seed
-    alone = models.fit("logit_count_strata", frames[1], **{**kw, "seed": pooling.member_seeds(7, 2)[1]})
-    np.testing.assert_array_equal(pooling.member_idata(pooled.idata, 2).posterior["beta"].values,
-                                  alone.idata.posterior["beta"].values)
+    alone = models.fit(
+        "logit_count_strata", frames[1], **{**kw, "seed": pooling.member_seeds(7, 2)[1]}
+    )
+    np.testing.assert_array_equal(
+        pooling.member_idata(pooled.idata, 2).posterior["beta"].values,
+        alone.idata.posterior["beta"].values,
+    )
     # PPC on the pool: every member's replicates against its own observed tables
     table = ppc.ppc_tables(pooled, frames, n_draws=40, seed=0, tables=["table1"])
     assert (table["n_rep"] == 40).all()
@@ -227,21 +262,53 @@ def test_fit_ensemble_real_sampler_ppc_and_loo(tmp_path):
     other = pooling.fit_ensemble("logit_count", frames, **kw)
     cmp = loo_table({"logit_count_strata": pooled, "logit_count": other})
     assert (cmp["n_members"] == 2).all()
-    assert cmp.loc[cmp["model"] == "logit_count_strata", "favoured_in"].item() == 2  # strata matter here
+    assert (
+        cmp.loc[cmp["model"] == "logit_count_strata", "favoured_in"].item() == 2
+    )  # strata matter here
     # the CLI on the written pooled fits and an ensemble folder
     from cst_bayes.cli import main
     from cst_bayes.core.fileio import write_microdata
 
     ens, fits, out = tmp_path / "ens", tmp_path / "fits", tmp_path / "out"
     for i, f in enumerate(frames, start=1):
-        write_microdata(ens / f"reconstruction-{i:03d}.csv", f.drop(columns=["n_approaches"]), synthetic=True)
+        write_microdata(
+            ens / f"reconstruction-{i:03d}.csv", f.drop(columns=["n_approaches"]), synthetic=True
+        )
     pooling.write_pooled(pooled, fits)
     pooling.write_pooled(other, fits)
-    assert main(["compare", "logit_count_strata", "logit_count", "--data", str(ens), "--fits", str(fits),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "logit_count_strata",
+                "logit_count",
+                "--data",
+                str(ens),
+                "--fits",
+                str(fits),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     loo = pd.read_csv(out / "loo.csv", comment="#")
     pd.testing.assert_series_equal(loo["elpd_loo"], cmp["elpd_loo"], check_names=False)
-    assert main(["ppc", str(fits / "logit_count.nc"), "--data", str(ens), "--out", str(out), "--draws", "20"]) == 0
+    assert (
+        main(
+            [
+                "ppc",
+                str(fits / "logit_count.nc"),
+                "--data",
+                str(ens),
+                "--out",
+                str(out),
+                "--draws",
+                "20",
+            ]
+        )
+        == 0
+    )
     assert pd.read_csv(out / "ppc.csv", comment="#")["n_rep"].max() == 20
     # an ensemble folder with a fit that is not pooled over it is a clean error
     single = models.write_fit(alone, tmp_path / "single")[0]
@@ -253,20 +320,29 @@ def test_pooled_loo_is_the_member_average_against_a_common_top_model():
 
     rng = np.random.default_rng(8)
     groups = np.repeat([0, 1, 2, 3], [200, 100, 30, 40])
-    ys = [(rng.random(len(groups)) < np.array([0.06, 0.33, 0.5, 0.85])[groups]).astype(int) for _ in range(2)]
+    ys = [
+        (rng.random(len(groups)) < np.array([0.06, 0.33, 0.5, 0.85])[groups]).astype(int)
+        for _ in range(2)
+    ]
     strata = [_beta_bernoulli(y, groups, 800, i)[0] for i, y in enumerate(ys)]
     common = [_beta_bernoulli(y, np.zeros_like(groups), 800, 10 + i)[0] for i, y in enumerate(ys)]
-    singles = [loo_table({"strata": s, "common": c}).set_index("model") for s, c in zip(strata, common)]
+    singles = [
+        loo_table({"strata": s, "common": c}).set_index("model") for s, c in zip(strata, common)
+    ]
     pooled = {"strata": pooling.stack_members(strata), "common": pooling.stack_members(common)}
     for idata in pooled.values():
         idata.posterior.attrs["outcome"] = "any_cst"
     t = loo_table(pooled).set_index("model")
     for col in ("elpd_loo", "se", "p_loo"):
-        assert t.loc["common", col] == pytest.approx(np.mean([s.loc["common", col] for s in singles]))
+        assert t.loc["common", col] == pytest.approx(
+            np.mean([s.loc["common", col] for s in singles])
+        )
     # the same top model in both members: differences and their SEs are the arviz ones, averaged
     assert all(s.loc["strata", "rank"] == 0 for s in singles)
     assert t.loc["strata", "elpd_diff"] == 0 and t.loc["strata", "favoured_in"] == 2
     for col in ("elpd_diff", "dse"):
-        assert t.loc["common", col] == pytest.approx(np.mean([s.loc["common", col] for s in singles]))
+        assert t.loc["common", col] == pytest.approx(
+            np.mean([s.loc["common", col] for s in singles])
+        )
     with pytest.raises(InputError):
         loo_table({"strata": pooled["strata"], "single": common[0]})

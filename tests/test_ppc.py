@@ -63,7 +63,9 @@ def test_count_statistics_equal_frequentist_anova_and_crosstab(sim_df):
         ref = ppc.frequentist_statistics(rep, tables=("count",))
         np.testing.assert_allclose(batched[r], ref, rtol=1e-10)
         # an independent tally of the distribution: pandas crosstab
-        ct = pd.crosstab(rep["stratum"].astype(str), rep[COUNT]).reindex(columns=range(10), fill_value=0)
+        ct = pd.crosstab(rep["stratum"].astype(str), rep[COUNT]).reindex(
+            columns=range(10), fill_value=0
+        )
         for k, v in zip(keys, batched[r]):
             if k.statistic.startswith("n_count="):
                 assert v == ct.loc[k.stratum_or_term, int(k.statistic.split("=")[1])]
@@ -82,7 +84,9 @@ def test_batched_glm_matches_statsmodels_glm(sim, link):
         fam = sm.families.Binomial() if link == "logit" else sm.families.Poisson()
         for r in range(3):
             ref = sm.GLM(y_rep[r], X, family=fam).fit(tol=1e-12).params
-            np.testing.assert_allclose(beta[r], ref, rtol=1e-7, atol=1e-9, err_msg=f"{analysis}/{adj}")
+            np.testing.assert_allclose(
+                beta[r], ref, rtol=1e-7, atol=1e-9, err_msg=f"{analysis}/{adj}"
+            )
 
 
 def test_batched_glm_returns_nan_without_finite_mle(sim_df):
@@ -163,12 +167,20 @@ def test_ppc_from_replicates_table(sim):
     # observed = the frequentist code on the data
     t1 = fq.table1(df)
     n_all = t1[(t1["variable"] == OUTCOME) & (t1["stratum"] == "all")]["n_yes"].iloc[0]
-    row = out[(out["table"] == "table1") & (out["statistic"] == "n_yes") & (out["stratum_or_term"] == "all")]
+    row = out[
+        (out["table"] == "table1")
+        & (out["statistic"] == "n_yes")
+        & (out["stratum_or_term"] == "all")
+    ]
     assert row["observed"].iloc[0] == n_all
     assert row["published"].iloc[0] == 218
-    court = out[(out["statistic"] == "analysis1_unadjusted_OR") & (out["stratum_or_term"] == "court")]
+    court = out[
+        (out["statistic"] == "analysis1_unadjusted_OR") & (out["stratum_or_term"] == "court")
+    ]
     assert court["published"].iloc[0] == 0.8
-    assert (out["rep_low"] <= out["rep_median"]).all() and (out["rep_median"] <= out["rep_high"]).all()
+    assert (out["rep_low"] <= out["rep_median"]).all() and (
+        out["rep_median"] <= out["rep_high"]
+    ).all()
     assert out["ppp"].between(0, 1).all()
     flagged = (out["observed"] < out["rep_low"]) | (out["observed"] > out["rep_high"])
     assert (out["flag"] == flagged).all()
@@ -225,13 +237,19 @@ def test_suppress_small_cells_hides_small_counts_and_complements(sim, sim_df):
     # Figure 1 shares imply counts: a share of the 34 largest agencies... here of the case
     # agencies; make one share imply 3 agencies with a case and check it is blanked
     df, truth = sim
-    t = ppc.ppc_from_replicates(df, truth_replicates(df, truth, 20, seed=1), tables=["table1", "fig1"])
+    t = ppc.ppc_from_replicates(
+        df, truth_replicates(df, truth, 20, seed=1), tables=["table1", "fig1"]
+    )
     n_case = t.loc[(t["statistic"] == "n_yes") & (t["stratum_or_term"] == "all"), "observed"].item()
     row = (t["statistic"] == "pct_case") & (t["stratum_or_term"] == "court")
     t.loc[row, "observed"] = 100 * 3 / n_case
     s = ppc.suppress_small_cells(t, n_by_stratum={"all": len(df)})
     assert pd.isna(s.loc[row, "observed"].item())
-    assert s.loc[(t["statistic"] == "pct_case") & (t["stratum_or_term"] == "mdt"), "observed"].notna().all()
+    assert (
+        s.loc[(t["statistic"] == "pct_case") & (t["stratum_or_term"] == "mdt"), "observed"]
+        .notna()
+        .all()
+    )
 
 
 def test_plot_has_one_panel_per_table_and_says_synthetic(sim):
@@ -253,8 +271,16 @@ def small_fit(sim_df, tmp_path_factory):
     from cst_bayes.core.fileio import write_microdata
 
     d = tmp_path_factory.mktemp("ppcfit")
-    f = models.fit("logit_count_strata", sim_df, draws=150, tune=150, chains=2, seed=4,
-                   sampler="nutpie-c", progress=False)
+    f = models.fit(
+        "logit_count_strata",
+        sim_df,
+        draws=150,
+        tune=150,
+        chains=2,
+        seed=4,
+        sampler="nutpie-c",
+        progress=False,
+    )
     nc, _ = models.write_fit(f, d)
     csv = write_microdata(d / "data.csv", sim_df.drop(columns=[COUNT]), synthetic=True)
     return f, nc, csv
@@ -280,14 +306,24 @@ def test_ppc_cli_writes_table_and_figure(small_fit, tmp_path):
 
     _, nc, csv = small_fit
     out = tmp_path / "out"
-    assert main(["ppc", str(nc), "--data", str(csv), "--out", str(out), "--draws", "40", "--seed", "3"]) == 0
+    assert (
+        main(
+            ["ppc", str(nc), "--data", str(csv), "--out", str(out), "--draws", "40", "--seed", "3"]
+        )
+        == 0
+    )
     assert sorted(p.name for p in out.iterdir()) == ["ppc.csv", "ppc.png"]
     text = (out / "ppc.csv").read_text()
     assert pd.read_csv(out / "ppc.csv")["data_status"].eq("SYNTHETIC").all()
     table = pd.read_csv(out / "ppc.csv", comment="#")
     assert list(table.columns[:9]) == list(ppc.PPC_COLUMNS)
     first = text
-    assert main(["ppc", str(nc), "--data", str(csv), "--out", str(out), "--draws", "40", "--seed", "3"]) == 0
+    assert (
+        main(
+            ["ppc", str(nc), "--data", str(csv), "--out", str(out), "--draws", "40", "--seed", "3"]
+        )
+        == 0
+    )
     assert (out / "ppc.csv").read_text() == first  # same seed, same bytes
     # a pooled fit needs the ensemble folder; a missing file is a clean error; nothing written
     bad = tmp_path / "bad"

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cst_bayes.data import published as P
 from cst_bayes.cli import main
 from cst_bayes.core.config import APPROACHES, PUBLISHED_DIR, ROOT
 from cst_bayes.core.errors import InputError
+from cst_bayes.data import published as P
 
 STEMS = [Path(f).stem for f in P.FILES.values()]
 
@@ -37,7 +37,15 @@ def test_sidecar_sha256_matches_csv(stem):
 @pytest.mark.parametrize("stem", STEMS)
 def test_sidecar_documents_source_and_every_column(stem):
     meta = json.loads((PUBLISHED_DIR / f"{stem}.meta.json").read_text())
-    for key in ("source", "table", "location", "transcribed", "how_transcribed", "illegible_cells", "columns"):
+    for key in (
+        "source",
+        "table",
+        "location",
+        "transcribed",
+        "how_transcribed",
+        "illegible_cells",
+        "columns",
+    ):
         assert meta.get(key), key
     assert "CC BY 4.0" in meta["source"]["license"]
     assert meta["source"]["year"] == 2024
@@ -57,8 +65,19 @@ def test_published_csv_is_the_shared_transcription(stem):
 # --------------------------------------------------------------------------- loaders
 def test_table1_typed_and_matches_the_article():
     t1 = P.load_table1()
-    assert list(t1.columns) == ["variable", "label", "stratum", "n_yes", "n_stratum", "pct_published",
-                                "pct_decimals", "p_value_printed", "p_op", "p_value", "p_decimals"]
+    assert list(t1.columns) == [
+        "variable",
+        "label",
+        "stratum",
+        "n_yes",
+        "n_stratum",
+        "pct_published",
+        "pct_decimals",
+        "p_value_printed",
+        "p_op",
+        "p_value",
+        "p_decimals",
+    ]
     assert len(t1) == 50
     assert t1["n_yes"].dtype == np.int64 and t1["n_stratum"].dtype == np.int64
     assert t1["pct_published"].dtype == np.float64
@@ -67,19 +86,35 @@ def test_table1_typed_and_matches_the_article():
     assert (y.loc["all", "n_yes"], y.loc["all", "n_stratum"]) == (218, 1306)
     assert y.loc[["1000+", "state", "50-999", "1-49"], "n_stratum"].tolist() == [34, 19, 381, 872]
     court = t1[(t1["variable"] == "court")].iloc[0]
-    assert (court["p_value_printed"], court["p_op"], court["p_value"], court["p_decimals"]) == ("<0.001", "<", 0.001, 3)
+    assert (court["p_value_printed"], court["p_op"], court["p_value"], court["p_decimals"]) == (
+        "<0.001",
+        "<",
+        0.001,
+        3,
+    )
     oc = t1[(t1["variable"] == "offense_code")].iloc[0]
     assert (oc["p_op"], oc["p_value"], oc["p_decimals"]) == ("=", 0.95, 2)
     # "50.0" was printed with one decimal even though it is a whole number.
-    assert t1.loc[(t1["variable"] == "offense_code") & (t1["stratum"] == "1000+"), "pct_decimals"].item() == 1
+    assert (
+        t1.loc[
+            (t1["variable"] == "offense_code") & (t1["stratum"] == "1000+"), "pct_decimals"
+        ].item()
+        == 1
+    )
     assert t1["variable"].unique().tolist() == [*APPROACHES, "any_cst"]
 
 
 def test_table1_counts_equal_the_raw_csv():
     with open(PUBLISHED_DIR / P.FILES["table1"], newline="") as fh:
-        raw = {(r["variable"], r["stratum"]): (int(r["n_yes"]), int(r["n_stratum"])) for r in csv.DictReader(fh)}
+        raw = {
+            (r["variable"], r["stratum"]): (int(r["n_yes"]), int(r["n_stratum"]))
+            for r in csv.DictReader(fh)
+        }
     t1 = P.load_table1()
-    got = {(v, s): (a, b) for v, s, a, b in zip(t1["variable"], t1["stratum"], t1["n_yes"], t1["n_stratum"])}
+    got = {
+        (v, s): (a, b)
+        for v, s, a, b in zip(t1["variable"], t1["stratum"], t1["n_yes"], t1["n_stratum"])
+    }
     assert got == raw
 
 
@@ -87,7 +122,10 @@ def test_table2_and_phi_matrix():
     t2 = P.load_table2()
     assert len(t2) == 36 and t2["stars_legible"].dtype == bool
     assert (~t2["stars_legible"]).sum() == 3
-    assert t2["p_upper"].isna().sum() == 3 + (t2["stars"] == "").sum() - (~t2["stars_legible"] & (t2["stars"] == "")).sum()
+    assert (
+        t2["p_upper"].isna().sum()
+        == 3 + (t2["stars"] == "").sum() - (~t2["stars_legible"] & (t2["stars"] == "")).sum()
+    )
     m = P.phi_matrix(t2)
     assert m.shape == (9, 9)
     assert np.allclose(m.to_numpy(), m.to_numpy().T)
@@ -109,8 +147,14 @@ def test_table3_and_sampling_frames():
 
 @pytest.mark.parametrize(
     "printed, expected",
-    [("<0.001", ("<", 0.001, 3)), (".05", ("=", 0.05, 2)), ("0.95", ("=", 0.95, 2)),
-     ("0.003", ("=", 0.003, 3)), ("< .01", ("<", 0.01, 2)), ("1", ("=", 1.0, 0))],
+    [
+        ("<0.001", ("<", 0.001, 3)),
+        (".05", ("=", 0.05, 2)),
+        ("0.95", ("=", 0.95, 2)),
+        ("0.003", ("=", 0.003, 3)),
+        ("< .01", ("<", 0.01, 2)),
+        ("1", ("=", 1.0, 0)),
+    ],
 )
 def test_parse_p(printed, expected):
     assert P.parse_p(printed) == expected
@@ -154,13 +198,20 @@ def edit(folder: Path, key: str, fn) -> Path:
 
 def set_cell(row_index: int, column: str, value: str):
     """An ``edit`` function setting one cell (0-based data row)."""
+
     def fn(header, body):
         body[row_index][header.index(column)] = value
         return header, body
+
     return fn
 
 
-LOADERS = {"table1": P.load_table1, "table2": P.load_table2, "table3": P.load_table3, "sampling_frames": P.load_sampling_frames}
+LOADERS = {
+    "table1": P.load_table1,
+    "table2": P.load_table2,
+    "table3": P.load_table3,
+    "sampling_frames": P.load_sampling_frames,
+}
 
 # (case id, table, edit, column named in the error, data row named (1-based) or None)
 MALFORMED = [
@@ -175,8 +226,20 @@ MALFORMED = [
     ("t1-unknown-variable", "table1", set_cell(0, "variable", "drones"), "variable", 1),
     ("t1-bad-p", "table1", set_cell(0, "p_value_published", "p<.05"), "p_value_published", 1),
     ("t1-p-differs", "table1", set_cell(1, "p_value_published", "0.02"), "p_value_published", 1),
-    ("t1-missing-column", "table1", lambda h, b: (h[:-1], [r[:-1] for r in b]), "p_value_published", None),
-    ("t1-extra-column", "table1", lambda h, b: (h + ["note"], [r + ["x"] for r in b]), "note", None),
+    (
+        "t1-missing-column",
+        "table1",
+        lambda h, b: (h[:-1], [r[:-1] for r in b]),
+        "p_value_published",
+        None,
+    ),
+    (
+        "t1-extra-column",
+        "table1",
+        lambda h, b: (h + ["note"], [r + ["x"] for r in b]),
+        "note",
+        None,
+    ),
     ("t1-repeated-row", "table1", lambda h, b: (h, b + [b[0]]), "stratum", 1),
     ("t2-r-out-of-range", "table2", set_cell(0, "r", "1.54"), "r", 1),
     ("t2-unknown-stars", "table2", set_cell(1, "stars", "****"), "stars", 2),
@@ -188,7 +251,13 @@ MALFORMED = [
     ("t3-ci-high-below", "table3", set_cell(2, "ci_high", "1.3"), "ci_high", 3),
     ("t3-nonpositive-or", "table3", set_cell(0, "or", "0"), "or", 1),
     ("t3-unknown-term", "table3", set_cell(5, "term", "canines"), "term", 6),
-    ("t3-stratum-unadjusted", "table3", set_cell(18, "adjusted_for_size", "no"), "adjusted_for_size", 19),
+    (
+        "t3-stratum-unadjusted",
+        "table3",
+        set_cell(18, "adjusted_for_size", "no"),
+        "adjusted_for_size",
+        19,
+    ),
     ("t3-bad-p", "table3", set_cell(0, "p_value", "n.s."), "p_value", 1),
     ("frames-respondents", "sampling_frames", set_cell(3, "respondents", "871"), "respondents", 4),
     ("frames-sampled-above-pop", "sampling_frames", set_cell(2, "sampled", "3000"), "sampled", 3),
@@ -248,4 +317,6 @@ def test_table1_loader_reorders_rows(pubcopy):
     """Row order in the file is not meaning: the loader returns the article's order."""
     edit(pubcopy, "table1", lambda h, b: (h, b[::-1]))
     a, b = P.load_table1(), P.load_table1(pubcopy)
-    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True), check_like=False)
+    pd.testing.assert_frame_equal(
+        a.reset_index(drop=True), b.reset_index(drop=True), check_like=False
+    )

@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 
 from cst_bayes import frequentist as fq
 from cst_bayes import reconstruct as rc
-from cst_bayes.core.config import APPROACHES, OUTCOME, PUBLISHED_DIR, RECONSTRUCTED_DIR, STRATA, STRATUM
+from cst_bayes.core.config import (
+    APPROACHES,
+    OUTCOME,
+    PUBLISHED_DIR,
+    RECONSTRUCTED_DIR,
+    STRATA,
+    STRATUM,
+)
 from cst_bayes.core.errors import InputError
 from cst_bayes.core.fileio import sha256_file
 
@@ -69,7 +76,15 @@ def test_table2_windows_agree_with_scipy_pearsonr():
         for n11, inside in ((lo, True), (hi, True), (lo - 1, False), (hi + 1, False)):
             res = pearsonr(*vectors(int(tot[i]), int(tot[j]), n11))
             r_ok = abs(res.statistic - float(rec.r)) < 0.005
-            stars = "***" if res.pvalue < 0.001 else "**" if res.pvalue < 0.01 else "*" if res.pvalue < 0.05 else ""
+            stars = (
+                "***"
+                if res.pvalue < 0.001
+                else "**"
+                if res.pvalue < 0.01
+                else "*"
+                if res.pvalue < 0.05
+                else ""
+            )
             ok = r_ok and (rec.stars_legible != "yes" or stars == rec.stars)
             if inside:
                 assert ok, (rec.row, rec.col, n11)
@@ -152,7 +167,9 @@ def test_bad_arguments_are_input_errors(tmp_path):
         rc.reconstruct_one(1, margin=0.7)
     with pytest.raises(InputError):
         rc.load_ensemble(tmp_path)
-    (tmp_path / "reconstruction-001.csv").write_text("stratum," + ",".join(COLS) + "\n1-49" + ",0" * 10 + "\n")
+    (tmp_path / "reconstruction-001.csv").write_text(
+        "stratum," + ",".join(COLS) + "\n1-49" + ",0" * 10 + "\n"
+    )
     with pytest.raises(InputError, match="SYNTHETIC"):
         rc.load_ensemble(tmp_path)
 
@@ -177,7 +194,10 @@ def shipped():
 
 
 def _ci_ok(printed: str, value: float) -> bool:
-    return fq.printed_matches(printed, value) or abs(math.log(value) - math.log(float(printed))) <= 0.01
+    return (
+        fq.printed_matches(printed, value)
+        or abs(math.log(value) - math.log(float(printed))) <= 0.01
+    )
 
 
 def test_shipped_ensemble_is_labelled_synthetic_and_matches_manifest(shipped):
@@ -202,7 +222,11 @@ def test_every_shipped_member_reproduces_every_published_number(shipped):
         # Table 1: every count exact
         t1 = fq.table1(df).set_index(["variable", "stratum"])
         for r in t1pub.itertuples(index=False):
-            assert int(t1.loc[(r.variable, r.stratum), "n_yes"]) == int(r.n_yes), (k, r.variable, r.stratum)
+            assert int(t1.loc[(r.variable, r.stratum), "n_yes"]) == int(r.n_yes), (
+                k,
+                r.variable,
+                r.stratum,
+            )
         # Table 2: 36 correlations round to the printed value; legible stars hold
         t2 = fq.table2(df).set_index(["row", "col"])
         for r in t2pub.itertuples(index=False):
@@ -212,7 +236,10 @@ def test_every_shipped_member_reproduces_every_published_number(shipped):
                 assert fq._stars(float(got["p_value"])) == r.stars, (k, r.row, r.col)
         # Figure 1: 108 of 218 agencies with a case had an offense code; the others significant
         f1 = fq.fig1(df).set_index("variable")
-        assert int(f1.loc["offense_code", "n_case"]) == 108 and int(f1.loc["offense_code", "total_case"]) == 218
+        assert (
+            int(f1.loc["offense_code", "n_case"]) == 108
+            and int(f1.loc["offense_code", "total_case"]) == 218
+        )
         for a in APPROACHES:
             sig = f1.loc[a, "p_value"] < 0.05 and f1.loc[a, "pct_case"] > f1.loc[a, "pct_no_case"]
             assert sig == (a != "offense_code"), (k, a)
@@ -222,8 +249,12 @@ def test_every_shipped_member_reproduces_every_published_number(shipped):
         t3 = t3.set_index(["analysis", "term", "adjusted_for_size"])
         for r in t3pub.itertuples(index=False):
             got = t3.loc[(r.analysis, r.term, r.adjusted_for_size)]
-            printed_or = getattr(r, "_3")
-            assert fq.printed_matches(printed_or, float(got["estimate"])), (k, r.term, r.adjusted_for_size)
+            printed_or = r._3
+            assert fq.printed_matches(printed_or, float(got["estimate"])), (
+                k,
+                r.term,
+                r.adjusted_for_size,
+            )
             assert _ci_ok(r.ci_low, float(got["ci_low"])), (k, r.term, "ci_low")
             assert _ci_ok(r.ci_high, float(got["ci_high"])), (k, r.term, "ci_high")
 
@@ -293,7 +324,20 @@ def test_cli_writes_members_manifest_and_prints_the_table(tmp_path, capsys, monk
     from cst_bayes.cli import main
 
     monkeypatch.setattr(rc, "build_ensemble", functools.partial(rc.build_ensemble, **QUICK))
-    status = main(["reconstruct", "--n", "1", "--seed", "3", "--out", str(tmp_path), "--jobs", "1", "--no-progress"])
+    status = main(
+        [
+            "reconstruct",
+            "--n",
+            "1",
+            "--seed",
+            "3",
+            "--out",
+            str(tmp_path),
+            "--jobs",
+            "1",
+            "--no-progress",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 1  # a tiny run cannot meet every target, and the CLI says so
     assert "SYNTHETIC" in out and "table3" in out and "WARNING" in out

@@ -4,24 +4,31 @@ numbers copied faithfully from the run, missing stages named."""
 from __future__ import annotations
 
 import base64
-from html import unescape as html_unescape
 import json
 import re
+from html import unescape as html_unescape
 
 import pandas as pd
 import pytest
 
 from cst_bayes import cli
-
 from cst_bayes.core import config
 from cst_bayes.core.errors import InputError
 from cst_bayes.core.fileio import write_json
 from cst_bayes.run.report import build_report
 
-SECTIONS = ("Overview of the run", "Data and provenance", "Frequentist reproduction", "Models and priors",
-            "Computation and diagnostics", "Results: published, frequentist refit and Bayesian",
-            "Posterior predictive checks", "Weighting sensitivity", "Model comparison (PSIS-LOO)",
-            "Computational environment and reproducibility")
+SECTIONS = (
+    "Overview of the run",
+    "Data and provenance",
+    "Frequentist reproduction",
+    "Models and priors",
+    "Computation and diagnostics",
+    "Results: published, frequentist refit and Bayesian",
+    "Posterior predictive checks",
+    "Weighting sensitivity",
+    "Model comparison (PSIS-LOO)",
+    "Computational environment and reproducibility",
+)
 
 
 def test_not_a_run_directory(tmp_path, capsys):
@@ -33,10 +40,24 @@ def test_not_a_run_directory(tmp_path, capsys):
 
 
 def test_empty_run_names_every_missing_stage(tmp_path):
-    write_json(tmp_path / "run.json", {
-        "profile": "quick", "seed": 1, "synthetic": True, "restricted": False, "settings": {},
-        "units": [{"unit": "models", "status": "unavailable", "seconds": 0, "message": "module cst_bayes.bayes.models is not available"}],
-    })
+    write_json(
+        tmp_path / "run.json",
+        {
+            "profile": "quick",
+            "seed": 1,
+            "synthetic": True,
+            "restricted": False,
+            "settings": {},
+            "units": [
+                {
+                    "unit": "models",
+                    "status": "unavailable",
+                    "seconds": 0,
+                    "message": "module cst_bayes.bayes.models is not available",
+                }
+            ],
+        },
+    )
     build_report(tmp_path)
     md = (tmp_path / "report.md").read_text()
     for stage in ("audit", "tables", "models", "ppc", "weights", "compare"):
@@ -71,7 +92,9 @@ def test_report_of_the_quick_run(quick_run):
     for h in run["specs"].values():
         assert h in md
     # the Bayesian column shows the model's own summary numbers
-    s = pd.read_csv(out / "models" / "logit_approaches_strata" / "summary.csv", comment="#").set_index("term")
+    s = pd.read_csv(
+        out / "models" / "logit_approaches_strata" / "summary.csv", comment="#"
+    ).set_index("term")
     court = s.loc["court"]
     assert f"{court.estimate:.2f} ({court.ci_low:.2f}, {court.ci_high:.2f})" in md
     # published Table 3 is beside it, as printed

@@ -44,8 +44,21 @@ def _restricted_run(tmp: Path) -> dict:
     data = tmp / "lea_cst_restricted.csv"
     df.to_csv(data, index=False)
     out = tmp / "out"
-    res = run_cli(["reproduce", "--profile", "quick", "--data", str(data), "--out", str(out),
-                   "--models", "logit_count_strata", "--no-progress"], timeout=900)
+    res = run_cli(
+        [
+            "reproduce",
+            "--profile",
+            "quick",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--models",
+            "logit_count_strata",
+            "--no-progress",
+        ],
+        timeout=900,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return {"out": out, "stdout": res.stdout, "stderr": res.stderr, "n": len(df)}
 
@@ -75,15 +88,20 @@ def test_no_output_contains_identifiers_or_row_level_arrays(restricted_run):
     for p in ncs:
         tree = xr.open_datatree(p, engine="h5netcdf")
         for node in tree.subtree:
-            assert node.name not in ("observed_data", "log_likelihood", "posterior_predictive"), (p, node.name)
+            assert node.name not in ("observed_data", "log_likelihood", "posterior_predictive"), (
+                p,
+                node.name,
+            )
             for name, var in node.variables.items():
                 assert restricted_run["n"] not in var.shape, (p, node.name, name, var.shape)
         tree.close()
 
 
 def _csvs(out: Path) -> dict[str, pd.DataFrame]:
-    return {p.relative_to(out).as_posix(): pd.read_csv(p, comment="#", dtype=str, keep_default_na=False)
-            for p in out.rglob("*.csv")}
+    return {
+        p.relative_to(out).as_posix(): pd.read_csv(p, comment="#", dtype=str, keep_default_na=False)
+        for p in out.rglob("*.csv")
+    }
 
 
 def test_every_count_below_5_is_suppressed_in_every_table(restricted_run):

@@ -13,7 +13,9 @@ def test_shape_and_contract(sim_df):
     for s, n in N_BY_STRATUM.items():
         assert counts[s] == n
     again = validate(sim_df.drop(columns=["n_approaches"]))
-    assert (again["n_approaches"].to_numpy() == sim_df[list(APPROACHES)].sum(axis=1).to_numpy()).all()
+    assert (
+        again["n_approaches"].to_numpy() == sim_df[list(APPROACHES)].sum(axis=1).to_numpy()
+    ).all()
 
 
 def test_same_seed_same_data():

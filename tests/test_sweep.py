@@ -31,9 +31,16 @@ reconstructions = "ens"
 def fake_fit(cell: sweep.Cell) -> pd.DataFrame:
     """A deterministic stand-in for a fit whose output encodes the cell (tests the plumbing)."""
     scen = {"unweighted": 0.0, "design": 0.1}[cell.scenario]
-    return pd.DataFrame({"term": ["a", "b"],
-                         "estimate": [cell.reconstruction + cell.prior_scale + scen, 10.0],
-                         "ci_low": [0.5, 9.0], "ci_high": [9.0, 11.0], "r_hat": [1.0, 1.0], "ess_bulk": [400.0, 400.0]})
+    return pd.DataFrame(
+        {
+            "term": ["a", "b"],
+            "estimate": [cell.reconstruction + cell.prior_scale + scen, 10.0],
+            "ci_low": [0.5, 9.0],
+            "ci_high": [9.0, 11.0],
+            "r_hat": [1.0, 1.0],
+            "ess_bulk": [400.0, 400.0],
+        }
+    )
 
 
 def failing_fit(cell: sweep.Cell) -> pd.DataFrame:
@@ -54,8 +61,12 @@ def grid_file(tmp_path: Path) -> Path:
 def client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as c:
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as c,
+    ):
         yield c
 
 
@@ -71,8 +82,16 @@ def test_cells_land_in_the_right_place_and_are_cached(grid_file, tmp_path, clien
     r1 = sweep.run_sweep(grid_file, out, client=client, fit=fake_fit, progress=False)
     assert (r1.computed, r1.cached) == (8, 0)
     ds = xr.open_dataset(out / "sweep.nc", engine="h5netcdf")
-    assert dict(ds["estimate"].sizes) == {"reconstruction": 2, "scenario": 2, "prior_scale": 2, "model": 1, "term": 2}
-    v = ds["estimate"].sel(reconstruction=2, scenario="design", prior_scale=0.5, model="logit_count_strata", term="a")
+    assert dict(ds["estimate"].sizes) == {
+        "reconstruction": 2,
+        "scenario": 2,
+        "prior_scale": 2,
+        "model": 1,
+        "term": 2,
+    }
+    v = ds["estimate"].sel(
+        reconstruction=2, scenario="design", prior_scale=0.5, model="logit_count_strata", term="a"
+    )
     assert float(v) == pytest.approx(2 + 0.5 + 0.1)
     assert np.all(ds["estimate"].sel(term="b").values == 10.0)
     ds.close()
@@ -102,13 +121,19 @@ def test_interrupted_sweep_resumes_where_it_stopped(grid_file, tmp_path, client)
 def test_real_fits_on_a_two_worker_local_cluster(grid_file, tmp_path):
     """Two real (short) fits as tasks on a 2-worker LocalCluster of processes (PyTensor compilation is
     not thread-safe, so thread workers fail; nutpie-c reuses the on-disk C compile cache)."""
-    grid_file.write_text(GRID.replace("[1, 2]", "[1]").replace('["unweighted", "design"]', '["unweighted", "design"]')
-                         .replace("[0.5, 2.0]", "[1.0]"), encoding="utf-8")
+    grid_file.write_text(
+        GRID.replace("[1, 2]", "[1]")
+        .replace('["unweighted", "design"]', '["unweighted", "design"]')
+        .replace("[0.5, 2.0]", "[1.0]"),
+        encoding="utf-8",
+    )
     out = tmp_path / "out"
     r = sweep.run_sweep(grid_file, out, n_workers=2, processes=True, progress=False)
     assert r.computed == 2
     ds = r.dataset
-    est = ds["estimate"].sel(reconstruction=1, prior_scale=1.0, model="logit_count_strata", term="n_approaches")
+    est = ds["estimate"].sel(
+        reconstruction=1, prior_scale=1.0, model="logit_count_strata", term="n_approaches"
+    )
     # weighting by stratum changes the fit a little, not wildly: both ORs per approach in a sane range
     assert np.all((est.values > 1.0) & (est.values < 3.0))
     assert float(ds["r_hat"].max()) < 1.1
@@ -120,7 +145,10 @@ def test_sweep_summary_and_figure_go_into_the_report(grid_file, tmp_path, client
 
     run = tmp_path / "run"
     sweep.run_sweep(grid_file, run / "sweep", client=client, fit=fake_fit, progress=False)
-    write_json(run / "run.json", {"profile": "quick", "seed": 1, "synthetic": True, "settings": {}, "units": []})
+    write_json(
+        run / "run.json",
+        {"profile": "quick", "seed": 1, "synthetic": True, "settings": {}, "units": []},
+    )
     build_report(run)
     md = (run / "report.md").read_text()
     assert "## Sensitivity sweep" in md and "(figures/sweep.png)" in md
@@ -128,4 +156,6 @@ def test_sweep_summary_and_figure_go_into_the_report(grid_file, tmp_path, client
     a = summ.set_index("term").loc["a"]
     # term a's estimate is reconstruction + prior scale + scenario shift: min 1.5, max 4.1, 8 cells
     assert (a["cells"], a["min"], a["max"]) == (8, 1.5, pytest.approx(4.1))
-    assert (run / "figures" / "sweep.png").read_bytes() == (run / "sweep" / "sweep.png").read_bytes()
+    assert (run / "figures" / "sweep.png").read_bytes() == (
+        run / "sweep" / "sweep.png"
+    ).read_bytes()

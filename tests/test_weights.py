@@ -15,13 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cst_bayes.core.config import APPROACHES, OUTCOME, STRATA
+from cst_bayes.core.errors import InputError, SpecError
 from cst_bayes.data import microdata
-
 from cst_bayes.weighting import mrp
 from cst_bayes.weighting import weights as W
-from cst_bayes.core.config import APPROACHES, OUTCOME, STRATA
 from cst_bayes.weighting.design import Design, svymean
-from cst_bayes.core.errors import InputError, SpecError
 
 REF_DIR = Path(__file__).parent / "reference"
 
@@ -56,7 +55,7 @@ def computed(ref_df, ref, scenarios):
 
 def _r_term(term: str) -> str:
     """R's coefficient names (``stratum50-999``) -> ours (``stratum[50-999]``)."""
-    return f"stratum[{term[len('stratum'):]}]" if term.startswith("stratum") else term
+    return f"stratum[{term[len('stratum') :]}]" if term.startswith("stratum") else term
 
 
 # ----------------------------------------------------------------------------- R survey reference
@@ -72,7 +71,10 @@ def test_weights_match_r(computed, ref):
     ours = computed["weights"].set_index(["scenario", "stratum"])["weight"]
     got = np.array([ours[(s, h)] for s, h in zip(r["scenario"], r["by"])])
     np.testing.assert_allclose(got, r["value"], rtol=1e-12)
-    assert set(r["scenario"]) >= {"design_trimmed", "eligibility_small_trimmed"}  # trimWeights(strict=TRUE)
+    assert set(r["scenario"]) >= {
+        "design_trimmed",
+        "eligibility_small_trimmed",
+    }  # trimWeights(strict=TRUE)
 
 
 @pytest.mark.parametrize(("statistic", "column"), [("mean", "estimate"), ("mean_se", "se")])
@@ -84,9 +86,15 @@ def test_svymean_matches_r(computed, ref, statistic, column):
     np.testing.assert_allclose(got, r["value"], rtol=1e-10)
 
 
-@pytest.mark.parametrize(("statistic", "column", "rtol"),
-                         [("chisq_F", "F", 1e-9), ("chisq_ndf", "ndf", 1e-9), ("chisq_ddf", "ddf", 1e-9),
-                          ("chisq_p", "p_value", 1e-8)])
+@pytest.mark.parametrize(
+    ("statistic", "column", "rtol"),
+    [
+        ("chisq_F", "F", 1e-9),
+        ("chisq_ndf", "ndf", 1e-9),
+        ("chisq_ddf", "ddf", 1e-9),
+        ("chisq_p", "p_value", 1e-8),
+    ],
+)
 def test_svychisq_matches_r(computed, ref, statistic, column, rtol):
     r = ref[ref["statistic"] == statistic]
     ours = computed["tests"].set_index(["scenario", "variable", "by"])[column]
@@ -95,10 +103,12 @@ def test_svychisq_matches_r(computed, ref, statistic, column, rtol):
     np.testing.assert_allclose(got, r["value"], rtol=rtol)
 
 
-@pytest.mark.parametrize(("statistic", "column", "rtol", "atol"),
-                         # R's glm stops at a relative deviance change of 1e-8; ours runs to 1e-12,
-                         # so coefficients agree to ~1e-9 and SEs / p-values to ~1e-5.
-                         [("glm_coef", "log_or", 0, 1e-7), ("glm_se", "se", 1e-5, 0), ("glm_p", "p_value", 1e-3, 1e-12)])
+@pytest.mark.parametrize(
+    ("statistic", "column", "rtol", "atol"),
+    # R's glm stops at a relative deviance change of 1e-8; ours runs to 1e-12,
+    # so coefficients agree to ~1e-9 and SEs / p-values to ~1e-5.
+    [("glm_coef", "log_or", 0, 1e-7), ("glm_se", "se", 1e-5, 0), ("glm_p", "p_value", 1e-3, 1e-12)],
+)
 def test_svyglm_matches_r(computed, ref, statistic, column, rtol, atol):
     r = ref[(ref["statistic"] == statistic) & (ref["term"] != "(Intercept)")]
     ours = computed["models"].set_index(["scenario", "term", "adjusted_for_size"])[column]
@@ -143,7 +153,9 @@ def test_design_weights_represent_the_frame(ref_df, scenarios):
     t = W.stratum_weights(scenarios["eligibility_uniform"], W.respondent_counts(ref_df))
     assert t["ineligible"].sum() == pytest.approx(245)
     assert t["weight_total"].sum() == pytest.approx(15133 * (3591 - 245) / 3591)
-    t = W.stratum_weights(scenarios["eligibility_small"], W.respondent_counts(ref_df)).set_index("stratum")
+    t = W.stratum_weights(scenarios["eligibility_small"], W.respondent_counts(ref_df)).set_index(
+        "stratum"
+    )
     assert t.loc["1-49", "eligible_frame"] == pytest.approx(12701 * (2544 - 245) / 2544)
     assert t.loc["1000+", "weight"] == pytest.approx(85 / 34)
 
@@ -157,7 +169,9 @@ def test_unweighted_scenario_reproduces_unweighted_analysis(ref_df, scenarios):
     y = ref_df[OUTCOME].to_numpy(float)
     n = len(y)
     assert est.loc[OUTCOME, "estimate"] == pytest.approx(y.mean(), abs=1e-15)
-    assert est.loc[OUTCOME, "se"] == pytest.approx(math.sqrt(y.mean() * (1 - y.mean()) / (n - 1)), rel=1e-12)
+    assert est.loc[OUTCOME, "se"] == pytest.approx(
+        math.sqrt(y.mean() * (1 - y.mean()) / (n - 1)), rel=1e-12
+    )
     mods = W.design_models(ref_df, [sc]).set_index(["term", "adjusted_for_size"])
     for adjusted in (False, True):
         X, names = W.model_matrix(ref_df, adjusted)
@@ -180,8 +194,14 @@ def test_uniform_eligibility_changes_no_share(ref_df, scenarios):
 def test_fully_responding_strata_contribute_no_variance(ref_df):
     """A stratum whose every frame agency responded is a census: its variance is zero."""
     counts = W.respondent_counts(ref_df)
-    frames = pd.DataFrame({"stratum": list(STRATA), "population": [counts[s] for s in STRATA],
-                           "sampled": [counts[s] for s in STRATA], "respondents": [counts[s] for s in STRATA]})
+    frames = pd.DataFrame(
+        {
+            "stratum": list(STRATA),
+            "population": [counts[s] for s in STRATA],
+            "sampled": [counts[s] for s in STRATA],
+            "respondents": [counts[s] for s in STRATA],
+        }
+    )
     est = W.design_estimates(ref_df, [W.Scenario("census")], frames)
     assert (est["se"] == 0).all()
     # Only the 1-49 stratum not a census: the variance is that stratum's alone.
@@ -241,8 +261,9 @@ def test_saturated_mrp_equals_design_estimate(ref_df, scenarios, name):
     t = W.stratum_weights(sc, W.respondent_counts(ref_df))
     frame = dict(zip(t["stratum"], t["eligible_frame"]))
     draws = 100_000
-    d = mrp.approach_shares(ref_df, frame, fpc=True, draws=draws, seed=5, variables=[OUTCOME],
-                            prior=(1e-3, 1e-3))[OUTCOME]
+    d = mrp.approach_shares(
+        ref_df, frame, fpc=True, draws=draws, seed=5, variables=[OUTCOME], prior=(1e-3, 1e-3)
+    )[OUTCOME]
     de = W.design_estimates(ref_df, [sc]).set_index("estimand").loc[OUTCOME]
     assert abs(d.mean() - de["estimate"]) < 4 * d.std() / math.sqrt(draws)
     assert d.std() == pytest.approx(de["se"], rel=0.03)
@@ -252,16 +273,25 @@ def test_mrp_unweighted_frame_is_the_sample(ref_df, scenarios):
     """Under 'unweighted' MRP poststratifies to the sample itself: the sample proportion."""
     t = W.stratum_weights(scenarios["unweighted"], W.respondent_counts(ref_df))
     frame = dict(zip(t["stratum"], t["eligible_frame"]))
-    P = np.tile(ref_df.groupby("stratum", observed=True)[OUTCOME].mean().reindex(list(STRATA)).to_numpy(), (3, 1))
+    P = np.tile(
+        ref_df.groupby("stratum", observed=True)[OUTCOME].mean().reindex(list(STRATA)).to_numpy(),
+        (3, 1),
+    )
     np.testing.assert_allclose(mrp.poststratify(P, frame), ref_df[OUTCOME].mean(), rtol=1e-12)
 
 
 def test_mrp_conjugate_tables_are_seeded(ref_df, scenarios):
     t = W.stratum_weights(scenarios["design"], W.respondent_counts(ref_df))
     frame = dict(zip(t["stratum"], t["eligible_frame"]))
-    a = mrp.mrp_summaries("design", ref_df, frame, fpc=True, seed=7, risk_adjusted=None, share_draws=500)
-    b = mrp.mrp_summaries("design", ref_df, frame, fpc=True, seed=7, risk_adjusted=None, share_draws=500)
-    c = mrp.mrp_summaries("design", ref_df, frame, fpc=True, seed=8, risk_adjusted=None, share_draws=500)
+    a = mrp.mrp_summaries(
+        "design", ref_df, frame, fpc=True, seed=7, risk_adjusted=None, share_draws=500
+    )
+    b = mrp.mrp_summaries(
+        "design", ref_df, frame, fpc=True, seed=7, risk_adjusted=None, share_draws=500
+    )
+    c = mrp.mrp_summaries(
+        "design", ref_df, frame, fpc=True, seed=8, risk_adjusted=None, share_draws=500
+    )
     pd.testing.assert_frame_equal(a, b)
     assert not a.equals(c)
     assert set(a["estimand"]) == {f"{OUTCOME}_saturated", *APPROACHES}
@@ -276,17 +306,26 @@ def _write(tmp_path: Path, body: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize(("body", "key"), [
-    ('[scenario.x]\nineligble = { "1-49" = 3 }\n', "scenario.x.ineligble"),
-    ('[scenario.x]\nineligible = { "1-49" = -3 }\n', "scenario.x.ineligible.1-49"),
-    ('[scenario.x]\nineligible = { "small" = 3 }\n', "scenario.x.ineligible.small"),
-    ('[scenario.x]\nineligible_total = 245\nineligible_allocation = "random"\n', "scenario.x.ineligible_allocation"),
-    ('[scenario.x]\nineligible_total = 245\nineligible = { "1-49" = 3 }\n', "scenario.x.ineligible"),
-    ('[scenario.x]\ntrim_k = 0\n', "scenario.x.trim_k"),
-    ('[scenario.x]\ncalibrate = "yes"\n', "scenario.x.calibrate"),
-    ('[scenario.x]\nweighted = false\ntrim_k = 2\n', "scenario.x.trim_k"),
-    ('[scenarios.x]\n', "scenarios"),
-])
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('[scenario.x]\nineligble = { "1-49" = 3 }\n', "scenario.x.ineligble"),
+        ('[scenario.x]\nineligible = { "1-49" = -3 }\n', "scenario.x.ineligible.1-49"),
+        ('[scenario.x]\nineligible = { "small" = 3 }\n', "scenario.x.ineligible.small"),
+        (
+            '[scenario.x]\nineligible_total = 245\nineligible_allocation = "random"\n',
+            "scenario.x.ineligible_allocation",
+        ),
+        (
+            '[scenario.x]\nineligible_total = 245\nineligible = { "1-49" = 3 }\n',
+            "scenario.x.ineligible",
+        ),
+        ("[scenario.x]\ntrim_k = 0\n", "scenario.x.trim_k"),
+        ('[scenario.x]\ncalibrate = "yes"\n', "scenario.x.calibrate"),
+        ("[scenario.x]\nweighted = false\ntrim_k = 2\n", "scenario.x.trim_k"),
+        ("[scenarios.x]\n", "scenarios"),
+    ],
+)
 def test_malformed_scenario_names_file_and_key(tmp_path, body, key):
     p = _write(tmp_path, body)
     with pytest.raises(SpecError) as exc:
@@ -295,7 +334,9 @@ def test_malformed_scenario_names_file_and_key(tmp_path, body, key):
 
 
 def test_impossible_scenarios_are_spec_errors(tmp_path, ref_df):
-    p = _write(tmp_path, '[scenario.x]\nineligible = { "1000+" = 60 }\n[scenario.y]\ntrim_k = 0.5\n')
+    p = _write(
+        tmp_path, '[scenario.x]\nineligible = { "1000+" = 60 }\n[scenario.y]\ntrim_k = 0.5\n'
+    )
     sc = W.load_scenarios(p)
     with pytest.raises(SpecError, match="fewer than its 34 respondents"):
         W.stratum_weights(sc["x"], W.respondent_counts(ref_df))
@@ -314,14 +355,28 @@ def test_cli_no_bayes_writes_every_output(tmp_path, capsys):
     from cst_bayes.cli import main
 
     out = tmp_path / "w"
-    assert main(["weights", "--data", str(REF_DIR / "weights_sim.csv"), "--out", str(out), "--no-bayes"]) == 0
+    assert (
+        main(
+            ["weights", "--data", str(REF_DIR / "weights_sim.csv"), "--out", str(out), "--no-bayes"]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "SYNTHETIC" in text and "conclusions of the article hold in every scenario" in text
     columns = {
         "weights.csv": ["scenario", "stratum", "weight"],
         "design_estimates.csv": ["scenario", "estimand", "estimate", "se"],
         "mrp_estimates.csv": ["scenario", "estimand", "median", "ci_low", "ci_high"],
-        "sensitivity.csv": ["scenario", "method", "estimand", "term", "adjusted_for_size", "estimate", "ci_low", "ci_high"],
+        "sensitivity.csv": [
+            "scenario",
+            "method",
+            "estimand",
+            "term",
+            "adjusted_for_size",
+            "estimate",
+            "ci_low",
+            "ci_high",
+        ],
     }
     shipped = list(W.load_scenarios())
     for name, cols in columns.items():
@@ -336,7 +391,9 @@ def test_cli_no_bayes_writes_every_output(tmp_path, capsys):
     est = pd.read_csv(out / "design_estimates.csv", comment="#").set_index(["scenario", "estimand"])
     df = microdata.load(REF_DIR / "weights_sim.csv")
     api = W.design_estimates(df, [W.load_scenarios()["design"]]).set_index("estimand")
-    assert est.loc[("design", OUTCOME), "estimate"] == pytest.approx(api.loc[OUTCOME, "estimate"], rel=1e-12)
+    assert est.loc[("design", OUTCOME), "estimate"] == pytest.approx(
+        api.loc[OUTCOME, "estimate"], rel=1e-12
+    )
 
 
 def test_cli_bad_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
@@ -344,13 +401,33 @@ def test_cli_bad_scenario_exits_2_and_writes_nothing(tmp_path, capsys):
 
     bad = _write(tmp_path, '[scenario.x]\nineligible = { "1-49" = -1 }\n')
     out = tmp_path / "w"
-    rc = main(["weights", "--data", str(REF_DIR / "weights_sim.csv"), "--out", str(out), "--no-bayes",
-               "--scenarios-file", str(bad)])
+    rc = main(
+        [
+            "weights",
+            "--data",
+            str(REF_DIR / "weights_sim.csv"),
+            "--out",
+            str(out),
+            "--no-bayes",
+            "--scenarios-file",
+            str(bad),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "scenario.x.ineligible.1-49" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
-    rc = main(["weights", "--data", str(REF_DIR / "weights_sim.csv"), "--out", str(out), "--no-bayes",
-               "--scenario", "nonexistent"])
+    rc = main(
+        [
+            "weights",
+            "--data",
+            str(REF_DIR / "weights_sim.csv"),
+            "--out",
+            str(out),
+            "--no-bayes",
+            "--scenario",
+            "nonexistent",
+        ]
+    )
     assert rc == 2 and not out.exists()
 
 
@@ -364,8 +441,12 @@ def test_conclusions_are_computed_not_hardcoded(ref_df, scenarios):
     c = conclusions(sens, tests).set_index("claim")
     claim = "Table 3: task_force OR unadjusted is positive"
     assert c.loc[claim, "survives"]
-    m = (sens["estimand"] == "or") & (sens["term"] == "task_force") & (sens["adjusted_for_size"] == "no") \
+    m = (
+        (sens["estimand"] == "or")
+        & (sens["term"] == "task_force")
+        & (sens["adjusted_for_size"] == "no")
         & (sens["scenario"] == "design")
+    )
     sens.loc[m, ["estimate", "ci_low", "ci_high"]] = [0.5, 0.3, 0.9]
     c2 = conclusions(sens, tests).set_index("claim")
     assert not c2.loc[claim, "survives"] and c2.loc[claim, "detail"] == "design/design"
@@ -381,8 +462,17 @@ def bayes(ref_df, scenarios):
     pytest.importorskip("cst_bayes.bayes.models")
     fits: dict = {}
     # nutpie over PyTensor's disk-cached C backend: cheapest for a handful of fits in one process.
-    pl, m = mrp.bayes_weighting(ref_df, [scenarios["unweighted"], scenarios["design"]], draws=100, tune=150,
-                                chains=2, seed=11, sampler="nutpie-c", fits_out=fits, max_risk_draws=300)
+    pl, m = mrp.bayes_weighting(
+        ref_df,
+        [scenarios["unweighted"], scenarios["design"]],
+        draws=100,
+        tune=150,
+        chains=2,
+        seed=11,
+        sampler="nutpie-c",
+        fits_out=fits,
+        max_risk_draws=300,
+    )
     return pl, m, fits
 
 
@@ -394,13 +484,25 @@ def test_unweighted_scenario_reproduces_the_unweighted_fit(bayes, ref_df):
 
     pl, m, fits = bayes
     # Same seed, no weights: the pseudo-likelihood fit under 'unweighted' is the plain fit.
-    direct = models.fit(mrp.MODEL_ADJUSTED, ref_df, draws=100, tune=150, chains=2, seed=11,
-                        sampler="nutpie-c", progress=False)
-    np.testing.assert_array_equal(fits[("unweighted", "adjusted")].summary["estimate"], direct.summary["estimate"])
+    direct = models.fit(
+        mrp.MODEL_ADJUSTED,
+        ref_df,
+        draws=100,
+        tune=150,
+        chains=2,
+        seed=11,
+        sampler="nutpie-c",
+        progress=False,
+    )
+    np.testing.assert_array_equal(
+        fits[("unweighted", "adjusted")].summary["estimate"], direct.summary["estimate"]
+    )
     # MRP poststratified to the sample itself equals the unweighted average: same numbers.
     a = pl[pl["scenario"] == "unweighted"].set_index("estimand")
     b = m[m["scenario"] == "unweighted"].set_index("estimand").loc[a.index]
-    np.testing.assert_allclose(a[["median", "ci_low", "ci_high"]], b[["median", "ci_low", "ci_high"]], rtol=1e-10)
+    np.testing.assert_allclose(
+        a[["median", "ci_low", "ci_high"]], b[["median", "ci_low", "ci_high"]], rtol=1e-10
+    )
 
 
 @pytest.mark.slow
@@ -420,7 +522,9 @@ def test_weighted_fits_move_toward_the_design_estimate(bayes, ref_df, scenarios)
     assert idata.log_likelihood[OUTCOME].shape[-1] == len(ref_df)
     assert float(idata.constant_data["weight"].sum()) == pytest.approx(len(ref_df))
     # MRP's odds ratios are the unweighted model's, whatever the scenario.
-    ors = m[m["estimand"].str.startswith("or_")].pivot(index="estimand", columns="scenario", values="median")
+    ors = m[m["estimand"].str.startswith("or_")].pivot(
+        index="estimand", columns="scenario", values="median"
+    )
     np.testing.assert_array_equal(ors["design"], ors["unweighted"])
 
 
@@ -465,7 +569,9 @@ def test_design_estimates_do_not_depend_on_the_weight_scale(seed, scale):
     np.testing.assert_allclose(svymean(a, y)[0], svymean(b, y)[0], rtol=1e-10)
     np.testing.assert_allclose(svymean(a, y)[1], svymean(b, y)[1], rtol=1e-8)
     ra, rb = svychisq(a, y, x), svychisq(b, y, x)
-    assert ra["F"] == pytest.approx(rb["F"], rel=1e-8) and ra["p_value"] == pytest.approx(rb["p_value"], rel=1e-6)
+    assert ra["F"] == pytest.approx(rb["F"], rel=1e-8) and ra["p_value"] == pytest.approx(
+        rb["p_value"], rel=1e-6
+    )
 
 
 def test_figure1_direction_is_the_weighted_difference(ref_df, scenarios):
@@ -473,7 +579,9 @@ def test_figure1_direction_is_the_weighted_difference(ref_df, scenarios):
     t = t[t["by"] == OUTCOME].set_index(["scenario", "variable"])["difference"]
     case = ref_df[OUTCOME] == 1
     for a in APPROACHES:
-        assert t[("unweighted", a)] == pytest.approx(ref_df.loc[case, a].mean() - ref_df.loc[~case, a].mean(), abs=1e-14)
+        assert t[("unweighted", a)] == pytest.approx(
+            ref_df.loc[case, a].mean() - ref_df.loc[~case, a].mean(), abs=1e-14
+        )
     w = W.agency_weights(ref_df, scenarios["design"])
     x = ref_df["mdt"].to_numpy(float)
     expected = np.average(x[case], weights=w[case]) - np.average(x[~case], weights=w[~case])

@@ -61,7 +61,7 @@ def _fmt(x: float, digits: int = 3) -> str:
 
 def _round_half_up(x: float, decimals: int) -> float:
     """Round as a reader expects (0.05 -> 0.1), not banker's rounding; tolerant of FP noise."""
-    q = 10.0 ** decimals
+    q = 10.0**decimals
     return math.floor(x * q + 0.5 + 1e-9) / q
 
 
@@ -78,10 +78,26 @@ class _Checks:
     def __init__(self) -> None:
         self.rows: list[dict[str, str]] = []
 
-    def add(self, id_: str, table: str, description: str, status: str, expected: object, observed: object) -> None:
+    def add(
+        self,
+        id_: str,
+        table: str,
+        description: str,
+        status: str,
+        expected: object,
+        observed: object,
+    ) -> None:
         assert status in STATUSES, status
-        self.rows.append(dict(id=id_, table=table, description=description, status=status,
-                              expected=str(expected), observed=str(observed)))
+        self.rows.append(
+            dict(
+                id=id_,
+                table=table,
+                description=description,
+                status=status,
+                expected=str(expected),
+                observed=str(observed),
+            )
+        )
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=AUDIT_COLUMNS)
@@ -100,9 +116,11 @@ def _table1_chisq(t1: pd.DataFrame, out: _Checks) -> None:
         r = g.iloc[0]
         ok = _in_printed(float(res.pvalue), r["p_op"], r["p_value"], int(r["p_decimals"]))
         out.add(
-            f"t1.chisq.{var}", "table1",
+            f"t1.chisq.{var}",
+            "table1",
             f"chi-square p of {var} by stratum (2x4, Pearson) recomputed from the counts",
-            "pass" if ok else "fail", f"p {r['p_value_printed']}",
+            "pass" if ok else "fail",
+            f"p {r['p_value_printed']}",
             f"chi2={res.statistic:.2f}, df={res.dof}, p={_fmt(float(res.pvalue))}; "
             f"smallest expected count {res.expected_freq.min():.1f}",
         )
@@ -135,9 +153,11 @@ def _table1_exact(t1: pd.DataFrame, out: _Checks, *, seed: int, draws: int = 10_
         a, b = p_interval(r["p_op"], r["p_value"], int(r["p_decimals"]))
         ok = p_mc - 2 * se < b and p_mc + 2 * se >= a
         out.add(
-            f"t1.exact.{var}", "table1",
+            f"t1.exact.{var}",
+            "table1",
             f"{var}: Monte Carlo exact p (smallest expected count {exp.min():.1f} < 5) agrees with the printed chi-square p",
-            "pass" if ok else "flag", f"p {r['p_value_printed']}",
+            "pass" if ok else "flag",
+            f"p {r['p_value_printed']}",
             f"p = {_fmt(p_mc)} +- {_fmt(2 * se, 2)} ({draws} tables with the same margins, seed {seed})",
         )
 
@@ -155,9 +175,12 @@ def _table1_pct(t1: pd.DataFrame, out: _Checks) -> None:
         else:
             status, how = "fail", "neither rounding nor truncation gives the printed value"
         out.add(
-            f"t1.pct.{r.variable}.{r.stratum}", "table1",
-            f"percentage vs count for {r.variable}, stratum {r.stratum}", status,
-            f"{r.pct_published:.{d}f}%", f"{r.n_yes}/{r.n_stratum} = {exact:.3f}% ({how})",
+            f"t1.pct.{r.variable}.{r.stratum}",
+            "table1",
+            f"percentage vs count for {r.variable}, stratum {r.stratum}",
+            status,
+            f"{r.pct_published:.{d}f}%",
+            f"{r.n_yes}/{r.n_stratum} = {exact:.3f}% ({how})",
         )
 
 
@@ -184,9 +207,12 @@ def _table1_grim(t1: pd.DataFrame, out: _Checks) -> None:
         else:
             status, obs = "fail", "no integer count out of n gives this percentage"
         out.add(
-            f"t1.grim.{r.variable}.{r.stratum}", "table1",
+            f"t1.grim.{r.variable}.{r.stratum}",
+            "table1",
             f"GRIM: is {r.pct_published}% possible for n={r.n_stratum} ({r.variable}, {r.stratum})?",
-            status, f"some k in 0..{r.n_stratum} with k/n = {r.pct_published}%", obs,
+            status,
+            f"some k in 0..{r.n_stratum} with k/n = {r.pct_published}%",
+            obs,
         )
 
 
@@ -197,8 +223,12 @@ def _table1_sums(t1: pd.DataFrame, out: _Checks) -> None:
         s_yes, s_n = int(parts["n_yes"].sum()), int(parts["n_stratum"].sum())
         ok = s_yes == total["n_yes"] and s_n == total["n_stratum"]
         out.add(
-            f"t1.sum.{var}", "table1", f"strata of {var} sum to the 'all' row",
-            "pass" if ok else "fail", f"{total['n_yes']}/{total['n_stratum']}", f"{s_yes}/{s_n}",
+            f"t1.sum.{var}",
+            "table1",
+            f"strata of {var} sum to the 'all' row",
+            "pass" if ok else "fail",
+            f"{total['n_yes']}/{total['n_stratum']}",
+            f"{s_yes}/{s_n}",
         )
 
 
@@ -230,8 +260,15 @@ def approach_count_bounds(t1: pd.DataFrame) -> pd.DataFrame:
         sumsq_min = rem * (q + 1) ** 2 + (n - rem) * q**2
         sumsq_max = int(np.minimum.outer(c, c).sum())  # sum_i (#{j: c_j > i})^2
         ss_min, ss_max = sumsq_min - total**2 / n, sumsq_max - total**2 / n
-        rows[s] = dict(n=n, total=total, mean=total / n, ss_min=ss_min, ss_max=ss_max,
-                       sd_min=math.sqrt(ss_min / (n - 1)), sd_max=math.sqrt(ss_max / (n - 1)))
+        rows[s] = dict(
+            n=n,
+            total=total,
+            mean=total / n,
+            ss_min=ss_min,
+            ss_max=ss_max,
+            sd_min=math.sqrt(ss_min / (n - 1)),
+            sd_max=math.sqrt(ss_max / (n - 1)),
+        )
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
@@ -251,15 +288,20 @@ def _anova(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     b = approach_count_bounds(t1)
     for s, r in b.iterrows():
         out.add(
-            f"t1.mean.{s}", "table1",
+            f"t1.mean.{s}",
+            "table1",
             f"mean approach count in stratum {s} implied by the nine marginals (GRIM: a multiple of 1/n)",
-            "pass", f"T/n with T integer, 0 <= T <= 9n = {9 * int(r['n'])}",
+            "pass",
+            f"T/n with T integer, 0 <= T <= 9n = {9 * int(r['n'])}",
             f"{int(r['total'])}/{int(r['n'])} = {r['mean']:.3f}; SD attainable {r['sd_min']:.2f}..{r['sd_max']:.2f}",
         )
     ordered = bool(np.all(np.diff(b.loc[["1-49", "50-999", "1000+"], "mean"].to_numpy()) > 0))
     out.add(
-        "t1.mean.order", "table1", "text: larger agencies report a greater number of approaches",
-        "pass" if ordered else "flag", "mean count rises 1-49 < 50-999 < 1000+",
+        "t1.mean.order",
+        "table1",
+        "text: larger agencies report a greater number of approaches",
+        "pass" if ordered else "flag",
+        "mean count rises 1-49 < 50-999 < 1000+",
         ", ".join(f"{s}: {m:.2f}" for s, m in b["mean"].items()),
     )
     n_tot, k = int(b["n"].sum()), len(b)
@@ -270,12 +312,15 @@ def _anova(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     f_max, f_min = (ssb / df1) / (ssw_min / df2), (ssb / df1) / (ssw_max / df2)
     p_lo, p_hi = float(f_dist.sf(f_max, df1, df2)), float(f_dist.sf(f_min, df1, df2))
     out.add(
-        "anova.attainable", "anova",
+        "anova.attainable",
+        "anova",
         "one-way ANOVA of the approach count by stratum: is the printed p<0.001 attainable? "
         "(between SS fixed by the marginals, within SS bounded)",
-        "pass" if p_lo < 0.001 else "fail", "p < 0.001",
+        "pass" if p_lo < 0.001 else "fail",
+        "p < 0.001",
         f"SSB={ssb:.1f}; SSW in [{ssw_min:.1f}, {ssw_max:.1f}]; F({df1},{df2}) in [{f_min:.2f}, {f_max:.2f}]; "
-        f"p in [{_fmt(p_lo)}, {_fmt(p_hi)}]" + ("; p<0.001 for every arrangement" if p_hi < 0.001 else ""),
+        f"p in [{_fmt(p_lo)}, {_fmt(p_hi)}]"
+        + ("; p<0.001 for every arrangement" if p_hi < 0.001 else ""),
     )
     # Table 2 fixes the pooled variance of the count: Var = sum p_j q_j + 2 sum r_jk s_j s_k
     # (phi times the two population SDs is the covariance of two 0/1 variables). With the
@@ -284,7 +329,9 @@ def _anova(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     p = (all_p["n_yes"] / all_p["n_stratum"]).reindex(list(APPROACHES)).to_numpy()
     r = phi_matrix(t2).to_numpy()
     var_c = implied_count_variance(p, r)
-    var_half = implied_count_variance(p, np.ones_like(r)) - implied_count_variance(p, np.eye(len(p)))
+    var_half = implied_count_variance(p, np.ones_like(r)) - implied_count_variance(
+        p, np.eye(len(p))
+    )
     var_half *= 0.005
     sst = np.array([var_c - var_half, var_c, var_c + var_half]) * n_tot
     ssw = sst - ssb
@@ -293,9 +340,11 @@ def _anova(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     p_impl = f_dist.sf(f_impl, df1, df2)
     ok = inside and bool(np.all(p_impl < 0.001))
     out.add(
-        "anova.implied_by_table2", "anova",
+        "anova.implied_by_table2",
+        "anova",
         "ANOVA implied by Table 2 (pooled variance of the count from the phi matrix and the margins)",
-        "pass" if ok else "flag", f"p < 0.001 and SSW in [{ssw_min:.1f}, {ssw_max:.1f}]",
+        "pass" if ok else "flag",
+        f"p < 0.001 and SSW in [{ssw_min:.1f}, {ssw_max:.1f}]",
         f"SD of count {math.sqrt(var_c):.3f}; SSW {ssw[0]:.1f}..{ssw[2]:.1f}; F {f_impl[2]:.2f}..{f_impl[0]:.2f}; "
         f"p <= {_fmt(float(p_impl.max()))}",
     )
@@ -320,8 +369,11 @@ def _table2(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     m = phi_matrix(t2)
     eig = np.linalg.eigvalsh(m.to_numpy())
     out.add(
-        "t2.positive_definite", "table2", "correlation matrix of the nine approaches is positive definite",
-        "pass" if eig.min() > 0 else "fail", "smallest eigenvalue > 0",
+        "t2.positive_definite",
+        "table2",
+        "correlation matrix of the nine approaches is positive definite",
+        "pass" if eig.min() > 0 else "fail",
+        "smallest eigenvalue > 0",
         f"eigenvalues {eig.min():.3f} .. {eig.max():.3f}",
     )
     all_rows = t1[t1["stratum"] == "all"].set_index("variable")
@@ -332,9 +384,12 @@ def _table2(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
         lo, hi = frechet_phi_bounds(float(p[r.row]), float(p[r.col]))
         ok = lo <= r.r + half and r.r - half <= hi
         out.add(
-            f"t2.frechet.{r.row}.{r.col}", "table2",
+            f"t2.frechet.{r.row}.{r.col}",
+            "table2",
             f"phi({r.row}, {r.col}) inside the bounds its two margins allow",
-            "pass" if ok else "fail", f"[{lo:.3f}, {hi:.3f}]", f"r = {r.r:.{r.r_decimals}f}",
+            "pass" if ok else "fail",
+            f"[{lo:.3f}, {hi:.3f}]",
+            f"r = {r.r:.{r.r_decimals}f}",
         )
     # Stars: the phi test of a 2x2 table is chi2 = n r^2 on 1 df. The r interval of the
     # printed rounding maps to a p interval; the stars must be possible somewhere in it.
@@ -353,15 +408,24 @@ def _table2(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
             status = "pass" if r.stars in possible else "flag"
             exp = r.stars or "none"
         out.add(
-            f"t2.stars.{r.row}.{r.col}", "table2",
+            f"t2.stars.{r.row}.{r.col}",
+            "table2",
             f"significance stars of phi({r.row}, {r.col}) agree with r at n={n} (*** p<.001, ** p<.01)",
-            status, exp, f"p in [{_fmt(p_lo)}, {_fmt(p_hi)}] -> {possible_txt}",
+            status,
+            exp,
+            f"p in [{_fmt(p_lo)}, {_fmt(p_hi)}] -> {possible_txt}",
         )
 
 
 # --------------------------------------------------------------------------- Table 3
 def wald_p_range(
-    estimate: float, ci_low: float, ci_high: float, decimals: int = 1, *, level: float = 0.95, grid: int = 301
+    estimate: float,
+    ci_low: float,
+    ci_high: float,
+    decimals: int = 1,
+    *,
+    level: float = 0.95,
+    grid: int = 301,
 ) -> tuple[float, float, bool]:
     """Range of two-sided Wald p-values consistent with a rounded ratio and its rounded CI.
 
@@ -414,10 +478,12 @@ def _table3(t1: pd.DataFrame, t3: pd.DataFrame, out: _Checks) -> None:
         note = "" if symmetric else "; CI not log-symmetric about the OR at printed precision"
         status = "pass" if ok and symmetric else "flag"
         out.add(
-            f"t3.p_vs_ci.{r.analysis}.{r.term}.{r.adjusted_for_size}", "table3",
+            f"t3.p_vs_ci.{r.analysis}.{r.term}.{r.adjusted_for_size}",
+            "table3",
             f"p agrees with the 95% CI (log-symmetric Wald) for analysis {r.analysis}, {r.term}, "
             f"adjusted={r.adjusted_for_size}",
-            status, f"p {r.p_value_printed} (OR {est} [{r.ci_low}, {r.ci_high}])",
+            status,
+            f"p {r.p_value_printed} (OR {est} [{r.ci_low}, {r.ci_high}])",
             f"implied p {_fmt(p_point)} at printed values; attainable within rounding "
             f"[{_fmt(p_min)}, {_fmt(p_max)}]{note}",
         )
@@ -426,7 +492,7 @@ def _table3(t1: pd.DataFrame, t3: pd.DataFrame, out: _Checks) -> None:
     n1 = y.loc[REFERENCE_STRATUM]
     p_ref = n1["n_yes"] / n1["n_stratum"]
     for r in t3[t3["term"].str.startswith("stratum[")].itertuples(index=False):
-        s = r.term[len("stratum["):-1]
+        s = r.term[len("stratum[") : -1]
         ys, ns = int(y.loc[s, "n_yes"]), int(y.loc[s, "n_stratum"])
         p_s = ys / ns
         crude_rr = p_s / p_ref
@@ -436,12 +502,17 @@ def _table3(t1: pd.DataFrame, t3: pd.DataFrame, out: _Checks) -> None:
         closer_or = abs(math.log(est / crude_or)) < abs(math.log(est / crude_rr))
         reasons = []
         if est > max_rr:
-            reasons.append(f"as a risk ratio it implies a risk of {100 * est * p_ref:.0f}% against the {100 * p_ref:.1f}% reference rate")
+            reasons.append(
+                f"as a risk ratio it implies a risk of {100 * est * p_ref:.0f}% against the {100 * p_ref:.1f}% reference rate"
+            )
         if closer_or:
-            reasons.append("closer to the crude odds ratio than to the crude risk ratio (log scale)")
+            reasons.append(
+                "closer to the crude odds ratio than to the crude risk ratio (log scale)"
+            )
         out.add(
-            f"t3.scale.{r.analysis}.{r.term}", "table3",
-            f"\"Poisson\" estimate for {r.term} (analysis {r.analysis}) behaves like a risk ratio?",
+            f"t3.scale.{r.analysis}.{r.term}",
+            "table3",
+            f'"Poisson" estimate for {r.term} (analysis {r.analysis}) behaves like a risk ratio?',
             "flag" if reasons else "pass",
             f"risk ratio <= 1/p(1-49) = {max_rr:.1f}",
             f"published {est}; crude RR {crude_rr:.2f}, crude OR {crude_or:.2f}"
@@ -458,85 +529,174 @@ def _figure1(t1: pd.DataFrame, out: _Checks) -> None:
     oc = t1[(t1["variable"] == "offense_code") & (t1["stratum"] == "all")].iloc[0]
     n_case, n_no = int(y["n_yes"]), int(y["n_stratum"] - y["n_yes"])
     ok = n_case == f["n_case"] and n_no == f["n_no_case"]
-    out.add("fig1.n", "figure1", "Figure 1 group sizes (1,088 without a case, 218 with) agree with Table 1",
-            "pass" if ok else "fail", f"{f['n_no_case']} + {f['n_case']}", f"{n_no} + {n_case} (Table 1 any_cst)")
+    out.add(
+        "fig1.n",
+        "figure1",
+        "Figure 1 group sizes (1,088 without a case, 218 with) agree with Table 1",
+        "pass" if ok else "fail",
+        f"{f['n_no_case']} + {f['n_case']}",
+        f"{n_no} + {n_case} (Table 1 any_cst)",
+    )
     k_no, _ = _feasible_counts(f["pct_no_case"], f["n_no_case"], 1)
     k_case, _ = _feasible_counts(f["pct_case"], f["n_case"], 1)
-    for key, ks, pct, n in (("no_case", k_no, f["pct_no_case"], f["n_no_case"]), ("case", k_case, f["pct_case"], f["n_case"])):
-        out.add(f"fig1.offense_code.grim_{key}", "figure1",
-                f"GRIM: text's {pct}% with an offense code is possible for n={n}",
-                "pass" if ks else "fail", f"some k/{n} = {pct}%", f"k in {ks}" if ks else "none")
+    for key, ks, pct, n in (
+        ("no_case", k_no, f["pct_no_case"], f["n_no_case"]),
+        ("case", k_case, f["pct_case"], f["n_case"]),
+    ):
+        out.add(
+            f"fig1.offense_code.grim_{key}",
+            "figure1",
+            f"GRIM: text's {pct}% with an offense code is possible for n={n}",
+            "pass" if ks else "fail",
+            f"some k/{n} = {pct}%",
+            f"k in {ks}" if ks else "none",
+        )
     sums = sorted({a + b for a in k_no for b in k_case})
     total = int(oc["n_yes"])
-    out.add("fig1.offense_code.total", "figure1",
-            "text's offense-code counts (54.7% of 1,088 + 49.5% of 218) add up to Table 1's total",
-            "pass" if total in sums else "flag", f"{total} (Table 1)", f"possible sums {sums}")
+    out.add(
+        "fig1.offense_code.total",
+        "figure1",
+        "text's offense-code counts (54.7% of 1,088 + 49.5% of 218) add up to Table 1's total",
+        "pass" if total in sums else "flag",
+        f"{total} (Table 1)",
+        f"possible sums {sums}",
+    )
     if k_no and k_case:
         ps = []
         for a in k_no:
             for b in k_case:
                 tab = np.array([[a, f["n_no_case"] - a], [b, f["n_case"] - b]])
                 ps.append(float(chi2_contingency(tab, correction=False).pvalue))
-        out.add("fig1.offense_code.chisq", "figure1",
-                "text: offense code not significantly related to having a case (2x2 chi-square from the text's figures)",
-                "pass" if min(ps) >= 0.05 else "flag", "p >= 0.05",
-                f"p in [{_fmt(min(ps))}, {_fmt(max(ps))}] (no continuity correction)")
+        out.add(
+            "fig1.offense_code.chisq",
+            "figure1",
+            "text: offense code not significantly related to having a case (2x2 chi-square from the text's figures)",
+            "pass" if min(ps) >= 0.05 else "flag",
+            "p >= 0.05",
+            f"p in [{_fmt(min(ps))}, {_fmt(max(ps))}] (no continuity correction)",
+        )
 
 
 def _text(tabs: PublishedTables, out: _Checks) -> None:
     sf, t1, t2, t3 = tabs.sampling_frames, tabs.table1, tabs.table2, tabs.table3
     sampled = int(sf["sampled"].sum())
-    out.add("text.sampled", "text", "total sampled: frames sum to the text's 3,591",
-            "pass" if sampled == TEXT["sampled"] else "fail", TEXT["sampled"], sampled)
-    out.add("text.sampled_alt", "text", "the text also gives 3,564 as the sample size",
-            "flag" if TEXT["sampled_alt"] != sampled else "pass", f"{sampled} (sum of frames)",
-            f"{TEXT['sampled_alt']} in one sentence (difference {sampled - TEXT['sampled_alt']})")
+    out.add(
+        "text.sampled",
+        "text",
+        "total sampled: frames sum to the text's 3,591",
+        "pass" if sampled == TEXT["sampled"] else "fail",
+        TEXT["sampled"],
+        sampled,
+    )
+    out.add(
+        "text.sampled_alt",
+        "text",
+        "the text also gives 3,564 as the sample size",
+        "flag" if TEXT["sampled_alt"] != sampled else "pass",
+        f"{sampled} (sum of frames)",
+        f"{TEXT['sampled_alt']} in one sentence (difference {sampled - TEXT['sampled_alt']})",
+    )
     inel = sum(TEXT["ineligible"].values())
-    out.add("text.ineligible", "text", "ineligible reasons (151 + 52 + 42) sum to 245",
-            "pass" if inel == TEXT["ineligible_total"] else "flag", TEXT["ineligible_total"], inel)
+    out.add(
+        "text.ineligible",
+        "text",
+        "ineligible reasons (151 + 52 + 42) sum to 245",
+        "pass" if inel == TEXT["ineligible_total"] else "flag",
+        TEXT["ineligible_total"],
+        inel,
+    )
     elig = sampled - TEXT["ineligible_total"]
-    out.add("text.eligible", "text", "eligible = sampled - ineligible = 3,346",
-            "pass" if elig == TEXT["eligible"] else "flag", TEXT["eligible"], elig)
+    out.add(
+        "text.eligible",
+        "text",
+        "eligible = sampled - ineligible = 3,346",
+        "pass" if elig == TEXT["eligible"] else "flag",
+        TEXT["eligible"],
+        elig,
+    )
     resp = int(sf["respondents"].sum())
     rr = 100 * resp / TEXT["eligible"]
-    out.add("text.response_rate", "text", "response rate 1,306 / 3,346 prints as 39%",
-            "pass" if _round_half_up(rr, 0) == TEXT["response_rate_pct"] else "flag",
-            f"{TEXT['response_rate_pct']}%", f"{resp}/{TEXT['eligible']} = {rr:.2f}%")
+    out.add(
+        "text.response_rate",
+        "text",
+        "response rate 1,306 / 3,346 prints as 39%",
+        "pass" if _round_half_up(rr, 0) == TEXT["response_rate_pct"] else "flag",
+        f"{TEXT['response_rate_pct']}%",
+        f"{resp}/{TEXT['eligible']} = {rr:.2f}%",
+    )
     for r in sf.itertuples(index=False):
         if r.selection.startswith("random"):
             printed = float(r.selection.split()[-1].rstrip("%"))
             frac = 100 * r.sampled / r.population
-            out.add(f"frames.fraction.{r.stratum}", "sampling_frames",
-                    f"sampling fraction of frame {r.frame} ({r.stratum}) prints as {r.selection.split()[-1]}",
-                    "pass" if _round_half_up(frac, 0) == printed else "flag", f"{printed:.0f}%",
-                    f"{r.sampled}/{r.population} = {frac:.2f}%")
+            out.add(
+                f"frames.fraction.{r.stratum}",
+                "sampling_frames",
+                f"sampling fraction of frame {r.frame} ({r.stratum}) prints as {r.selection.split()[-1]}",
+                "pass" if _round_half_up(frac, 0) == printed else "flag",
+                f"{printed:.0f}%",
+                f"{r.sampled}/{r.population} = {frac:.2f}%",
+            )
         else:
-            out.add(f"frames.fraction.{r.stratum}", "sampling_frames",
-                    f"certainty frame {r.frame} ({r.stratum}) is sampled whole",
-                    "pass" if r.sampled == r.population else "flag", r.population, r.sampled)
+            out.add(
+                f"frames.fraction.{r.stratum}",
+                "sampling_frames",
+                f"certainty frame {r.frame} ({r.stratum}) is sampled whole",
+                "pass" if r.sampled == r.population else "flag",
+                r.population,
+                r.sampled,
+            )
     # At least one approach: 97.5% of 1,306. Within each stratum at least the most common
     # approach's agencies have one, and at most all agencies (or the sum of the nine counts).
     g = t1[t1["variable"].isin(APPROACHES) & (t1["stratum"] != "all")]
     lo = int(g.groupby("stratum")["n_yes"].max().sum())
-    hi = int(sum(min(int(x.sum()), int(n)) for (_, x), n in zip(g.groupby("stratum")["n_yes"], g.groupby("stratum")["n_stratum"].first())))
+    hi = int(
+        sum(
+            min(int(x.sum()), int(n))
+            for (_, x), n in zip(
+                g.groupby("stratum")["n_yes"], g.groupby("stratum")["n_stratum"].first()
+            )
+        )
+    )
     k, _ = _feasible_counts(TEXT["any_approach_pct"], resp, 1)
     ok = any(lo <= kk <= hi for kk in k)
-    out.add("text.any_approach", "text", "97.5% used at least one approach: possible given Table 1's margins",
-            "pass" if ok else "fail", f"k/1306 = 97.5%, k in {k}", f"attainable {lo}..{hi} agencies")
+    out.add(
+        "text.any_approach",
+        "text",
+        "97.5% used at least one approach: possible given Table 1's margins",
+        "pass" if ok else "fail",
+        f"k/1306 = 97.5%, k in {k}",
+        f"attainable {lo}..{hi} agencies",
+    )
     r30 = t2[np.isclose(t2["r"], 0.30)]
     pairs = ", ".join(f"{a}/{b}" for a, b in zip(r30["row"], r30["col"]))
-    out.add("text.r30", "text", "a correlation is printed in the text as \"r=30\" (not a correlation)",
-            "flag", "r = .30 (Table 2 has 0.30 for " + (pairs or "no pair") + ")", "\"r=30\" as printed")
+    out.add(
+        "text.r30",
+        "text",
+        'a correlation is printed in the text as "r=30" (not a correlation)',
+        "flag",
+        "r = .30 (Table 2 has 0.30 for " + (pairs or "no pair") + ")",
+        '"r=30" as printed',
+    )
     oc = t3[(t3["term"] == "offense_code") & (t3["adjusted_for_size"] == "yes")].iloc[0]
-    out.add("text.offense_code_adjusted", "text",
-            "text: prosecutor and MDT lose significance after adjustment; offense code's adjusted CI includes 1 yet p = .05",
-            "flag", "CI excluding 1 iff p < .05",
-            f"offense code adjusted OR {oc['or']} [{oc['ci_low']}, {oc['ci_high']}], p {oc['p_value_printed']} (not named in the text)")
-    tr = t3[(t3["term"] == "training") & (t3["adjusted_for_size"] == "no") & (t3["analysis"] == 1)].iloc[0]
-    out.add("text.training_unadjusted", "text",
-            "text's list of unadjusted non-significant approaches omits training",
-            "flag" if tr["p_value"] >= 0.05 else "pass", "training listed as non-significant (p >= .05)",
-            f"training unadjusted OR {tr['or']} [{tr['ci_low']}, {tr['ci_high']}], p {tr['p_value_printed']}")
+    out.add(
+        "text.offense_code_adjusted",
+        "text",
+        "text: prosecutor and MDT lose significance after adjustment; offense code's adjusted CI includes 1 yet p = .05",
+        "flag",
+        "CI excluding 1 iff p < .05",
+        f"offense code adjusted OR {oc['or']} [{oc['ci_low']}, {oc['ci_high']}], p {oc['p_value_printed']} (not named in the text)",
+    )
+    tr = t3[
+        (t3["term"] == "training") & (t3["adjusted_for_size"] == "no") & (t3["analysis"] == 1)
+    ].iloc[0]
+    out.add(
+        "text.training_unadjusted",
+        "text",
+        "text's list of unadjusted non-significant approaches omits training",
+        "flag" if tr["p_value"] >= 0.05 else "pass",
+        "training listed as non-significant (p >= .05)",
+        f"training unadjusted OR {tr['or']} [{tr['ci_low']}, {tr['ci_high']}], p {tr['p_value_printed']}",
+    )
 
 
 def run_audit(published_dir: str | Path | None = None, *, seed: int = 20240101) -> pd.DataFrame:
@@ -596,7 +756,10 @@ def format_checks(checks: pd.DataFrame, *, width: int = 110) -> str:
 
 def to_records(checks: pd.DataFrame) -> list[dict[str, str]]:
     """The checks as a list of ``{id, table, description, status, expected, observed}``."""
-    return [{k: str(v) for k, v in row.items()} for row in checks[AUDIT_COLUMNS].to_dict(orient="records")]
+    return [
+        {k: str(v) for k, v in row.items()}
+        for row in checks[AUDIT_COLUMNS].to_dict(orient="records")
+    ]
 
 
 def write_audit(checks: pd.DataFrame, path: str | Path) -> Path:

@@ -49,8 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         doc = (mod.__doc__ or verb).strip()
-        p = sub.add_parser(verb, help=doc.splitlines()[0], description=doc,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            verb,
+            help=doc.splitlines()[0],
+            description=doc,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

@@ -32,7 +32,15 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
-from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, PUBLISHED_DIR, REFERENCE_STRATUM, STRATA, STRATUM
+from cst_bayes.core.config import (
+    APPROACHES,
+    COUNT,
+    OUTCOME,
+    PUBLISHED_DIR,
+    REFERENCE_STRATUM,
+    STRATA,
+    STRATUM,
+)
 from cst_bayes.core.errors import InputError
 
 Link = Literal["logit", "log"]
@@ -44,11 +52,25 @@ TABLE1_COLUMNS = ["variable", "stratum", "n_yes", "n_stratum", "pct", "chi2", "d
 ANOVA_COLUMNS = ["term", "group", "n", "mean", "sd", "df_num", "df_den", "F", "p_value"]
 TABLE2_COLUMNS = ["row", "col", "r", "p_value"]
 FIG1_COLUMNS = [
-    "variable", "pct_no_case", "pct_case", "n_no_case", "n_case",
-    "total_no_case", "total_case", "chi2", "p_value",
+    "variable",
+    "pct_no_case",
+    "pct_case",
+    "n_no_case",
+    "n_case",
+    "total_no_case",
+    "total_case",
+    "chi2",
+    "p_value",
 ]
 TABLE3_COLUMNS = [
-    "analysis", "term", "adjusted_for_size", "link", "estimate", "ci_low", "ci_high", "p_value",
+    "analysis",
+    "term",
+    "adjusted_for_size",
+    "link",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "p_value",
 ]
 COMPARISON_COLUMNS = ["table", "item", "quantity", "link", "published", "reproduced", "matches"]
 #: Non-reference strata as Table 3 names their terms (reference 1-49 omitted).
@@ -63,7 +85,8 @@ def _check_frame(df: pd.DataFrame, columns: Iterable[str]) -> None:
     if missing:
         raise InputError(
             f"frame lacks columns {missing}; pass data through cst_bayes.data.microdata.validate first",
-            path=df.attrs.get("source"), column=missing[0],
+            path=df.attrs.get("source"),
+            column=missing[0],
         )
     if len(df) == 0:
         raise InputError("the frame has no rows", path=df.attrs.get("source"))
@@ -73,13 +96,19 @@ def _check_frame(df: pd.DataFrame, columns: Iterable[str]) -> None:
     if STRATUM in columns:
         bad = ~df[STRATUM].astype(str).isin(STRATA).to_numpy()
         if bad.any():
-            raise InputError(f"unknown stratum labels {sorted(set(df[STRATUM].astype(str)[bad]))[:5]}",
-                             path=src, column=STRATUM, rows=list(np.flatnonzero(bad) + 1))
+            raise InputError(
+                f"unknown stratum labels {sorted(set(df[STRATUM].astype(str)[bad]))[:5]}",
+                path=src,
+                column=STRATUM,
+                rows=list(np.flatnonzero(bad) + 1),
+            )
     for c in columns:
         if c in (*APPROACHES, OUTCOME):
             bad = ~np.isin(df[c].to_numpy(), (0, 1))
             if bad.any():
-                raise InputError("values other than 0/1", path=src, column=c, rows=list(np.flatnonzero(bad) + 1))
+                raise InputError(
+                    "values other than 0/1", path=src, column=c, rows=list(np.flatnonzero(bad) + 1)
+                )
 
 
 def _strata(df: pd.DataFrame) -> pd.Series:
@@ -233,19 +262,30 @@ def fig1(df: pd.DataFrame, *, correction: bool = False) -> pd.DataFrame:
             chi2, p = float(res.statistic), float(res.pvalue)
         else:
             chi2 = p = math.nan
-        rows.append((
-            a,
-            100.0 * n_no / tot_no if tot_no else math.nan,
-            100.0 * n_case / tot_case if tot_case else math.nan,
-            n_no, n_case, tot_no, tot_case, chi2, p,
-        ))
+        rows.append(
+            (
+                a,
+                100.0 * n_no / tot_no if tot_no else math.nan,
+                100.0 * n_case / tot_case if tot_case else math.nan,
+                n_no,
+                n_case,
+                tot_no,
+                tot_case,
+                chi2,
+                p,
+            )
+        )
     return pd.DataFrame(rows, columns=FIG1_COLUMNS)
 
 
-def _design(df: pd.DataFrame) -> tuple[np.ndarray, dict[tuple[int, str], tuple[np.ndarray, list[str]]]]:
+def _design(
+    df: pd.DataFrame,
+) -> tuple[np.ndarray, dict[tuple[int, str], tuple[np.ndarray, list[str]]]]:
     """Outcome and the four design matrices of Table 3, keyed by (analysis, adjusted)."""
     strata = _strata(df).to_numpy()
-    dummies = np.column_stack([(strata == s).astype(float) for s in STRATA if s != REFERENCE_STRATUM])
+    dummies = np.column_stack(
+        [(strata == s).astype(float) for s in STRATA if s != REFERENCE_STRATUM]
+    )
     ones = np.ones((len(df), 1))
     approaches = df[list(APPROACHES)].to_numpy(dtype=float)
     count = df[[COUNT]].to_numpy(dtype=float)
@@ -286,7 +326,7 @@ def _fit(y: np.ndarray, x: np.ndarray, link: str) -> tuple[np.ndarray, np.ndarra
                 res = sm.GLM(y, x, family=sm.families.Poisson()).fit(cov_type="HC0")
                 converged = bool(getattr(res, "converged", True))
             params, bse = np.asarray(res.params, float), np.asarray(res.bse, float)
-        except Exception as exc:  # noqa: BLE001 -- singular Hessian, separation: report, do not crash
+        except Exception as exc:
             return nan, nan, f"{type(exc).__name__}: {exc}"
     msg = None
     sep = [w for w in caught if "separation" in str(w.message).lower()]
@@ -454,20 +494,65 @@ def compare(reproduced: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 continue
             r = rep.loc[key]
             item = f"{rec.variable}|{rec.stratum}"
-            rows.append(("table1", item, "n_yes", "", rec.n_yes, float(r["n_yes"]),
-                         printed_matches(rec.n_yes, float(r["n_yes"]))))
-            rows.append(("table1", item, "n_stratum", "", rec.n_stratum, float(r["n_stratum"]),
-                         printed_matches(rec.n_stratum, float(r["n_stratum"]))))
-            rows.append(("table1", item, "pct", "", rec.pct_published, float(r["pct"]),
-                         printed_matches(rec.pct_published, float(r["pct"]))))
+            rows.append(
+                (
+                    "table1",
+                    item,
+                    "n_yes",
+                    "",
+                    rec.n_yes,
+                    float(r["n_yes"]),
+                    printed_matches(rec.n_yes, float(r["n_yes"])),
+                )
+            )
+            rows.append(
+                (
+                    "table1",
+                    item,
+                    "n_stratum",
+                    "",
+                    rec.n_stratum,
+                    float(r["n_stratum"]),
+                    printed_matches(rec.n_stratum, float(r["n_stratum"])),
+                )
+            )
+            rows.append(
+                (
+                    "table1",
+                    item,
+                    "pct",
+                    "",
+                    rec.pct_published,
+                    float(r["pct"]),
+                    printed_matches(rec.pct_published, float(r["pct"])),
+                )
+            )
             if rec.stratum == "all":  # one test per variable, printed on every row
-                rows.append(("table1", rec.variable, "p_value", "", rec.p_value_published,
-                             float(r["p_value"]), printed_matches(rec.p_value_published, float(r["p_value"]))))
+                rows.append(
+                    (
+                        "table1",
+                        rec.variable,
+                        "p_value",
+                        "",
+                        rec.p_value_published,
+                        float(r["p_value"]),
+                        printed_matches(rec.p_value_published, float(r["p_value"])),
+                    )
+                )
     if "anova" in reproduced:
         a = reproduced["anova"]
         p = float(a["p_value"].iloc[0]) if len(a) else math.nan
-        rows.append(("anova", "n_approaches~stratum", "p_value", "", ANOVA_TEXT_P, p,
-                     printed_matches(ANOVA_TEXT_P, p)))
+        rows.append(
+            (
+                "anova",
+                "n_approaches~stratum",
+                "p_value",
+                "",
+                ANOVA_TEXT_P,
+                p,
+                printed_matches(ANOVA_TEXT_P, p),
+            )
+        )
     if "table2" in reproduced:
         pub = _read_published("table2_phi_correlations.csv")
         rep = reproduced["table2"].set_index(["row", "col"])
@@ -476,7 +561,17 @@ def compare(reproduced: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                 continue
             r = rep.loc[(rec.row, rec.col)]
             item = f"{rec.row}|{rec.col}"
-            rows.append(("table2", item, "r", "", rec.r, float(r["r"]), printed_matches(rec.r, float(r["r"]))))
+            rows.append(
+                (
+                    "table2",
+                    item,
+                    "r",
+                    "",
+                    rec.r,
+                    float(r["r"]),
+                    printed_matches(rec.r, float(r["r"])),
+                )
+            )
             stars = _stars(float(r["p_value"]))
             if rec.stars_legible.strip().lower() == "yes":
                 rows.append(("table2", item, "stars", "", rec.stars, stars, rec.stars == stars))
@@ -486,10 +581,28 @@ def compare(reproduced: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         rep = reproduced["fig1"].set_index("variable")
         for var, (pno, pcase) in FIG1_TEXT_PCT.items():
             if var in rep.index:
-                rows.append(("fig1", var, "pct_no_case", "", pno, float(rep.loc[var, "pct_no_case"]),
-                             printed_matches(pno, float(rep.loc[var, "pct_no_case"]))))
-                rows.append(("fig1", var, "pct_case", "", pcase, float(rep.loc[var, "pct_case"]),
-                             printed_matches(pcase, float(rep.loc[var, "pct_case"]))))
+                rows.append(
+                    (
+                        "fig1",
+                        var,
+                        "pct_no_case",
+                        "",
+                        pno,
+                        float(rep.loc[var, "pct_no_case"]),
+                        printed_matches(pno, float(rep.loc[var, "pct_no_case"])),
+                    )
+                )
+                rows.append(
+                    (
+                        "fig1",
+                        var,
+                        "pct_case",
+                        "",
+                        pcase,
+                        float(rep.loc[var, "pct_case"]),
+                        printed_matches(pcase, float(rep.loc[var, "pct_case"])),
+                    )
+                )
         for var in rep.index:
             p = float(rep.loc[var, "p_value"])
             expected = "no" if var in FIG1_NOT_SIGNIFICANT else "yes"
@@ -527,7 +640,9 @@ def summarise_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"matched": g.sum().astype(int), "total": g.size()}).reset_index()
 
 
-def suppress(tables: Mapping[str, pd.DataFrame], threshold: int | None = None) -> dict[str, pd.DataFrame]:
+def suppress(
+    tables: Mapping[str, pd.DataFrame], threshold: int | None = None
+) -> dict[str, pd.DataFrame]:
     """Small-cell suppression of the frequentist outputs for restricted microdata.
 
     Table 1 counts (and counts whose complement in the stratum is small), Figure 1 counts,
@@ -549,10 +664,14 @@ def suppress(tables: Mapping[str, pd.DataFrame], threshold: int | None = None) -
     thr = SMALL_CELL if threshold is None else threshold
     out = dict(tables)
     if "table1" in out:
-        out["table1"] = suppress_small_cells(out["table1"], ["n_yes"], thr, totals={"n_yes": "n_stratum"})
+        out["table1"] = suppress_small_cells(
+            out["table1"], ["n_yes"], thr, totals={"n_yes": "n_stratum"}
+        )
     if "fig1" in out:
         out["fig1"] = suppress_small_cells(
-            out["fig1"], ["n_no_case", "n_case"], thr,
+            out["fig1"],
+            ["n_no_case", "n_case"],
+            thr,
             totals={"n_no_case": "total_no_case", "n_case": "total_case"},
         )
     if "anova" in out:
@@ -560,7 +679,11 @@ def suppress(tables: Mapping[str, pd.DataFrame], threshold: int | None = None) -
     if "comparison" in out and "table1" in tables:
         # Blank the reproduced count and percentage of every Table 1 cell suppressed above.
         t1 = out["table1"]
-        hidden = {f"{v}|{s}" for v, s, n in zip(t1["variable"], t1["stratum"], t1["n_yes"]) if isinstance(n, str)}
+        hidden = {
+            f"{v}|{s}"
+            for v, s, n in zip(t1["variable"], t1["stratum"], t1["n_yes"])
+            if isinstance(n, str)
+        }
         comp = out["comparison"].copy()
         comp["reproduced"] = comp["reproduced"].astype(object)
         mask = (comp["table"] == "table1") & comp["item"].isin(hidden)
@@ -580,7 +703,13 @@ def summary_text(comparison: pd.DataFrame, *, warnings_: Iterable[str] = ()) -> 
         lines.append(f"  {label:<14} {rec.matched:>4} / {rec.total}")
     t3 = s[s["table"] == "table3"].set_index("link")["matched"]
     if {"logit", "log"} <= set(t3.index):
-        better = "logit (odds ratios)" if t3["logit"] > t3["log"] else "log (risk ratios)" if t3["log"] > t3["logit"] else "neither"
+        better = (
+            "logit (odds ratios)"
+            if t3["logit"] > t3["log"]
+            else "log (risk ratios)"
+            if t3["log"] > t3["logit"]
+            else "neither"
+        )
         lines.append(f"Table 3 agrees better with: {better}")
     lines += [f"warning: {w}" for w in warnings_]
     return "\n".join(lines)
@@ -641,5 +770,10 @@ def write_tables(
         paths[name] = write_csv(out / f"{name}.csv", table, header_comment="\n".join(header))
     if synthetic:
         text = "SYNTHETIC data (reconstruction): " + text
-    return {"tables": tables, "paths": paths, "summary_text": text,
-            "synthetic": synthetic, "restricted": restricted}
+    return {
+        "tables": tables,
+        "paths": paths,
+        "summary_text": text,
+        "synthetic": synthetic,
+        "restricted": restricted,
+    }

@@ -34,8 +34,14 @@ from numba import njit
 
 #: prior codes (rows of the ``priors`` array: code, p1, p2, p3, constant)
 NORMAL, STUDENT_T, HALFNORMAL, HALFSTUDENT_T, EXPONENTIAL, GAMMA = range(6)
-PRIOR_CODES = {"normal": NORMAL, "student_t": STUDENT_T, "halfnormal": HALFNORMAL,
-               "halfstudent_t": HALFSTUDENT_T, "exponential": EXPONENTIAL, "gamma": GAMMA}
+PRIOR_CODES = {
+    "normal": NORMAL,
+    "student_t": STUDENT_T,
+    "halfnormal": HALFNORMAL,
+    "halfstudent_t": HALFSTUDENT_T,
+    "exponential": EXPONENTIAL,
+    "gamma": GAMMA,
+}
 #: family codes: logistic (a log p + b log(1-p)) or log-linear (a eta - b exp(eta))
 LOGISTIC, LOGLINEAR = 0, 1
 #: structure codes
@@ -50,10 +56,17 @@ def prior_row(dist: str, params: dict[str, float]) -> np.ndarray:
     if dist == "normal":
         return np.array([NORMAL, p["mu"], p["sigma"], 0.0, -math.log(p["sigma"]) - 0.5 * _LOG_2PI])
     if dist == "halfnormal":
-        return np.array([HALFNORMAL, 0.0, p["sigma"], 0.0, 0.5 * math.log(2.0 / math.pi) - math.log(p["sigma"])])
+        return np.array(
+            [HALFNORMAL, 0.0, p["sigma"], 0.0, 0.5 * math.log(2.0 / math.pi) - math.log(p["sigma"])]
+        )
     if dist in ("student_t", "halfstudent_t"):
         nu, s = p["nu"], p["sigma"]
-        c = math.lgamma((nu + 1) / 2) - math.lgamma(nu / 2) - 0.5 * math.log(nu * math.pi) - math.log(s)
+        c = (
+            math.lgamma((nu + 1) / 2)
+            - math.lgamma(nu / 2)
+            - 0.5 * math.log(nu * math.pi)
+            - math.log(s)
+        )
         if dist == "student_t":
             return np.array([STUDENT_T, p["mu"], s, nu, c])
         return np.array([HALFSTUDENT_T, 0.0, s, nu, c + math.log(2.0)])

@@ -26,7 +26,6 @@ Why the compiled model is cached
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 import tomllib
 import warnings
@@ -38,7 +37,16 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from cst_bayes.core.config import APPROACHES, COUNT, MODELS_DIR, OUTCOME, PUBLISHED_DIR, STRATA, STRATUM, WEIGHT
+from cst_bayes.core.config import (
+    APPROACHES,
+    COUNT,
+    MODELS_DIR,
+    OUTCOME,
+    PUBLISHED_DIR,
+    STRATA,
+    STRATUM,
+    WEIGHT,
+)
 from cst_bayes.core.errors import InputError, SamplerTrouble, SpecError
 
 Family = Literal["bernoulli", "poisson", "binomial", "betabinomial"]
@@ -80,7 +88,12 @@ PRIOR_SLOTS: dict[str, tuple[str, ...]] = {
 }
 _TOP_KEYS = {"model", "hierarchy", "priors", "published"}
 _MODEL_KEYS = {"name", "description", "outcome", "family", "link", "predictors", "note"}
-_HIER_KEYS = {"stratum_intercepts", "intercept_parameterisation", "varying_slopes", "slope_parameterisation"}
+_HIER_KEYS = {
+    "stratum_intercepts",
+    "intercept_parameterisation",
+    "varying_slopes",
+    "slope_parameterisation",
+}
 _PUB_KEYS = {"table", "analysis", "adjusted_for_size", "link"}
 
 #: Diagnostic thresholds (issue 4): any breach is a loud warning; ``strict`` makes it an error.
@@ -114,7 +127,9 @@ class Prior:
         """The same prior with its scale (``sigma``) multiplied by ``factor``."""
         if factor == 1.0 or "sigma" not in self.params:
             return self
-        return Prior(self.dist, {**self.params, "sigma": self.params["sigma"] * factor}, self.reason)
+        return Prior(
+            self.dist, {**self.params, "sigma": self.params["sigma"] * factor}, self.reason
+        )
 
 
 @dataclass(frozen=True)
@@ -149,7 +164,11 @@ class ModelSpec:
     @property
     def predictor_dim(self) -> str:
         """Name of the coefficient dimension: ``approach`` when the predictors are approaches."""
-        return "approach" if self.predictors and set(self.predictors) <= set(APPROACHES) else "predictor"
+        return (
+            "approach"
+            if self.predictors and set(self.predictors) <= set(APPROACHES)
+            else "predictor"
+        )
 
     @property
     def ratio(self) -> str:
@@ -167,20 +186,32 @@ def _spec_path(name_or_path: str | Path) -> Path:
 def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str, path: Path) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise SpecError(f"unknown key(s) {unknown} in [{where}] (allowed: {sorted(allowed)})",
-                        path=path, column=f"{where}.{unknown[0]}")
+        raise SpecError(
+            f"unknown key(s) {unknown} in [{where}] (allowed: {sorted(allowed)})",
+            path=path,
+            column=f"{where}.{unknown[0]}",
+        )
 
 
 def _parse_prior(slot: str, raw: Any, path: Path) -> Prior:
     key = f"priors.{slot}"
     if not isinstance(raw, Mapping):
-        raise SpecError("a prior must be a table with dist, its parameters and reason", path=path, column=key)
+        raise SpecError(
+            "a prior must be a table with dist, its parameters and reason", path=path, column=key
+        )
     dist = raw.get("dist")
     if dist not in PRIOR_DISTS:
-        raise SpecError(f"unknown prior distribution {dist!r} (known: {sorted(PRIOR_DISTS)})", path=path, column=f"{key}.dist")
+        raise SpecError(
+            f"unknown prior distribution {dist!r} (known: {sorted(PRIOR_DISTS)})",
+            path=path,
+            column=f"{key}.dist",
+        )
     if dist not in PRIOR_SLOTS[slot]:
-        raise SpecError(f"distribution {dist!r} is not allowed for {slot} (allowed: {list(PRIOR_SLOTS[slot])})",
-                        path=path, column=f"{key}.dist")
+        raise SpecError(
+            f"distribution {dist!r} is not allowed for {slot} (allowed: {list(PRIOR_SLOTS[slot])})",
+            path=path,
+            column=f"{key}.dist",
+        )
     names = PRIOR_DISTS[dist]
     _check_keys(raw, {"dist", "reason", *names}, key, path)
     params: dict[str, float] = {}
@@ -189,9 +220,15 @@ def _parse_prior(slot: str, raw: Any, path: Path) -> Prior:
             raise SpecError(f"prior {dist} needs parameter {n!r}", path=path, column=f"{key}.{n}")
         v = raw[n]
         if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
-            raise SpecError(f"parameter {n!r} must be a finite number, got {v!r}", path=path, column=f"{key}.{n}")
+            raise SpecError(
+                f"parameter {n!r} must be a finite number, got {v!r}",
+                path=path,
+                column=f"{key}.{n}",
+            )
         if n != "mu" and v <= 0:
-            raise SpecError(f"parameter {n!r} must be positive, got {v!r}", path=path, column=f"{key}.{n}")
+            raise SpecError(
+                f"parameter {n!r} must be positive, got {v!r}", path=path, column=f"{key}.{n}"
+            )
         params[n] = float(v)
     reason = raw.get("reason", "")
     if not isinstance(reason, str) or not reason.strip():
@@ -227,47 +264,84 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
             raise SpecError(f"[model] needs a string {k!r}", path=path, column=f"model.{k}")
     outcome, family, link = m["outcome"], m["family"], m["link"]
     if outcome not in OUTCOME_FAMILIES:
-        raise SpecError(f"unknown outcome {outcome!r} (known: {list(OUTCOME_FAMILIES)})", path=path, column="model.outcome")
+        raise SpecError(
+            f"unknown outcome {outcome!r} (known: {list(OUTCOME_FAMILIES)})",
+            path=path,
+            column="model.outcome",
+        )
     if family not in get_args(Family):
-        raise SpecError(f"unknown family {family!r} (known: {list(get_args(Family))})", path=path, column="model.family")
+        raise SpecError(
+            f"unknown family {family!r} (known: {list(get_args(Family))})",
+            path=path,
+            column="model.family",
+        )
     if link not in get_args(Link):
-        raise SpecError(f"unknown link {link!r} (known: {list(get_args(Link))})", path=path, column="model.link")
+        raise SpecError(
+            f"unknown link {link!r} (known: {list(get_args(Link))})", path=path, column="model.link"
+        )
     if family not in OUTCOME_FAMILIES[outcome]:
-        raise SpecError(f"family {family!r} does not fit outcome {outcome!r} (allowed: {list(OUTCOME_FAMILIES[outcome])})",
-                        path=path, column="model.family")
+        raise SpecError(
+            f"family {family!r} does not fit outcome {outcome!r} (allowed: {list(OUTCOME_FAMILIES[outcome])})",
+            path=path,
+            column="model.family",
+        )
     if link not in FAMILY_LINKS[family]:
-        raise SpecError(f"link {link!r} is not offered for family {family!r} (allowed: {list(FAMILY_LINKS[family])})",
-                        path=path, column="model.link")
+        raise SpecError(
+            f"link {link!r} is not offered for family {family!r} (allowed: {list(FAMILY_LINKS[family])})",
+            path=path,
+            column="model.link",
+        )
     preds = m.get("predictors", [])
     if not isinstance(preds, list) or not all(isinstance(p, str) for p in preds):
-        raise SpecError("predictors must be a list of column names", path=path, column="model.predictors")
+        raise SpecError(
+            "predictors must be a list of column names", path=path, column="model.predictors"
+        )
     allowed_preds = (*APPROACHES, COUNT) if outcome == OUTCOME else ()
     for p in preds:
         if p not in allowed_preds:
-            raise SpecError(f"unknown predictor {p!r} for outcome {outcome!r} (allowed: {list(allowed_preds)})",
-                            path=path, column="model.predictors")
+            raise SpecError(
+                f"unknown predictor {p!r} for outcome {outcome!r} (allowed: {list(allowed_preds)})",
+                path=path,
+                column="model.predictors",
+            )
     if len(set(preds)) != len(preds):
         raise SpecError("duplicate predictors", path=path, column="model.predictors")
     if COUNT in preds and len(preds) > 1:
-        raise SpecError("n_approaches is the sum of the approaches: use it alone", path=path, column="model.predictors")
+        raise SpecError(
+            "n_approaches is the sum of the approaches: use it alone",
+            path=path,
+            column="model.predictors",
+        )
 
     h = raw.get("hierarchy", {})
     _check_keys(h, _HIER_KEYS, "hierarchy", path)
     si = h.get("stratum_intercepts", "none")
     if si not in get_args(Pooling):
-        raise SpecError(f"unknown stratum_intercepts {si!r} (known: {list(get_args(Pooling))})",
-                        path=path, column="hierarchy.stratum_intercepts")
+        raise SpecError(
+            f"unknown stratum_intercepts {si!r} (known: {list(get_args(Pooling))})",
+            path=path,
+            column="hierarchy.stratum_intercepts",
+        )
     ip = h.get("intercept_parameterisation", "centered")
     sp = h.get("slope_parameterisation", "noncentered")
     for key, v in (("intercept_parameterisation", ip), ("slope_parameterisation", sp)):
         if v not in get_args(Parameterisation):
-            raise SpecError(f"unknown {key} {v!r} (known: {list(get_args(Parameterisation))})", path=path, column=f"hierarchy.{key}")
+            raise SpecError(
+                f"unknown {key} {v!r} (known: {list(get_args(Parameterisation))})",
+                path=path,
+                column=f"hierarchy.{key}",
+            )
     vs = h.get("varying_slopes", False)
     if not isinstance(vs, bool):
-        raise SpecError("varying_slopes must be true or false", path=path, column="hierarchy.varying_slopes")
+        raise SpecError(
+            "varying_slopes must be true or false", path=path, column="hierarchy.varying_slopes"
+        )
     if vs and (si != "partial_pooling" or not preds):
-        raise SpecError("varying_slopes needs stratum_intercepts = 'partial_pooling' and predictors",
-                        path=path, column="hierarchy.varying_slopes")
+        raise SpecError(
+            "varying_slopes needs stratum_intercepts = 'partial_pooling' and predictors",
+            path=path,
+            column="hierarchy.varying_slopes",
+        )
 
     needed = {"intercept"}
     if preds:
@@ -283,9 +357,17 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
         raise SpecError("[priors] must be a table", path=path, column="priors")
     for k in pr:
         if k not in PRIOR_SLOTS:
-            raise SpecError(f"unknown prior {k!r} (known: {sorted(PRIOR_SLOTS)})", path=path, column=f"priors.{k}")
+            raise SpecError(
+                f"unknown prior {k!r} (known: {sorted(PRIOR_SLOTS)})",
+                path=path,
+                column=f"priors.{k}",
+            )
         if k not in needed:
-            raise SpecError(f"prior {k!r} is not used by this model (needed: {sorted(needed)})", path=path, column=f"priors.{k}")
+            raise SpecError(
+                f"prior {k!r} is not used by this model (needed: {sorted(needed)})",
+                path=path,
+                column=f"priors.{k}",
+            )
     for k in sorted(needed):
         if k not in pr:
             raise SpecError(f"missing prior {k!r}", path=path, column=f"priors.{k}")
@@ -294,14 +376,32 @@ def load_spec(name_or_path: str | Path) -> ModelSpec:
     pub = raw.get("published")
     if pub is not None:
         _check_keys(pub, _PUB_KEYS, "published", path)
-        if pub.get("table") != "table3" or pub.get("analysis") not in (1, 2) or pub.get("adjusted_for_size") not in ("yes", "no"):
-            raise SpecError("published must say table = 'table3', analysis = 1 or 2, adjusted_for_size = 'yes'/'no'",
-                            path=path, column="published")
+        if (
+            pub.get("table") != "table3"
+            or pub.get("analysis") not in (1, 2)
+            or pub.get("adjusted_for_size") not in ("yes", "no")
+        ):
+            raise SpecError(
+                "published must say table = 'table3', analysis = 1 or 2, adjusted_for_size = 'yes'/'no'",
+                path=path,
+                column="published",
+            )
     return ModelSpec(
-        name=m["name"], description=str(m.get("description", "")), outcome=outcome, family=family, link=link,
-        predictors=tuple(preds), stratum_intercepts=si, intercept_parameterisation=ip, varying_slopes=vs,
-        slope_parameterisation=sp, priors=priors, published=dict(pub) if pub else None,
-        note=str(m.get("note", "")), path=str(path), text=text,
+        name=m["name"],
+        description=str(m.get("description", "")),
+        outcome=outcome,
+        family=family,
+        link=link,
+        predictors=tuple(preds),
+        stratum_intercepts=si,
+        intercept_parameterisation=ip,
+        varying_slopes=vs,
+        slope_parameterisation=sp,
+        priors=priors,
+        published=dict(pub) if pub else None,
+        note=str(m.get("note", "")),
+        path=str(path),
+        text=text,
     )
 
 
@@ -320,11 +420,24 @@ def list_specs(models_dir: str | Path | None = None) -> pd.DataFrame:
         if "model" not in raw:
             continue
         s = load_spec(f)
-        pub = f"table3 analysis {s.published['analysis']} adjusted={s.published['adjusted_for_size']}" if s.published else ""
+        pub = (
+            f"table3 analysis {s.published['analysis']} adjusted={s.published['adjusted_for_size']}"
+            if s.published
+            else ""
+        )
         strata = s.stratum_intercepts + (" + varying slopes" if s.varying_slopes else "")
-        rows.append(dict(name=s.name, outcome=s.outcome, family=s.family, link=s.link,
-                         predictors=" ".join(s.predictors) if len(s.predictors) < 9 else "nine approaches",
-                         strata=strata, published=pub, description=s.description))
+        rows.append(
+            dict(
+                name=s.name,
+                outcome=s.outcome,
+                family=s.family,
+                link=s.link,
+                predictors=" ".join(s.predictors) if len(s.predictors) < 9 else "nine approaches",
+                strata=strata,
+                published=pub,
+                description=s.description,
+            )
+        )
     cols = ["name", "outcome", "family", "link", "predictors", "strata", "published", "description"]
     return pd.DataFrame(rows, columns=cols)
 
@@ -336,22 +449,37 @@ def _design(spec: ModelSpec, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Stratum codes (n,) and predictor matrix (n, K) for agency rows."""
     missing = [c for c in (STRATUM, *spec.predictors) if c not in df.columns]
     if missing:
-        raise InputError(f"data lack column(s) {missing} needed by model {spec.name}",
-                         path=df.attrs.get("source"), column=missing[0])
+        raise InputError(
+            f"data lack column(s) {missing} needed by model {spec.name}",
+            path=df.attrs.get("source"),
+            column=missing[0],
+        )
     s = df[STRATUM]
     if not isinstance(s.dtype, pd.CategoricalDtype) or list(s.cat.categories) != list(STRATA):
         s = pd.Categorical(s.astype(str), categories=list(STRATA))
     codes = np.asarray(pd.Categorical(s).codes, dtype=np.int64)
     if (codes < 0).any():
-        raise InputError(f"unknown stratum labels (allowed: {list(STRATA)})", path=df.attrs.get("source"),
-                         column=STRATUM, rows=[int(i) + 1 for i in np.flatnonzero(codes < 0)])
-    X = df[list(spec.predictors)].to_numpy(dtype=float) if spec.predictors else np.zeros((len(df), 0))
+        raise InputError(
+            f"unknown stratum labels (allowed: {list(STRATA)})",
+            path=df.attrs.get("source"),
+            column=STRATUM,
+            rows=[int(i) + 1 for i in np.flatnonzero(codes < 0)],
+        )
+    X = (
+        df[list(spec.predictors)].to_numpy(dtype=float)
+        if spec.predictors
+        else np.zeros((len(df), 0))
+    )
     return codes, X
 
 
 def _outcome(spec: ModelSpec, df: pd.DataFrame) -> np.ndarray:
     if spec.outcome not in df.columns:
-        raise InputError(f"data lack the outcome column {spec.outcome!r}", path=df.attrs.get("source"), column=spec.outcome)
+        raise InputError(
+            f"data lack the outcome column {spec.outcome!r}",
+            path=df.attrs.get("source"),
+            column=spec.outcome,
+        )
     return df[spec.outcome].to_numpy(dtype=float)
 
 
@@ -365,11 +493,19 @@ def normalise_weights(weights: Any, n: int, *, source: str | None = None) -> np.
         return np.ones(n)
     w = np.asarray(weights, dtype=float)
     if w.shape != (n,):
-        raise InputError(f"weights must have one value per agency ({n}), got shape {w.shape}", path=source, column=WEIGHT)
+        raise InputError(
+            f"weights must have one value per agency ({n}), got shape {w.shape}",
+            path=source,
+            column=WEIGHT,
+        )
     bad = ~np.isfinite(w) | (w <= 0)
     if bad.any():
-        raise InputError("weights must be positive finite numbers", path=source, column=WEIGHT,
-                         rows=[int(i) + 1 for i in np.flatnonzero(bad)])
+        raise InputError(
+            "weights must be positive finite numbers",
+            path=source,
+            column=WEIGHT,
+            rows=[int(i) + 1 for i in np.flatnonzero(bad)],
+        )
     if np.all(w == w[0]):
         return np.ones(n)
     return w * (n / w.sum())
@@ -418,7 +554,9 @@ def collapse(spec: ModelSpec, df: pd.DataFrame, weights: np.ndarray | None = Non
         w0 = np.bincount(inv, weights=w * (1.0 - y), minlength=P)
         Xu = uniq[:, 1:]
     xbar = X.mean(axis=0) if X.shape[1] else np.zeros(0)
-    return Patterns(uniq[:, 0].astype(np.int64), np.ascontiguousarray(Xu, dtype=float), w1, w0, xbar)
+    return Patterns(
+        uniq[:, 0].astype(np.int64), np.ascontiguousarray(Xu, dtype=float), w1, w0, xbar
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -438,7 +576,9 @@ def _prior_rv(pm: Any, name: str, prior: Prior, dims: Any = None) -> Any:
         return pm.Exponential(name, lam=p["lam"], dims=dims)
     if prior.dist == "gamma":
         return pm.Gamma(name, alpha=p["alpha"], beta=p["beta"], dims=dims)
-    raise SpecError(f"unknown prior distribution {prior.dist!r}", path=None, column=name)  # pragma: no cover
+    raise SpecError(
+        f"unknown prior distribution {prior.dist!r}", path=None, column=name
+    )  # pragma: no cover
 
 
 def _loglik_pt(spec: ModelSpec, eta: Any, w1: Any, w0: Any, kappa: Any = None) -> Any:
@@ -462,7 +602,9 @@ def _loglik_pt(spec: ModelSpec, eta: Any, w1: Any, w0: Any, kappa: Any = None) -
     return (m * (lchoose + betaln(y + a, N_TRIALS - y + b) - betaln(a, b))).sum()
 
 
-def build(spec: ModelSpec, df: pd.DataFrame, *, weights: Any = None, prior_scale: float = 1.0) -> Any:
+def build(
+    spec: ModelSpec, df: pd.DataFrame, *, weights: Any = None, prior_scale: float = 1.0
+) -> Any:
     """Build the PyMC model of ``spec`` on ``df``.
 
     Parameters
@@ -488,7 +630,9 @@ def build(spec: ModelSpec, df: pd.DataFrame, *, weights: Any = None, prior_scale
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec)
     if not (np.isfinite(prior_scale) and prior_scale > 0):
-        raise InputError(f"prior_scale must be a positive number, got {prior_scale!r}", column="prior_scale")
+        raise InputError(
+            f"prior_scale must be a positive number, got {prior_scale!r}", column="prior_scale"
+        )
     w = normalise_weights(weights, len(df), source=df.attrs.get("source"))
     pat = collapse(spec, df, w)
     return _build_from_patterns(spec, pat, prior_scale)
@@ -525,13 +669,21 @@ def _build_from_patterns(spec: ModelSpec, pat: Patterns, prior_scale: float) -> 
                 tau = _prior_rv(pm, "sigma_slope", spec.priors["sigma_slope"])
                 if spec.slope_parameterisation == "noncentered":
                     zs = pm.Normal("z_slope", 0.0, 1.0, dims=("stratum", dim))
-                    bs = pm.Deterministic("beta_stratum", beta[None, :] + tau * zs, dims=("stratum", dim))
+                    bs = pm.Deterministic(
+                        "beta_stratum", beta[None, :] + tau * zs, dims=("stratum", dim)
+                    )
                 else:
-                    bs = pm.Normal("beta_stratum", mu=beta[None, :], sigma=tau, dims=("stratum", dim))
+                    bs = pm.Normal(
+                        "beta_stratum", mu=beta[None, :], sigma=tau, dims=("stratum", dim)
+                    )
                 eta = eta + (Xc * bs[s_idx]).sum(axis=1)
             else:
                 eta = eta + pt.dot(Xc, beta)
-        kappa = _prior_rv(pm, "concentration", spec.priors["concentration"]) if spec.family == "betabinomial" else None
+        kappa = (
+            _prior_rv(pm, "concentration", spec.priors["concentration"])
+            if spec.family == "betabinomial"
+            else None
+        )
         pm.Potential("loglik", _loglik_pt(spec, eta, w1, w0, kappa))
     return model
 
@@ -569,7 +721,7 @@ def _compile_nutpie_c(model: Any) -> Any:
     x = pt.dvector("x")
     logp = model.logp()
     grad = pt.concatenate([g.ravel() for g in pytensor.grad(logp, value_vars)])
-    rep = {v: x[offs[i]:offs[i + 1]].reshape(shapes[i]) for i, v in enumerate(value_vars)}
+    rep = {v: x[offs[i] : offs[i + 1]].reshape(shapes[i]) for i, v in enumerate(value_vars)}
     logp, grad = pytensor.clone_replace([logp, grad], rep)
     outs = [v for v in model.unobserved_value_vars if not v.name.endswith("__")]
     names = [v.name for v in outs]
@@ -596,13 +748,23 @@ def _compile_nutpie_c(model: Any) -> Any:
 
         return expand
 
-    def init(seed: int) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
+    def init(
+        seed: int,
+    ) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
         return x0 + np.random.default_rng(seed).uniform(-1, 1, n)
 
     dims = {nm: tuple(model.named_vars_to_dims.get(nm, ())) for nm in names}
-    return from_pyfunc(n, make_logp, make_expand, [np.dtype("float64")] * len(names), shapes_out, names,
-                       coords={k: list(v) for k, v in model.coords.items()}, dims=dims,
-                       make_initial_point_fn=init)
+    return from_pyfunc(
+        n,
+        make_logp,
+        make_expand,
+        [np.dtype("float64")] * len(names),
+        shapes_out,
+        names,
+        coords={k: list(v) for k, v in model.coords.items()},
+        dims=dims,
+        make_initial_point_fn=init,
+    )
 
 
 #: Use the hand-written numba log-density (:mod:`cst_bayes.bayes.fastlogp`) for ``sampler="nutpie"`` when
@@ -614,8 +776,11 @@ def _fast_supported(spec: ModelSpec) -> bool:
     """Whether :mod:`cst_bayes.bayes.fastlogp` implements this spec's density exactly."""
     from cst_bayes.bayes import fastlogp
 
-    return (spec.family in ("bernoulli", "binomial", "poisson") and not spec.varying_slopes
-            and all(p.dist in fastlogp.PRIOR_CODES for p in spec.priors.values()))
+    return (
+        spec.family in ("bernoulli", "binomial", "poisson")
+        and not spec.varying_slopes
+        and all(p.dist in fastlogp.PRIOR_CODES for p in spec.priors.values())
+    )
 
 
 def _fast_args(spec: ModelSpec, pat: Patterns, prior_scale: float) -> dict[str, Any]:
@@ -625,7 +790,11 @@ def _fast_args(spec: ModelSpec, pat: Patterns, prior_scale: float) -> dict[str, 
     from cst_bayes.bayes import fastlogp as F
 
     pr = spec.priors
-    beta = pr["beta"].scaled(prior_scale) if "beta" in pr else Prior("normal", {"mu": 0.0, "sigma": 1.0}, "")
+    beta = (
+        pr["beta"].scaled(prior_scale)
+        if "beta" in pr
+        else Prior("normal", {"mu": 0.0, "sigma": 1.0}, "")
+    )
     sig = pr.get("sigma_stratum", Prior("halfnormal", {"sigma": 1.0}, ""))
     priors = np.vstack([F.prior_row(p.dist, p.params) for p in (pr["intercept"], beta, sig)])
     w1, w0 = np.asarray(pat.w1, dtype=float), np.asarray(pat.w0, dtype=float)
@@ -641,13 +810,26 @@ def _fast_args(spec: ModelSpec, pat: Patterns, prior_scale: float) -> dict[str, 
         else:  # binomial(9)
             lchoose = gammaln(N_TRIALS + 1) - gammaln(y + 1) - gammaln(N_TRIALS - y + 1)
             fam, a, b, const = F.LOGISTIC, m * y, m * (N_TRIALS - y), float(np.sum(m * lchoose))
-    structure = (F.NO_STRATA if not spec.pooled_strata
-                 else F.CENTERED if spec.intercept_parameterisation == "centered" else F.NONCENTERED)
+    structure = (
+        F.NO_STRATA
+        if not spec.pooled_strata
+        else F.CENTERED
+        if spec.intercept_parameterisation == "centered"
+        else F.NONCENTERED
+    )
     K = len(spec.predictors)
     Xc = np.ascontiguousarray(pat.X - pat.xbar if K else np.zeros((len(w1), 0)), dtype=float)
-    return dict(structure=structure, family=fam, n_strata=len(STRATA), priors=priors,
-                sidx=np.ascontiguousarray(pat.stratum, dtype=np.int64), Xc=Xc,
-                a=np.ascontiguousarray(a), b=np.ascontiguousarray(b), const=float(const))
+    return dict(
+        structure=structure,
+        family=fam,
+        n_strata=len(STRATA),
+        priors=priors,
+        sidx=np.ascontiguousarray(pat.stratum, dtype=np.int64),
+        Xc=Xc,
+        a=np.ascontiguousarray(a),
+        b=np.ascontiguousarray(b),
+        const=float(const),
+    )
 
 
 def _fast_x0(spec: ModelSpec, prior_scale: float) -> np.ndarray:
@@ -658,7 +840,9 @@ def _fast_x0(spec: ModelSpec, prior_scale: float) -> np.ndarray:
     mu0 = F.support_point(pr["intercept"].dist, pr["intercept"].params)
     parts = [[mu0]]
     if spec.pooled_strata:
-        parts.append([np.log(F.support_point(pr["sigma_stratum"].dist, pr["sigma_stratum"].params))])
+        parts.append(
+            [np.log(F.support_point(pr["sigma_stratum"].dist, pr["sigma_stratum"].params))]
+        )
         parts.append([mu0 if spec.intercept_parameterisation == "centered" else 0.0] * len(STRATA))
     if spec.predictors:
         b = pr["beta"].scaled(prior_scale)
@@ -697,7 +881,10 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: float) -> 
     if spec.pooled_strata and not centered:
         names.append("alpha")
         shapes.append((S,))
-    pos = tuple(args[k] for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const"))
+    pos = tuple(
+        args[k]
+        for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")
+    )
     F.logp_grad(x0, *pos)  # load (or compile, once per machine) the cached machine code now
 
     def make_logp() -> Any:
@@ -715,29 +902,50 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: float) -> 
                 out["mu_stratum"] = np.asarray(x[0])
                 sig = np.exp(x[1])
                 out["sigma_stratum"] = np.asarray(sig)
-                out["alpha" if centered else "z_stratum"] = x[2:2 + S].copy()
+                out["alpha" if centered else "z_stratum"] = x[2 : 2 + S].copy()
                 if not centered:
-                    out["alpha"] = x[0] + sig * x[2:2 + S]
+                    out["alpha"] = x[0] + sig * x[2 : 2 + S]
             else:
                 out["intercept"] = np.asarray(x[0])
             if K:
-                out["beta"] = x[off:off + K].copy()
+                out["beta"] = x[off : off + K].copy()
             return out
 
         return expand
 
-    def init(seed: int) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
+    def init(
+        seed: int,
+    ) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
         return x0 + np.random.default_rng(seed).uniform(-1, 1, n)
 
     coords: dict[str, list] = {"stratum": list(STRATA)}
     if K:
         coords[dim] = list(spec.predictors)
-    return from_pyfunc(n, make_logp, make_expand, [np.dtype("float64")] * len(names), shapes, names,
-                       coords=coords, dims=dims, make_initial_point_fn=init)
+    return from_pyfunc(
+        n,
+        make_logp,
+        make_expand,
+        [np.dtype("float64")] * len(names),
+        shapes,
+        names,
+        coords=coords,
+        dims=dims,
+        make_initial_point_fn=init,
+    )
 
 
-def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: int, seed: int,
-            sampler: str, prior_scale: float, progress: bool) -> tuple[Any, dict[str, float]]:
+def _sample(
+    spec: ModelSpec,
+    pat: Patterns,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    sampler: str,
+    prior_scale: float,
+    progress: bool,
+) -> tuple[Any, dict[str, float]]:
     """Sample; return the posterior InferenceData (posterior + sample_stats) and timings."""
     import arviz as az
 
@@ -750,8 +958,17 @@ def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: in
         timings["compile_s"] = 0.0  # PyMC compiles inside pm.sample; reported as sampling time
         t1 = time.perf_counter()
         with model:
-            idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=min(chains, 2), random_seed=seed,
-                              progressbar=progress, target_accept=TARGET_ACCEPT, compute_convergence_checks=False, nuts_sampler="pymc")
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=min(chains, 2),
+                random_seed=seed,
+                progressbar=progress,
+                target_accept=TARGET_ACCEPT,
+                compute_convergence_checks=False,
+                nuts_sampler="pymc",
+            )
         timings["sample_s"] = time.perf_counter() - t1
     else:
         import nutpie
@@ -763,13 +980,23 @@ def _sample(spec: ModelSpec, pat: Patterns, *, draws: int, tune: int, chains: in
         elif compiled is not None:
             compiled = compiled.with_data(**pat.data(spec))
         elif sampler == "nutpie":
-            compiled = _COMPILED[key] = _compile_nutpie_numba(_build_from_patterns(spec, pat, prior_scale))
+            compiled = _COMPILED[key] = _compile_nutpie_numba(
+                _build_from_patterns(spec, pat, prior_scale)
+            )
         else:  # the C functions close over this dataset; their compiled modules are cached on disk
             compiled = _compile_nutpie_c(_build_from_patterns(spec, pat, prior_scale))
         timings["compile_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                              progress_bar=progress, save_warmup=False, target_accept=TARGET_ACCEPT)
+        idata = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            progress_bar=progress,
+            save_warmup=False,
+            target_accept=TARGET_ACCEPT,
+        )
         timings["sample_s"] = time.perf_counter() - t1
     keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
     post = idata.posterior[keep]
@@ -789,7 +1016,9 @@ def _draws(idata: Any, name: str) -> np.ndarray:
     return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
 
-def _eta(spec: ModelSpec, idata: Any, codes: np.ndarray, X: np.ndarray, xbar: np.ndarray) -> np.ndarray:
+def _eta(
+    spec: ModelSpec, idata: Any, codes: np.ndarray, X: np.ndarray, xbar: np.ndarray
+) -> np.ndarray:
     """Linear predictor (draws, rows) for agency rows given stratum codes and predictors."""
     if spec.pooled_strata:
         eta = _draws(idata, "alpha")[:, codes]
@@ -831,8 +1060,13 @@ def _pointwise_loglik(spec: ModelSpec, idata: Any, eta: np.ndarray, y: np.ndarra
     return lchoose + betaln(y + a, N_TRIALS - y + b) - betaln(a, b)
 
 
-def _draw_outcome(spec: ModelSpec, idata: Any, eta: np.ndarray, rng: np.random.Generator,
-                  draw_idx: np.ndarray | None = None) -> np.ndarray:
+def _draw_outcome(
+    spec: ModelSpec,
+    idata: Any,
+    eta: np.ndarray,
+    rng: np.random.Generator,
+    draw_idx: np.ndarray | None = None,
+) -> np.ndarray:
     """Replicated outcomes from the family given the linear predictor (draws, rows)."""
     if spec.family == "bernoulli":
         return (rng.random(eta.shape) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int8)
@@ -898,9 +1132,17 @@ def summarise(spec: ModelSpec, idata: Any) -> pd.DataFrame:
     rows = []
     for term, d in _term_draws(spec, idata).items():
         q = np.exp(np.quantile(d, [0.5, 0.025, 0.975]))  # exp is monotone: quantiles commute
-        rows.append(dict(term=term, estimate=q[0], ci_low=q[1], ci_high=q[2],
-                         r_hat=float(az.rhat(d)), ess_bulk=float(az.ess(d, method="bulk")),
-                         ess_tail=float(az.ess(d, method="tail"))))
+        rows.append(
+            dict(
+                term=term,
+                estimate=q[0],
+                ci_low=q[1],
+                ci_high=q[2],
+                r_hat=float(az.rhat(d)),
+                ess_bulk=float(az.ess(d, method="bulk")),
+                ess_tail=float(az.ess(d, method="tail")),
+            )
+        )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -914,12 +1156,18 @@ def diagnose(idata: Any) -> dict[str, Any]:
     et = az.ess(post, method="tail")
     mx = lambda ds: float(max(np.nanmax(ds[v].to_numpy()) for v in ds.data_vars))  # noqa: E731
     mn = lambda ds: float(min(np.nanmin(ds[v].to_numpy()) for v in ds.data_vars))  # noqa: E731
-    div = int(idata.sample_stats["diverging"].to_numpy().sum()) if "diverging" in idata.sample_stats else 0
+    div = (
+        int(idata.sample_stats["diverging"].to_numpy().sum())
+        if "diverging" in idata.sample_stats
+        else 0
+    )
     try:
         bfmi = float(np.min(az.bfmi(idata)))
     except Exception:  # sampler without energy statistics
         bfmi = float("nan")
-    d: dict[str, Any] = dict(divergences=div, max_r_hat=mx(rh), min_ess_bulk=mn(eb), min_ess_tail=mn(et), min_bfmi=bfmi)
+    d: dict[str, Any] = dict(
+        divergences=div, max_r_hat=mx(rh), min_ess_bulk=mn(eb), min_ess_tail=mn(et), min_bfmi=bfmi
+    )
     d["ok_divergences"] = div == 0
     d["ok_r_hat"] = d["max_r_hat"] <= RHAT_MAX
     d["ok_ess_bulk"] = d["min_ess_bulk"] >= ESS_MIN
@@ -1018,12 +1266,16 @@ def fit(
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec)
     if sampler not in get_args(Sampler):
-        raise InputError(f"unknown sampler {sampler!r} (known: {list(get_args(Sampler))})", column="sampler")
+        raise InputError(
+            f"unknown sampler {sampler!r} (known: {list(get_args(Sampler))})", column="sampler"
+        )
     for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
         if not isinstance(v, (int, np.integer)) or v < lo:
             raise InputError(f"{name} must be an integer >= {lo}, got {v!r}", column=name)
     if not (isinstance(prior_scale, (int, float)) and np.isfinite(prior_scale) and prior_scale > 0):
-        raise InputError(f"prior_scale must be a positive number, got {prior_scale!r}", column="prior_scale")
+        raise InputError(
+            f"prior_scale must be a positive number, got {prior_scale!r}", column="prior_scale"
+        )
     source = df.attrs.get("source")
     if isinstance(weights, str):
         if weights not in df.columns:
@@ -1033,8 +1285,17 @@ def fit(
     w = normalise_weights(weights, len(df), source=source)
     pat = collapse(spec, df, w)
     t0 = time.perf_counter()
-    post, timings = _sample(spec, pat, draws=int(draws), tune=int(tune), chains=int(chains), seed=int(seed),
-                            sampler=sampler, prior_scale=float(prior_scale), progress=progress)
+    post, timings = _sample(
+        spec,
+        pat,
+        draws=int(draws),
+        tune=int(tune),
+        chains=int(chains),
+        seed=int(seed),
+        sampler=sampler,
+        prior_scale=float(prior_scale),
+        progress=progress,
+    )
     t1 = time.perf_counter()
 
     codes, X = _design(spec, df)
@@ -1042,32 +1303,57 @@ def fit(
     n = len(df)
     agency = df["agency_id"].astype(str).to_numpy() if "agency_id" in df.columns else np.arange(n)
     dim = spec.predictor_dim
-    const = {"stratum_idx": (("agency",), codes), "weight": (("agency",), w),
-             "xbar": ((dim,), pat.xbar) if spec.predictors else (("predictor",), pat.xbar)}
+    const = {
+        "stratum_idx": (("agency",), codes),
+        "weight": (("agency",), w),
+        "xbar": ((dim,), pat.xbar) if spec.predictors else (("predictor",), pat.xbar),
+    }
     if spec.predictors:
         const["X"] = (("agency", dim), X)
     coords = {"agency": agency, "stratum": list(STRATA)}
     if spec.predictors:
         coords[dim] = list(spec.predictors)
     groups: dict[str, Any] = dict(posterior=post.posterior, sample_stats=post.sample_stats)
-    groups["observed_data"] = xr.Dataset({spec.outcome: (("agency",), y.astype(np.int16))}, coords={"agency": agency})
-    groups["constant_data"] = xr.Dataset(const, coords={k: v for k, v in coords.items() if k != "stratum"})
+    groups["observed_data"] = xr.Dataset(
+        {spec.outcome: (("agency",), y.astype(np.int16))}, coords={"agency": agency}
+    )
+    groups["constant_data"] = xr.Dataset(
+        const, coords={k: v for k, v in coords.items() if k != "stratum"}
+    )
     if pointwise:
         eta = _eta(spec, post, codes, X, pat.xbar)
         nc, nd = post.posterior.sizes["chain"], post.posterior.sizes["draw"]
         ll = _pointwise_loglik(spec, post, eta, y).reshape(nc, nd, n)
         rng = np.random.default_rng([int(seed), 1])
         yrep = _draw_outcome(spec, post, eta, rng).reshape(nc, nd, n)
-        cd = {"chain": post.posterior["chain"].to_numpy(), "draw": post.posterior["draw"].to_numpy(), "agency": agency}
-        groups["log_likelihood"] = xr.Dataset({spec.outcome: (("chain", "draw", "agency"), ll)}, coords=cd)
-        groups["posterior_predictive"] = xr.Dataset({spec.outcome: (("chain", "draw", "agency"), yrep)}, coords=cd)
+        cd = {
+            "chain": post.posterior["chain"].to_numpy(),
+            "draw": post.posterior["draw"].to_numpy(),
+            "agency": agency,
+        }
+        groups["log_likelihood"] = xr.Dataset(
+            {spec.outcome: (("chain", "draw", "agency"), ll)}, coords=cd
+        )
+        groups["posterior_predictive"] = xr.Dataset(
+            {spec.outcome: (("chain", "draw", "agency"), yrep)}, coords=cd
+        )
     idata = az.InferenceData(**groups)
     attrs = {
-        "model": spec.name, "spec_hash": spec.hash, "spec_toml": spec.text,
-        "data_hash": _data_hash(df, spec), "data_source": str(source or ""),
-        "synthetic": int(bool(df.attrs.get("synthetic", False))), "seed": int(seed), "sampler": sampler,
-        "draws": int(draws), "tune": int(tune), "chains": int(chains), "prior_scale": float(prior_scale),
-        "weighted": int(weighted), "n_agencies": n, "n_patterns": len(pat.w1),
+        "model": spec.name,
+        "spec_hash": spec.hash,
+        "spec_toml": spec.text,
+        "data_hash": _data_hash(df, spec),
+        "data_source": str(source or ""),
+        "synthetic": int(bool(df.attrs.get("synthetic", False))),
+        "seed": int(seed),
+        "sampler": sampler,
+        "draws": int(draws),
+        "tune": int(tune),
+        "chains": int(chains),
+        "prior_scale": float(prior_scale),
+        "weighted": int(weighted),
+        "n_agencies": n,
+        "n_patterns": len(pat.w1),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{f"version_{k}": v for k, v in _versions().items()},
     }
@@ -1105,7 +1391,11 @@ def predict_risk(fit: Fit, newdata: pd.DataFrame) -> np.ndarray:
     the approaches when absent).
     """
     nd = newdata
-    if COUNT in fit.spec.predictors and COUNT not in nd.columns and set(APPROACHES) <= set(nd.columns):
+    if (
+        COUNT in fit.spec.predictors
+        and COUNT not in nd.columns
+        and set(APPROACHES) <= set(nd.columns)
+    ):
         nd = nd.assign(**{COUNT: nd[list(APPROACHES)].sum(axis=1)})
     codes, X = _design(fit.spec, nd)
     return _mean_from_eta(fit.spec, _eta(fit.spec, fit.idata, codes, X, fit.xbar))
@@ -1161,10 +1451,14 @@ def read_fit(path: str | Path) -> Fit:
     try:
         idata = az.from_netcdf(str(path), engine="h5netcdf")
     except Exception as exc:
-        raise InputError(f"cannot read as an InferenceData netCDF ({type(exc).__name__}: {exc})", path=path) from None
+        raise InputError(
+            f"cannot read as an InferenceData netCDF ({type(exc).__name__}: {exc})", path=path
+        ) from None
     attrs = idata.posterior.attrs
     if "spec_toml" not in attrs:
-        raise InputError("not a cst_bayes fit (no spec_toml attribute)", path=path, column="spec_toml")
+        raise InputError(
+            "not a cst_bayes fit (no spec_toml attribute)", path=path, column="spec_toml"
+        )
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
@@ -1178,15 +1472,20 @@ def read_fit(path: str | Path) -> Fit:
 def describe_spec(name_or_path: str | Path) -> str:
     """A readable account of one spec: structure, priors with their reasons, notes."""
     s = load_spec(name_or_path)
-    lines = [f"{s.name}: {s.description}", f"  file: {s.path}",
-             f"  outcome {s.outcome}, family {s.family}, link {s.link} (exp(coef) = {s.ratio})",
-             f"  predictors: {', '.join(s.predictors) or 'none'}",
-             f"  stratum intercepts: {s.stratum_intercepts}"
-             + (f" ({s.intercept_parameterisation})" if s.pooled_strata else "")
-             + (f"; varying slopes ({s.slope_parameterisation})" if s.varying_slopes else "")]
+    lines = [
+        f"{s.name}: {s.description}",
+        f"  file: {s.path}",
+        f"  outcome {s.outcome}, family {s.family}, link {s.link} (exp(coef) = {s.ratio})",
+        f"  predictors: {', '.join(s.predictors) or 'none'}",
+        f"  stratum intercepts: {s.stratum_intercepts}"
+        + (f" ({s.intercept_parameterisation})" if s.pooled_strata else "")
+        + (f"; varying slopes ({s.slope_parameterisation})" if s.varying_slopes else ""),
+    ]
     if s.published:
-        lines.append(f"  published: Table 3, analysis {s.published['analysis']}, adjusted for size: "
-                     f"{s.published['adjusted_for_size']}")
+        lines.append(
+            f"  published: Table 3, analysis {s.published['analysis']}, adjusted for size: "
+            f"{s.published['adjusted_for_size']}"
+        )
     lines.append("  priors:")
     for k, p in s.priors.items():
         par = ", ".join(f"{a}={v:g}" for a, v in p.params.items())
@@ -1209,8 +1508,9 @@ def frame_populations() -> dict[str, float]:
     return {str(r.stratum): float(r.population) for r in t.itertuples()}
 
 
-def prevalence_ratios(fit: Fit, df: pd.DataFrame, *,
-                      frame_weights: bool | Mapping[str, float] | None = None) -> pd.DataFrame:
+def prevalence_ratios(
+    fit: Fit, df: pd.DataFrame, *, frame_weights: bool | Mapping[str, float] | None = None
+) -> pd.DataFrame:
     """Prevalence ratios by g-computation from a posterior of ``any_cst``.
 
     For each approach, the average predicted risk with the approach set to 1 for every agency
@@ -1237,8 +1537,10 @@ def prevalence_ratios(fit: Fit, df: pd.DataFrame, *,
     """
     spec = fit.spec
     if spec.outcome != OUTCOME or not spec.predictors:
-        raise InputError(f"prevalence ratios need a model of {OUTCOME} with predictors; {spec.name} is not one",
-                         column="model")
+        raise InputError(
+            f"prevalence ratios need a model of {OUTCOME} with predictors; {spec.name} is not one",
+            column="model",
+        )
     if frame_weights:
         pops = frame_populations() if frame_weights is True else dict(frame_weights)
         s = df[STRATUM].astype(str)
@@ -1255,23 +1557,48 @@ def prevalence_ratios(fit: Fit, df: pd.DataFrame, *,
     rows = []
     for term in spec.predictors:
         if term == COUNT:
-            base = df.assign(**{COUNT: df[list(APPROACHES)].sum(axis=1)}) if COUNT not in df.columns else df
+            base = (
+                df.assign(**{COUNT: df[list(APPROACHES)].sum(axis=1)})
+                if COUNT not in df.columns
+                else df
+            )
             d1, d0 = base.assign(**{COUNT: base[COUNT] + 1}), base
         else:
             d1, d0 = df.assign(**{term: 1}), df.assign(**{term: 0})
         r1 = predict_risk(fit, d1) @ w
         r0 = predict_risk(fit, d0) @ w
         q = np.quantile(r1 / r0, [0.5, 0.025, 0.975])
-        rows.append(dict(term=term, scope=scope, estimate=q[0], ci_low=q[1], ci_high=q[2],
-                         risk1=float(np.median(r1)), risk0=float(np.median(r0))))
+        rows.append(
+            dict(
+                term=term,
+                scope=scope,
+                estimate=q[0],
+                ci_low=q[1],
+                ci_high=q[2],
+                risk1=float(np.median(r1)),
+                risk0=float(np.median(r0)),
+            )
+        )
     return pd.DataFrame(rows, columns=PR_COLUMNS)
 
 
-COMPARE_COLUMNS = ["analysis", "adjusted_for_size", "term", "measure", "bayes_estimate", "bayes_ci_low",
-                   "bayes_ci_high", "published_or", "published_ci_low", "published_ci_high", "freq_link",
-                   "freq_estimate", "freq_ci_low", "freq_ci_high", "published_in_bayes_ci"]
-
-
+COMPARE_COLUMNS = [
+    "analysis",
+    "adjusted_for_size",
+    "term",
+    "measure",
+    "bayes_estimate",
+    "bayes_ci_low",
+    "bayes_ci_high",
+    "published_or",
+    "published_ci_low",
+    "published_ci_high",
+    "freq_link",
+    "freq_estimate",
+    "freq_ci_low",
+    "freq_ci_high",
+    "published_in_bayes_ci",
+]
 
 
 def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
@@ -1290,8 +1617,11 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
     """
     spec = fit.spec
     if not spec.published:
-        raise InputError(f"model {spec.name} has no published counterpart ([published] table in its spec)",
-                         path=spec.path, column="published")
+        raise InputError(
+            f"model {spec.name} has no published counterpart ([published] table in its spec)",
+            path=spec.path,
+            column="published",
+        )
     an, adj = int(spec.published["analysis"]), str(spec.published["adjusted_for_size"])
     pub = pd.read_csv(PUBLISHED_DIR / "table3_odds_ratios.csv", dtype={"adjusted_for_size": str})
     pub = pub[(pub["analysis"] == an) & (pub["adjusted_for_size"] == adj)].set_index("term")
@@ -1300,7 +1630,9 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
         from cst_bayes.frequentist import table3
 
         fr = table3(df, link=link)
-        fr = fr[(fr["analysis"] == an) & (fr["adjusted_for_size"] == adj) & (fr["link"] == link)].set_index("term")
+        fr = fr[
+            (fr["analysis"] == an) & (fr["adjusted_for_size"] == adj) & (fr["link"] == link)
+        ].set_index("term")
     except ImportError:
         fr = pd.DataFrame(columns=["estimate", "ci_low", "ci_high"])
     rows = []
@@ -1310,16 +1642,27 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
         p = pub.loc[r.term] if r.term in pub.index else None
         f = fr.loc[r.term] if r.term in fr.index else None
         po = float(p["or"]) if p is not None else np.nan
-        rows.append(dict(
-            analysis=an, adjusted_for_size=adj, term=r.term, measure=spec.ratio,
-            bayes_estimate=r.estimate, bayes_ci_low=r.ci_low, bayes_ci_high=r.ci_high,
-            published_or=po, published_ci_low=float(p["ci_low"]) if p is not None else np.nan,
-            published_ci_high=float(p["ci_high"]) if p is not None else np.nan, freq_link=link,
-            freq_estimate=float(f["estimate"]) if f is not None else np.nan,
-            freq_ci_low=float(f["ci_low"]) if f is not None else np.nan,
-            freq_ci_high=float(f["ci_high"]) if f is not None else np.nan,
-            published_in_bayes_ci=bool(r.ci_low <= po <= r.ci_high) if np.isfinite(po) else None,
-        ))
+        rows.append(
+            dict(
+                analysis=an,
+                adjusted_for_size=adj,
+                term=r.term,
+                measure=spec.ratio,
+                bayes_estimate=r.estimate,
+                bayes_ci_low=r.ci_low,
+                bayes_ci_high=r.ci_high,
+                published_or=po,
+                published_ci_low=float(p["ci_low"]) if p is not None else np.nan,
+                published_ci_high=float(p["ci_high"]) if p is not None else np.nan,
+                freq_link=link,
+                freq_estimate=float(f["estimate"]) if f is not None else np.nan,
+                freq_ci_low=float(f["ci_low"]) if f is not None else np.nan,
+                freq_ci_high=float(f["ci_high"]) if f is not None else np.nan,
+                published_in_bayes_ci=bool(r.ci_low <= po <= r.ci_high)
+                if np.isfinite(po)
+                else None,
+            )
+        )
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
@@ -1332,5 +1675,8 @@ def write_comparison(fit: Fit, df: pd.DataFrame, out_dir: str | Path) -> Path:
         from cst_bayes.core.config import SYNTHETIC_BANNER
 
         comment = SYNTHETIC_BANNER
-    return write_csv(Path(out_dir) / f"{fit.spec.name}-vs-published.csv", compare_published(fit, df),
-                     header_comment=comment)
+    return write_csv(
+        Path(out_dir) / f"{fit.spec.name}-vs-published.csv",
+        compare_published(fit, df),
+        header_comment=comment,
+    )

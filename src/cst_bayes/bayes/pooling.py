@@ -37,15 +37,40 @@ from cst_bayes.core.errors import InputError
 
 #: Columns of the between-reconstruction variance table (``MODEL-between.csv``).
 BETWEEN_COLUMNS: tuple[str, ...] = (
-    "term", "estimate", "ci_low", "ci_high", "within_var", "between_var", "total_var",
-    "between_frac", "n_members", "n_excluding_1", "n_above_1", "flips",
+    "term",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "within_var",
+    "between_var",
+    "total_var",
+    "between_frac",
+    "n_members",
+    "n_excluding_1",
+    "n_above_1",
+    "flips",
 )
 #: Columns of the per-member summary (``MODEL-members.csv``).
 MEMBER_COLUMNS: tuple[str, ...] = (
-    "reconstruction", "term", "estimate", "ci_low", "ci_high", "r_hat", "ess_bulk", "ess_tail",
+    "reconstruction",
+    "term",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
 )
 #: Columns of the pooled summary (the models summary columns; diagnostics are the worst member's).
-SUMMARY_COLUMNS: tuple[str, ...] = ("term", "estimate", "ci_low", "ci_high", "r_hat", "ess_bulk", "ess_tail")
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "term",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+)
 
 
 @dataclass
@@ -130,7 +155,9 @@ def _null_is_excluded(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return (lo > 0) | (hi < 0)
 
 
-def variance_table(draws_by_member: Sequence[dict[str, np.ndarray]], *, prob: float = 0.95) -> pd.DataFrame:
+def variance_table(
+    draws_by_member: Sequence[dict[str, np.ndarray]], *, prob: float = 0.95
+) -> pd.DataFrame:
     """Between-reconstruction share of the posterior variance, and flips, per term.
 
     Parameters
@@ -169,8 +196,20 @@ def variance_table(draws_by_member: Sequence[dict[str, np.ndarray]], *, prob: fl
         sides = set((lo[excl] > 0).tolist())
         flips = bool((0 < excl.sum() < M) or len(sides) > 1)
         q = np.quantile(d.ravel(), [0.5, a, 1 - a])
-        rows.append((t, *np.exp(q), within, between, total, between / total if total > 0 else np.nan,
-                     M, int(excl.sum()), int(above.sum()), flips))
+        rows.append(
+            (
+                t,
+                *np.exp(q),
+                within,
+                between,
+                total,
+                between / total if total > 0 else np.nan,
+                M,
+                int(excl.sum()),
+                int(above.sum()),
+                flips,
+            )
+        )
     return pd.DataFrame(rows, columns=list(BETWEEN_COLUMNS))
 
 
@@ -198,14 +237,19 @@ def stack_members(idatas: Sequence[Any]) -> Any:
             parts.append(ds.drop_vars("chain", errors="ignore"))
             recon += [m] * n_chain
         ds = xr.concat(parts, dim="chain", join="override", combine_attrs="drop_conflicts")
-        ds = ds.assign_coords(chain=np.arange(ds.sizes["chain"]), reconstruction=("chain", np.array(recon)))
+        ds = ds.assign_coords(
+            chain=np.arange(ds.sizes["chain"]), reconstruction=("chain", np.array(recon))
+        )
         stacked[g] = ds
     out = az.InferenceData(**stacked)
     # Which data each member was fitted on (models.fit records a data hash): lets a PPC given
     # one member's data find that member's posterior. Joined as text: netCDF attrs are flat.
     hashes = [str(i.posterior.attrs.get("data_hash", "")) for i in idatas]
-    out.posterior.attrs.update(pooled_members=len(idatas), pooling="stacked draws (multiple imputation)",
-                               member_data_hashes=",".join(hashes))
+    out.posterior.attrs.update(
+        pooled_members=len(idatas),
+        pooling="stacked draws (multiple imputation)",
+        member_data_hashes=",".join(hashes),
+    )
     return out
 
 
@@ -291,16 +335,25 @@ def fit_ensemble(
     if jobs < 1:
         raise InputError(f"jobs must be >= 1, got {jobs}", column="jobs")
     seeds = member_seeds(seed, len(frames))
-    tasks = [(spec, df, dict(draws=draws, tune=tune, chains=chains, seed=s, sampler=sampler, **fit_kwargs), fit_fn)
-             for df, s in zip(frames, seeds)]
+    tasks = [
+        (
+            spec,
+            df,
+            dict(draws=draws, tune=tune, chains=chains, seed=s, sampler=sampler, **fit_kwargs),
+            fit_fn,
+        )
+        for df, s in zip(frames, seeds)
+    ]
     if jobs == 1 or len(frames) == 1:
         fits = [_fit_member(t) for t in tasks]
     else:
         import multiprocessing as mp
 
         # spawn, not fork: PyTensor/nutpie hold threads and compiled state a fork would copy mid-flight
-        with ProcessPoolExecutor(max_workers=min(jobs, len(frames), os.cpu_count() or 1),
-                                 mp_context=mp.get_context("spawn")) as ex:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(frames), os.cpu_count() or 1),
+            mp_context=mp.get_context("spawn"),
+        ) as ex:
             fits = list(ex.map(_fit_member, tasks))
     return pool_fits(spec, fits)
 
@@ -310,7 +363,9 @@ def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFi
     idatas = [f.idata for f in fits]
     sizes = {(i.posterior.sizes["chain"], i.posterior.sizes["draw"]) for i in idatas}
     if len(sizes) != 1:
-        raise InputError(f"members have different numbers of chains/draws {sorted(sizes)}; stacking needs equal ones")
+        raise InputError(
+            f"members have different numbers of chains/draws {sorted(sizes)}; stacking needs equal ones"
+        )
     draws = [_member_term_draws(spec, i) for i in idatas]
     between = variance_table(draws, prob=prob)
     per = []
@@ -327,10 +382,12 @@ def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFi
         if c not in per_member:
             per_member[c] = np.nan
     per_member = per_member[list(MEMBER_COLUMNS)]
-    worst = per_member.groupby("term", sort=False).agg(r_hat=("r_hat", "max"), ess_bulk=("ess_bulk", "min"),
-                                                       ess_tail=("ess_tail", "min"))
+    worst = per_member.groupby("term", sort=False).agg(
+        r_hat=("r_hat", "max"), ess_bulk=("ess_bulk", "min"), ess_tail=("ess_tail", "min")
+    )
     summary = between[["term", "estimate", "ci_low", "ci_high"]].merge(
-        worst, left_on="term", right_index=True, how="left")[list(SUMMARY_COLUMNS)]
+        worst, left_on="term", right_index=True, how="left"
+    )[list(SUMMARY_COLUMNS)]
     diag: dict[str, Any] = {}
     trouble = []
     for m, f in enumerate(fits, start=1):
@@ -343,8 +400,14 @@ def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFi
     diag["members_with_trouble"] = sorted(set(trouble))
     diag["all_ok"] = not trouble
     diag["flipping_terms"] = between.loc[between["flips"], "term"].tolist()
-    return PooledFit(spec=spec, idata=stack_members(idatas), summary=summary, between=between,
-                     per_member=per_member, diagnostics=diag)
+    return PooledFit(
+        spec=spec,
+        idata=stack_members(idatas),
+        summary=summary,
+        between=between,
+        per_member=per_member,
+        diagnostics=diag,
+    )
 
 
 def _summary_from_draws(draws: dict[str, np.ndarray], *, prob: float) -> pd.DataFrame:
@@ -355,7 +418,15 @@ def _summary_from_draws(draws: dict[str, np.ndarray], *, prob: float) -> pd.Data
     for t, d in draws.items():
         d2 = np.atleast_2d(d)
         q = np.exp(np.quantile(d2.ravel(), [0.5, a, 1 - a]))
-        rows.append((t, *q, float(az.rhat(d2)), float(az.ess(d2, method="bulk")), float(az.ess(d2, method="tail"))))
+        rows.append(
+            (
+                t,
+                *q,
+                float(az.rhat(d2)),
+                float(az.ess(d2, method="bulk")),
+                float(az.ess(d2, method="tail")),
+            )
+        )
     return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
 
 
@@ -365,12 +436,16 @@ def flips_text(pooled: PooledFit) -> str:
     b = pooled.between
     lines = []
     for r in b[b["flips"]].itertuples(index=False):
-        lines.append(f"{r.term}: 95% interval excludes 1 in {r.n_excluding_1} of {r.n_members} reconstructions; "
-                     f"median above 1 in {r.n_above_1}; between/total variance {r.between_frac:.2f}")
+        lines.append(
+            f"{r.term}: 95% interval excludes 1 in {r.n_excluding_1} of {r.n_members} reconstructions; "
+            f"median above 1 in {r.n_above_1}; between/total variance {r.between_frac:.2f}"
+        )
     return "\n".join(lines) if lines else "no conclusion flips between reconstructions"
 
 
-def write_pooled(pooled: PooledFit, out_dir: str | Path, name: str | None = None) -> dict[str, Path]:
+def write_pooled(
+    pooled: PooledFit, out_dir: str | Path, name: str | None = None
+) -> dict[str, Path]:
     """Write ``MODEL.nc``, ``MODEL-summary.csv``, ``MODEL-between.csv``, ``MODEL-members.csv``.
 
     Every file is written atomically and says the data are synthetic reconstructions.
@@ -387,11 +462,12 @@ def write_pooled(pooled: PooledFit, out_dir: str | Path, name: str | None = None
         "members": write_csv(out / f"{name}-members.csv", pooled.per_member, header_comment=head),
     }
     idata = pooled.idata
-    idata.posterior.attrs.update(synthetic="SYNTHETIC reconstruction ensemble", model=name,
-                                 outcome=str(getattr(pooled.spec, "outcome", "")))
+    idata.posterior.attrs.update(
+        synthetic="SYNTHETIC reconstruction ensemble",
+        model=name,
+        outcome=str(getattr(pooled.spec, "outcome", "")),
+    )
     with atomic_path(out / f"{name}.nc") as tmp:
         idata.to_netcdf(str(tmp), engine="h5netcdf")
     paths["idata"] = out / f"{name}.nc"
     return paths
-
-

@@ -26,8 +26,23 @@ from cst_bayes.core.errors import InputError
 
 #: Columns of ``loo.csv``.
 LOO_COLUMNS: tuple[str, ...] = (
-    "group", "model", "rank", "elpd_loo", "se", "p_loo", "elpd_diff", "dse", "weight",
-    "n_obs", "k_good", "k_bad", "k_very_bad", "k_max", "good_k_threshold", "warning", "favoured",
+    "group",
+    "model",
+    "rank",
+    "elpd_loo",
+    "se",
+    "p_loo",
+    "elpd_diff",
+    "dse",
+    "weight",
+    "n_obs",
+    "k_good",
+    "k_bad",
+    "k_very_bad",
+    "k_max",
+    "good_k_threshold",
+    "warning",
+    "favoured",
 )
 
 
@@ -37,8 +52,10 @@ def _idata(obj: Any) -> Any:
 
 def _loglik_var(idata: Any, name: str) -> str:
     if "log_likelihood" not in idata.groups():
-        raise InputError(f"model {name!r} has no log_likelihood group (fit it with log-likelihood kept)",
-                         column="log_likelihood")
+        raise InputError(
+            f"model {name!r} has no log_likelihood group (fit it with log-likelihood kept)",
+            column="log_likelihood",
+        )
     names = list(idata.log_likelihood.data_vars)
     if len(names) == 1:
         return names[0]
@@ -46,7 +63,9 @@ def _loglik_var(idata: Any, name: str) -> str:
     common = [n for n in names if n in obs]
     if len(common) == 1:
         return common[0]
-    raise InputError(f"model {name!r} has several log-likelihood variables {names}; cannot tell which to use")
+    raise InputError(
+        f"model {name!r} has several log-likelihood variables {names}; cannot tell which to use"
+    )
 
 
 def loo_table(
@@ -91,29 +110,46 @@ def loo_table(
         t["favoured_in"] = t["favoured"].astype(int)
         return t
     if not all(pooled.values()):
-        raise InputError("cannot compare fits pooled over an ensemble with fits on one dataset: "
-                         f"pooled {sorted(n for n, p in pooled.items() if p)}, "
-                         f"single {sorted(n for n, p in pooled.items() if not p)}")
-    members = {n: sorted(np.unique(_idata(f).posterior["reconstruction"].values).tolist()) for n, f in fits.items()}
+        raise InputError(
+            "cannot compare fits pooled over an ensemble with fits on one dataset: "
+            f"pooled {sorted(n for n, p in pooled.items() if p)}, "
+            f"single {sorted(n for n, p in pooled.items() if not p)}"
+        )
+    members = {
+        n: sorted(np.unique(_idata(f).posterior["reconstruction"].values).tolist())
+        for n, f in fits.items()
+    }
     if len({tuple(m) for m in members.values()}) != 1:
         raise InputError(f"pooled fits cover different reconstructions: {members}")
     parts, notes, pointwise = [], [], {}
     for m in next(iter(members.values())):
-        t, pointwise[m] = _loo_single({n: _with_outcome(member_idata(_idata(f), m), f) for n, f in fits.items()},
-                                      method=method)
+        t, pointwise[m] = _loo_single(
+            {n: _with_outcome(member_idata(_idata(f), m), f) for n, f in fits.items()},
+            method=method,
+        )
         t["member"] = m
         notes += [f"reconstruction {m}: {x}" for x in t.attrs.get("notes", [])]
         parts.append(t)
     allm = pd.concat(parts, ignore_index=True)
     g = allm.groupby(["group", "model"], sort=False)
     table = g.agg(
-        elpd_loo=("elpd_loo", "mean"), se=("se", "mean"), p_loo=("p_loo", "mean"), weight=("weight", "mean"),
-        n_obs=("n_obs", "first"), k_good=("k_good", "sum"), k_bad=("k_bad", "sum"),
-        k_very_bad=("k_very_bad", "sum"), k_max=("k_max", "max"),
-        good_k_threshold=("good_k_threshold", "min"), warning=("warning", "any"),
-        n_members=("member", "nunique"), favoured_in=("favoured", "sum"),
+        elpd_loo=("elpd_loo", "mean"),
+        se=("se", "mean"),
+        p_loo=("p_loo", "mean"),
+        weight=("weight", "mean"),
+        n_obs=("n_obs", "first"),
+        k_good=("k_good", "sum"),
+        k_bad=("k_bad", "sum"),
+        k_very_bad=("k_very_bad", "sum"),
+        k_max=("k_max", "max"),
+        good_k_threshold=("good_k_threshold", "min"),
+        warning=("warning", "any"),
+        n_members=("member", "nunique"),
+        favoured_in=("favoured", "sum"),
     ).reset_index()
-    table["rank"] = table.groupby("group")["elpd_loo"].rank(ascending=False, method="first").astype(int) - 1
+    table["rank"] = (
+        table.groupby("group")["elpd_loo"].rank(ascending=False, method="first").astype(int) - 1
+    )
     sizes = table.groupby("group")["model"].transform("size")
     table["favoured"] = (table["rank"] == 0) & (sizes > 1)
     # Differences to the group's top model *on average*, member by member from the
@@ -126,7 +162,9 @@ def loo_table(
         dse.append(float(np.mean([np.sqrt(x.size * x.var()) for x in d])))
     table["elpd_diff"], table["dse"] = diff, dse
     table["favoured_in"] = table["favoured_in"].astype(int)
-    table = table[[*LOO_COLUMNS, "n_members", "favoured_in"]].sort_values(["group", "rank"], kind="stable")
+    table = table[[*LOO_COLUMNS, "n_members", "favoured_in"]].sort_values(
+        ["group", "rank"], kind="stable"
+    )
     table = table.reset_index(drop=True)
     table.attrs["notes"] = sorted(set(notes), key=notes.index)
     return table
@@ -173,42 +211,66 @@ def _loo_single(
         except InputError:
             outcome = "unknown"
         rows[name] = {
-            "model": name, "outcome": outcome, "n_obs": n_obs,
-            "elpd_loo": float(loo.elpd_loo), "se": float(loo.se), "p_loo": float(loo.p_loo),
-            "k_good": int((k <= good).sum()), "k_bad": int(((k > good) & (k <= 1)).sum()),
-            "k_very_bad": int((k > 1).sum()), "k_max": float(np.nanmax(k)),
-            "good_k_threshold": good, "warning": bool(loo.warning),
+            "model": name,
+            "outcome": outcome,
+            "n_obs": n_obs,
+            "elpd_loo": float(loo.elpd_loo),
+            "se": float(loo.se),
+            "p_loo": float(loo.p_loo),
+            "k_good": int((k <= good).sum()),
+            "k_bad": int(((k > good) & (k <= 1)).sum()),
+            "k_very_bad": int((k > 1).sum()),
+            "k_max": float(np.nanmax(k)),
+            "good_k_threshold": good,
+            "warning": bool(loo.warning),
         }
         elpd[name] = loo
         members.setdefault(outcome, []).append(name)
         if rows[name]["k_bad"] or rows[name]["k_very_bad"]:
-            notes.append(f"{name}: {rows[name]['k_bad']} bad and {rows[name]['k_very_bad']} very bad "
-                         f"Pareto k (threshold {good:.2f}); its PSIS-LOO estimate is unreliable")
+            notes.append(
+                f"{name}: {rows[name]['k_bad']} bad and {rows[name]['k_very_bad']} very bad "
+                f"Pareto k (threshold {good:.2f}); its PSIS-LOO estimate is unreliable"
+            )
     groups: dict[str, list[str]] = {}
     for outcome, names in members.items():
         sizes = {rows[n]["n_obs"] for n in names}
         if len(sizes) == 1:
             groups[outcome] = names
             continue
-        notes.append(f"{outcome}: models differ in the number of log-likelihood observations "
-                     f"{sorted(sizes)} (per agency vs per covariate pattern) and are compared separately")
+        notes.append(
+            f"{outcome}: models differ in the number of log-likelihood observations "
+            f"{sorted(sizes)} (per agency vs per covariate pattern) and are compared separately"
+        )
         for size in sorted(sizes):
             groups[f"{outcome} (n={size})"] = [n for n in names if rows[n]["n_obs"] == size]
     out = []
     for group, names in groups.items():
         if len(names) == 1:
-            r = rows[names[0]] | {"group": group, "rank": 0, "elpd_diff": 0.0, "dse": 0.0,
-                                   "weight": 1.0, "favoured": False}
+            r = rows[names[0]] | {
+                "group": group,
+                "rank": 0,
+                "elpd_diff": 0.0,
+                "dse": 0.0,
+                "weight": 1.0,
+                "favoured": False,
+            }
             out.append(r)
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cmp = az.compare({n: elpd[n] for n in names}, method=method)
         for name, c in cmp.iterrows():
-            out.append(rows[str(name)] | {
-                "group": group, "rank": int(c["rank"]), "elpd_diff": float(c["elpd_diff"]),
-                "dse": float(c["dse"]), "weight": float(c["weight"]), "favoured": int(c["rank"]) == 0,
-            })
+            out.append(
+                rows[str(name)]
+                | {
+                    "group": group,
+                    "rank": int(c["rank"]),
+                    "elpd_diff": float(c["elpd_diff"]),
+                    "dse": float(c["dse"]),
+                    "weight": float(c["weight"]),
+                    "favoured": int(c["rank"]) == 0,
+                }
+            )
     table = pd.DataFrame(out)[list(LOO_COLUMNS)].sort_values(["group", "rank"], kind="stable")
     table = table.reset_index(drop=True)
     table.attrs["notes"] = notes
@@ -272,9 +334,9 @@ def write_comparison(
         ``table``, ``paths``, ``summary_text``.
     """
     from cst_bayes.bayes import models as mdl
+    from cst_bayes.bayes.pooling import fit_ensemble
     from cst_bayes.core.config import SYNTHETIC_BANNER
     from cst_bayes.core.fileio import write_csv
-    from cst_bayes.bayes.pooling import fit_ensemble
     from cst_bayes.data.ensemble import load_frames
 
     names = list(models) if models else mdl.list_specs()["name"].tolist()
@@ -289,11 +351,27 @@ def write_comparison(
         if nc is not None and nc.exists():
             fits[spec.name] = mdl.read_fit(nc)
         elif ensemble:
-            fits[spec.name] = fit_ensemble(spec, frames, draws=draws, tune=tune, chains=chains, seed=seed,
-                                           sampler=sampler, jobs=jobs)
+            fits[spec.name] = fit_ensemble(
+                spec,
+                frames,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                seed=seed,
+                sampler=sampler,
+                jobs=jobs,
+            )
         else:
-            fits[spec.name] = mdl.fit(spec, frames[0], draws=draws, tune=tune, chains=chains, seed=seed,
-                                      sampler=sampler, progress=False)
+            fits[spec.name] = mdl.fit(
+                spec,
+                frames[0],
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                seed=seed,
+                sampler=sampler,
+                progress=False,
+            )
     table = loo_table(fits)
     synthetic = any(bool(d.attrs.get("synthetic", False)) for d in frames)
     head = [f"cst-bayes compare on {data}: PSIS-LOO within outcome groups"]

@@ -50,8 +50,15 @@ TableName = Literal["table1", "fig1", "table3", "count"]
 ALL_TABLES: tuple[str, ...] = get_args(TableName)
 #: The fixed columns of ``ppc.csv`` (issue 5), then the extra columns we add after them.
 PPC_COLUMNS: tuple[str, ...] = (
-    "table", "statistic", "stratum_or_term", "observed", "published",
-    "rep_median", "rep_low", "rep_high", "ppp",
+    "table",
+    "statistic",
+    "stratum_or_term",
+    "observed",
+    "published",
+    "rep_median",
+    "rep_low",
+    "rep_high",
+    "ppp",
 )
 EXTRA_COLUMNS: tuple[str, ...] = ("flag", "n_rep", "sided")
 #: Order of strata in the published Table 1 (and in our rows): total first, then by size.
@@ -68,7 +75,9 @@ def _check_tables(tables: Sequence[str] | None, outcome: str) -> tuple[str, ...]
     tables = tuple(tables)
     bad = [t for t in tables if t not in ALL_TABLES]
     if bad:
-        raise InputError(f"unknown PPC table(s) {bad}; allowed: {list(ALL_TABLES)}", column="tables")
+        raise InputError(
+            f"unknown PPC table(s) {bad}; allowed: {list(ALL_TABLES)}", column="tables"
+        )
     wrong = [t for t in tables if t not in default]
     if wrong:
         raise InputError(
@@ -159,6 +168,7 @@ def batched_glm(
     # Outer products of the design rows, once: the batched Hessian X' diag(w_r) X is then a
     # single matrix product (R, n) @ (n, p*p), which BLAS does far faster than an einsum.
     xx = (X[:, :, None] * X[:, None, :]).reshape(X.shape[0], p * p)
+
     def loglik(b: np.ndarray, y: np.ndarray) -> np.ndarray:
         eta = np.clip(b @ X.T, -50.0, 50.0)
         if link == "logit":
@@ -308,7 +318,10 @@ def batched_statistics(
                 cols.append(100.0 * a_case / n_case)
             # rows: approach no/yes; columns: no case / case (orientation does not matter)
             tab = np.stack(
-                [np.stack([n_no - a_no, n_case - a_case], axis=-1), np.stack([a_no, a_case], axis=-1)],
+                [
+                    np.stack([n_no - a_no, n_case - a_case], axis=-1),
+                    np.stack([a_no, a_case], axis=-1),
+                ],
                 axis=1,
             )
             cols.append(_pearson_chi2(tab, yates=yates))
@@ -319,7 +332,9 @@ def batched_statistics(
                 beta = batched_glm(X, Y, link=link)
                 cols += [np.exp(beta[:, 1 + i]) for i in range(len(terms))]
     if "count" in tables:
-        counts = np.stack([(Y == k).astype(float) @ oh for k in range(MAX_COUNT + 1)], axis=-1)  # (R,4,10)
+        counts = np.stack(
+            [(k == Y).astype(float) @ oh for k in range(MAX_COUNT + 1)], axis=-1
+        )  # (R,4,10)
         for j in range(len(STRATA)):
             cols += [counts[:, j, k] for k in range(MAX_COUNT + 1)]
         sums = Y @ oh
@@ -383,7 +398,10 @@ def frequentist_statistics(df: pd.DataFrame, *, tables: Sequence[str]) -> np.nda
 def _anova_groups(an: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
     """Group means and SDs (ddof=1) as :func:`frequentist.anova` reports them."""
     g = an.set_index("group")
-    return ({s: float(g.loc[s, "mean"]) for s in STRATA}, {s: float(g.loc[s, "sd"]) for s in STRATA})
+    return (
+        {s: float(g.loc[s, "mean"]) for s in STRATA},
+        {s: float(g.loc[s, "sd"]) for s in STRATA},
+    )
 
 
 def published_values(keys: Sequence[_Stat]) -> np.ndarray:
@@ -462,15 +480,22 @@ def _binary_replicates(y_rep: np.ndarray) -> tuple[np.ndarray, np.ndarray | None
     """
     y_rep = np.atleast_2d(np.asarray(y_rep))
     if (y_rep < 0).any() or not np.array_equal(y_rep, np.round(y_rep)):
-        raise InputError("replicated any_cst must be non-negative integers (0/1, or counts of a Poisson model)")
+        raise InputError(
+            "replicated any_cst must be non-negative integers (0/1, or counts of a Poisson model)"
+        )
     above = (y_rep > 1).sum(axis=1).astype(float)
     if not above.any():
         return y_rep, None
     return np.minimum(y_rep, 1), above
 
 
-def _prepare(df: pd.DataFrame, y_rep: np.ndarray, outcome: str, tables: Sequence[str] | None,
-             observed: np.ndarray | None = None) -> tuple[list[_Stat], np.ndarray, np.ndarray]:
+def _prepare(
+    df: pd.DataFrame,
+    y_rep: np.ndarray,
+    outcome: str,
+    tables: Sequence[str] | None,
+    observed: np.ndarray | None = None,
+) -> tuple[list[_Stat], np.ndarray, np.ndarray]:
     """Keys, replicated and observed statistics of one dataset."""
     tabs = _check_tables(tables, outcome)
     y_rep = np.atleast_2d(np.asarray(y_rep))
@@ -479,7 +504,9 @@ def _prepare(df: pd.DataFrame, y_rep: np.ndarray, outcome: str, tables: Sequence
         y_rep, above = _binary_replicates(y_rep)
     keys = statistic_keys(df, tabs)
     t_rep = batched_statistics(df, y_rep, tables=tabs)
-    t_obs = frequentist_statistics(df, tables=tabs) if observed is None else np.asarray(observed, float)
+    t_obs = (
+        frequentist_statistics(df, tables=tabs) if observed is None else np.asarray(observed, float)
+    )
     if above is not None:
         keys.append(_Stat("table1", "n_above_1", "all", "two"))
         t_rep = np.column_stack([t_rep, above])
@@ -489,7 +516,9 @@ def _prepare(df: pd.DataFrame, y_rep: np.ndarray, outcome: str, tables: Sequence
 
 def _check_common(outcome: str, prob: float) -> None:
     if outcome not in (OUTCOME, COUNT):
-        raise InputError(f"outcome must be {OUTCOME!r} or {COUNT!r}, got {outcome!r}", column="outcome")
+        raise InputError(
+            f"outcome must be {OUTCOME!r} or {COUNT!r}, got {outcome!r}", column="outcome"
+        )
     if not 0 < prob < 1:
         raise InputError(f"prob must be in (0, 1), got {prob}", column="prob")
 
@@ -535,7 +564,9 @@ def ppc_from_replicates(
     return _summarise(keys, t_rep, t_obs[None, :], prob=prob)
 
 
-def _summarise(keys: list[_Stat], t_rep: np.ndarray, t_obs: np.ndarray, *, prob: float) -> pd.DataFrame:
+def _summarise(
+    keys: list[_Stat], t_rep: np.ndarray, t_obs: np.ndarray, *, prob: float
+) -> pd.DataFrame:
     """The PPC table from (R, S) replicated and (M, S) observed statistics (M datasets).
 
     With several datasets (an ensemble), ``t_obs`` rows are the members' observed values
@@ -653,8 +684,11 @@ def _member_of(fit: Any, df: pd.DataFrame) -> int:
     hashes = str(fit.idata.posterior.attrs.get("member_data_hashes", "")).split(",")
     h = _data_hash(df, fit.spec)
     if h not in hashes:
-        raise InputError("these data are not one of the reconstructions the pooled fit was fitted on; "
-                         "pass the whole ensemble (the folder) instead", path=df.attrs.get("source"))
+        raise InputError(
+            "these data are not one of the reconstructions the pooled fit was fitted on; "
+            "pass the whole ensemble (the folder) instead",
+            path=df.attrs.get("source"),
+        )
     return hashes.index(h) + 1
 
 
@@ -719,15 +753,25 @@ def ppc_tables(
         elif len(frames) == 1:
             members = [_member_of(fit, frames[0])]
         else:
-            raise InputError(f"the pooled fit has {n_members} reconstructions but {len(frames)} datasets were given")
+            raise InputError(
+                f"the pooled fit has {n_members} reconstructions but {len(frames)} datasets were given"
+            )
         per = -(-n_draws // len(frames))
-        fits = [_MemberFit(fit.spec, member_idata(fit.idata, m),
-                           d[list(fit.spec.predictors)].to_numpy(float).mean(axis=0)
-                           if fit.spec.predictors else np.zeros(0))
-                for m, d in zip(members, frames)]
+        fits = [
+            _MemberFit(
+                fit.spec,
+                member_idata(fit.idata, m),
+                d[list(fit.spec.predictors)].to_numpy(float).mean(axis=0)
+                if fit.spec.predictors
+                else np.zeros(0),
+            )
+            for m, d in zip(members, frames)
+        ]
     else:
         if len(frames) != 1:
-            raise InputError("a single (not pooled) fit takes one dataset; fit the ensemble with fit_ensemble")
+            raise InputError(
+                "a single (not pooled) fit takes one dataset; fit the ensemble with fit_ensemble"
+            )
         per = n_draws
         fits = [fit]
     seeds = np.random.SeedSequence(seed).spawn(len(frames))
@@ -739,14 +783,22 @@ def ppc_tables(
     # member whose replicates happened to stay within 0/1: there it is 0.
     keys_all = max((r[0] for r in results), key=len)
     width = len(keys_all)
-    reps = [t if t.shape[1] == width else np.column_stack([t, np.zeros(len(t))]) for _, t, _ in results]
+    reps = [
+        t if t.shape[1] == width else np.column_stack([t, np.zeros(len(t))]) for _, t, _ in results
+    ]
     obs = [o if o.size == width else np.append(o, 0.0) for _, _, o in results]
     out = _summarise(keys_all, np.vstack(reps), np.vstack(obs), prob=prob)
     synthetic = any(bool(d.attrs.get("synthetic", False)) for d in frames)
     sizes = frames[0][STRATUM].astype(str).value_counts()
-    out.attrs.update(synthetic=synthetic, outcome=outcome, n_draws=per * len(frames), seed=seed,
-                     members=len(frames), model=getattr(fit.spec, "name", ""),
-                     n_by_stratum={**{str(k): int(v) for k, v in sizes.items()}, "all": int(len(frames[0]))})
+    out.attrs.update(
+        synthetic=synthetic,
+        outcome=outcome,
+        n_draws=per * len(frames),
+        seed=seed,
+        members=len(frames),
+        model=getattr(fit.spec, "name", ""),
+        n_by_stratum={**{str(k): int(v) for k, v in sizes.items()}, "all": len(frames[0])},
+    )
     return out
 
 
@@ -802,7 +854,9 @@ def suppress_small_cells(
         vals[small & is_count] = f"<{thr}"
         vals[small & is_pct] = np.nan
         out[col] = vals
-    out.attrs["suppressed_cells"] = int(((out["observed"] == f"<{thr}") | (is_pct & out["observed"].isna())).sum())
+    out.attrs["suppressed_cells"] = int(
+        ((out["observed"] == f"<{thr}") | (is_pct & out["observed"].isna())).sum()
+    )
     return out
 
 
@@ -815,7 +869,9 @@ _TITLES = {
 }
 
 
-def plot_ppc_tables(ppc: pd.DataFrame, *, title: str | None = None, synthetic: bool | None = None) -> Figure:
+def plot_ppc_tables(
+    ppc: pd.DataFrame, *, title: str | None = None, synthetic: bool | None = None
+) -> Figure:
     """Observed vs replicated statistics, one panel per table.
 
     Every statistic is drawn on a common standardised axis, ``(value - rep_median) /
@@ -843,8 +899,13 @@ def plot_ppc_tables(ppc: pd.DataFrame, *, title: str | None = None, synthetic: b
     if not tables:
         raise InputError("nothing to plot: the PPC table is empty")
     heights = [max(2.0, 0.16 * (ppc["table"] == t).sum()) for t in tables]
-    fig, axes = plt.subplots(len(tables), 1, figsize=(8.5, sum(heights) + 1.2),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    fig, axes = plt.subplots(
+        len(tables),
+        1,
+        figsize=(8.5, sum(heights) + 1.2),
+        gridspec_kw={"height_ratios": heights},
+        squeeze=False,
+    )
     for ax, t in zip(axes[:, 0], tables):
         d = ppc[ppc["table"] == t].reset_index(drop=True)
         half = (d["rep_high"] - d["rep_low"]) / 2
@@ -857,16 +918,31 @@ def plot_ppc_tables(ppc: pd.DataFrame, *, title: str | None = None, synthetic: b
         ax.axvline(0, color="0.5", lw=0.8)
         flag = d["flag"].to_numpy(dtype=bool)
         ax.scatter(z_obs[~flag], yy[~flag], s=14, color="tab:blue", zorder=3, label="observed")
-        ax.scatter(z_obs[flag], yy[flag], s=18, color="tab:red", zorder=3, label="observed (flagged)")
-        ax.scatter(z_pub, yy, s=26, marker="D", facecolors="none", edgecolors="k", zorder=4,
-                   label="published")
+        ax.scatter(
+            z_obs[flag], yy[flag], s=18, color="tab:red", zorder=3, label="observed (flagged)"
+        )
+        ax.scatter(
+            z_pub,
+            yy,
+            s=26,
+            marker="D",
+            facecolors="none",
+            edgecolors="k",
+            zorder=4,
+            label="published",
+        )
         ax.set_yticks(yy)
-        ax.set_yticklabels([f"{s} | {r}" for s, r in zip(d["statistic"], d["stratum_or_term"])], fontsize=5.5)
+        ax.set_yticklabels(
+            [f"{s} | {r}" for s, r in zip(d["statistic"], d["stratum_or_term"])], fontsize=5.5
+        )
         ax.set_xlim(-4.2, 4.2)
         ax.set_title(_TITLES.get(t, t), fontsize=9)
         ax.tick_params(axis="x", labelsize=7)
-    axes[-1, 0].set_xlabel("(value - replicated median) / half-width of the replicated 95% interval "
-                           "(values beyond +/-4 drawn at the edge)", fontsize=8)
+    axes[-1, 0].set_xlabel(
+        "(value - replicated median) / half-width of the replicated 95% interval "
+        "(values beyond +/-4 drawn at the edge)",
+        fontsize=8,
+    )
     axes[0, 0].legend(fontsize=6, loc="lower right")
     head = title or "Posterior predictive check of the published tables"
     if synthetic:
@@ -884,8 +960,10 @@ def summary_text(ppc: pd.DataFrame) -> str:
         head = "SYNTHETIC data (reconstruction): " + head
     lines = [head]
     for r in ppc[ppc["flag"]].itertuples(index=False):
-        lines.append(f"  {r.table:<7} {r.statistic:<24} {r.stratum_or_term:<16} observed {r.observed:.4g} "
-                     f"replicated [{r.rep_low:.4g}, {r.rep_high:.4g}] ppp {r.ppp:.3f}")
+        lines.append(
+            f"  {r.table:<7} {r.statistic:<24} {r.stratum_or_term:<16} observed {r.observed:.4g} "
+            f"replicated [{r.rep_low:.4g}, {r.rep_high:.4g}] ppp {r.ppp:.3f}"
+        )
     return "\n".join(lines)
 
 
@@ -930,19 +1008,31 @@ def write_ppc(
     fit = models.read_fit(fit_path)
     frames = load_frames(data)
     if Path(data).is_dir() and not is_pooled(fit):
-        raise InputError("an ensemble folder needs a fit pooled over it (cst-bayes fit MODEL --data DIR)", path=data)
-    table = ppc_tables(fit, frames if Path(data).is_dir() else frames[0], n_draws=n_draws, seed=seed, prob=prob)
-    restricted = any(bool(d.attrs.get("restricted", False)) and not d.attrs.get("synthetic") for d in frames)
+        raise InputError(
+            "an ensemble folder needs a fit pooled over it (cst-bayes fit MODEL --data DIR)",
+            path=data,
+        )
+    table = ppc_tables(
+        fit, frames if Path(data).is_dir() else frames[0], n_draws=n_draws, seed=seed, prob=prob
+    )
+    restricted = any(
+        bool(d.attrs.get("restricted", False)) and not d.attrs.get("synthetic") for d in frames
+    )
     written = suppress_small_cells(table) if restricted else table
-    head = [f"cst-bayes ppc of {Path(fit_path).name} on {data}: {table.attrs['n_draws']} replicates, seed {seed}"]
+    head = [
+        f"cst-bayes ppc of {Path(fit_path).name} on {data}: {table.attrs['n_draws']} replicates, seed {seed}"
+    ]
     if table.attrs.get("synthetic"):
         head.insert(0, SYNTHETIC_BANNER)
     if restricted:
         head.append("restricted microdata: observed counts below 5 suppressed as '<5'")
     out = Path(out_dir)
     paths = {"ppc": write_csv(out / "ppc.csv", written, header_comment="\n".join(head))}
-    fig = plot_ppc_tables(written, title=f"{fit.spec.name}: observed vs replicated",
-                          synthetic=bool(table.attrs.get("synthetic")))
+    fig = plot_ppc_tables(
+        written,
+        title=f"{fit.spec.name}: observed vs replicated",
+        synthetic=bool(table.attrs.get("synthetic")),
+    )
     with atomic_path(out / "ppc.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

@@ -17,10 +17,18 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--published", metavar="DIR", help="published-tables folder (default: data/published)")
-    parser.add_argument("--json", action="store_true", help="print the checks as a JSON list instead of a table")
-    parser.add_argument("--seed", type=int, default=20240101, help="seed of the Monte Carlo exact tests")
-    parser.add_argument("--out", metavar="FILE", help="also write the checks to FILE (.json: JSON list, else CSV)")
+    parser.add_argument(
+        "--published", metavar="DIR", help="published-tables folder (default: data/published)"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the checks as a JSON list instead of a table"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=20240101, help="seed of the Monte Carlo exact tests"
+    )
+    parser.add_argument(
+        "--out", metavar="FILE", help="also write the checks to FILE (.json: JSON list, else CSV)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

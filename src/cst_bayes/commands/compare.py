@@ -15,18 +15,37 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes compare``."""
-    parser.add_argument("models", nargs="*", metavar="MODEL", help="model names or spec files (default: all shipped)")
-    parser.add_argument("--data", required=True, type=Path, help="agency-level file (microdata contract)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--fits", type=Path, default=None,
-                        help="folder of existing MODEL.nc fits to reuse instead of refitting")
+    parser.add_argument(
+        "models",
+        nargs="*",
+        metavar="MODEL",
+        help="model names or spec files (default: all shipped)",
+    )
+    parser.add_argument(
+        "--data", required=True, type=Path, help="agency-level file (microdata contract)"
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (created if missing)"
+    )
+    parser.add_argument(
+        "--fits",
+        type=Path,
+        default=None,
+        help="folder of existing MODEL.nc fits to reuse instead of refitting",
+    )
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--sampler", default="nutpie", choices=("nutpie", "nutpie-c", "pymc"),
-                        help="sampler passed to cst_bayes.bayes.models.fit")
-    parser.add_argument("--jobs", type=int, default=None, help="worker processes for an ensemble (default 1)")
+    parser.add_argument(
+        "--sampler",
+        default="nutpie",
+        choices=("nutpie", "nutpie-c", "pymc"),
+        help="sampler passed to cst_bayes.bayes.models.fit",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="worker processes for an ensemble (default 1)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,8 +53,15 @@ def run(args: argparse.Namespace) -> int:
     from cst_bayes.checks.comparison import write_comparison
 
     res = write_comparison(
-        args.data, args.out, models=args.models or None, fits_dir=args.fits,
-        draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed, sampler=args.sampler,
+        args.data,
+        args.out,
+        models=args.models or None,
+        fits_dir=args.fits,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        sampler=args.sampler,
         jobs=args.jobs,
     )
     print(res["summary_text"])

@@ -19,22 +19,47 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes fit``."""
     parser.add_argument("model", help="spec name (see `cst-bayes models`) or path to a TOML spec")
-    parser.add_argument("--data", required=True, type=Path,
-                        help="agency-level file in the microdata contract, or a folder of reconstructions")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
-    parser.add_argument("--tune", type=int, default=1000, help="warm-up iterations per chain (default 1000)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="agency-level file in the microdata contract, or a folder of reconstructions",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (created if missing)"
+    )
+    parser.add_argument(
+        "--draws", type=int, default=1000, help="posterior draws per chain (default 1000)"
+    )
+    parser.add_argument(
+        "--tune", type=int, default=1000, help="warm-up iterations per chain (default 1000)"
+    )
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--sampler", choices=("nutpie", "nutpie-c", "pymc"), default="nutpie",
-                        help="nutpie (default; numba backend: slow compile, fastest sampling), nutpie-c (nutpie "
-                             "on PyTensor's disk-cached C backend: quick compile, slower sampling) or pymc")
-    parser.add_argument("--weights", metavar="COLUMN", help="weight column: weighted pseudo-likelihood")
-    parser.add_argument("--prior-scale", type=float, default=1.0, help="multiply the coefficient prior scale")
-    parser.add_argument("--compare-published", action="store_true",
-                        help="also write MODEL-vs-published.csv (posterior beside Table 3 and the frequentist refit)")
-    parser.add_argument("--strict", action="store_true", help="sampler warnings become an error (exit 3)")
-    parser.add_argument("--jobs", type=int, default=None, help="worker processes for an ensemble folder")
+    parser.add_argument(
+        "--sampler",
+        choices=("nutpie", "nutpie-c", "pymc"),
+        default="nutpie",
+        help="nutpie (default; numba backend: slow compile, fastest sampling), nutpie-c (nutpie "
+        "on PyTensor's disk-cached C backend: quick compile, slower sampling) or pymc",
+    )
+    parser.add_argument(
+        "--weights", metavar="COLUMN", help="weight column: weighted pseudo-likelihood"
+    )
+    parser.add_argument(
+        "--prior-scale", type=float, default=1.0, help="multiply the coefficient prior scale"
+    )
+    parser.add_argument(
+        "--compare-published",
+        action="store_true",
+        help="also write MODEL-vs-published.csv (posterior beside Table 3 and the frequentist refit)",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="sampler warnings become an error (exit 3)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="worker processes for an ensemble folder"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -49,9 +74,18 @@ def run(args: argparse.Namespace) -> int:
         from cst_bayes.data.ensemble import load_frames
 
         frames = load_frames(args.data)
-        pooled = pooling.fit_ensemble(spec, frames, draws=args.draws, tune=args.tune, chains=args.chains,
-                                      seed=args.seed, sampler=args.sampler, jobs=args.jobs,
-                                      progress=not args.quiet, prior_scale=args.prior_scale)
+        pooled = pooling.fit_ensemble(
+            spec,
+            frames,
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            seed=args.seed,
+            sampler=args.sampler,
+            jobs=args.jobs,
+            progress=not args.quiet,
+            prior_scale=args.prior_scale,
+        )
         paths = pooling.write_pooled(pooled, args.out)
         for p in paths.values():
             print(p)
@@ -62,25 +96,46 @@ def run(args: argparse.Namespace) -> int:
     weights = None
     if args.weights:
         if args.weights not in df.columns:
-            raise InputError(f"no weight column {args.weights!r}", path=args.data, column=args.weights)
+            raise InputError(
+                f"no weight column {args.weights!r}", path=args.data, column=args.weights
+            )
         weights = df[args.weights].to_numpy(dtype=float)
-    f = models.fit(spec, df, draws=args.draws, tune=args.tune, chains=args.chains, seed=args.seed,
-                   sampler=args.sampler, weights=weights, prior_scale=args.prior_scale, progress=not args.quiet)
+    f = models.fit(
+        spec,
+        df,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        sampler=args.sampler,
+        weights=weights,
+        prior_scale=args.prior_scale,
+        progress=not args.quiet,
+    )
     nc, csv = models.write_fit(f, args.out)
     print(nc)
     print(csv)
     if args.compare_published:
         if spec.published is None:
-            print(f"note: {spec.name} has no published counterpart; MODEL-vs-published.csv not written", file=sys.stderr)
+            print(
+                f"note: {spec.name} has no published counterpart; MODEL-vs-published.csv not written",
+                file=sys.stderr,
+            )
         else:
             print(models.write_comparison(f, df, args.out))
     t = f.timings
-    print(f"{spec.name}: compile {t.get('compile_s', 0):.1f} s, sampling {t.get('sample_s', 0):.1f} s, "
-          f"total {t.get('total_s', 0):.1f} s; divergences {f.diagnostics['divergences']}, "
-          f"max R-hat {f.diagnostics['max_r_hat']:.3f}, min bulk ESS {f.diagnostics['min_ess_bulk']:.0f}")
+    print(
+        f"{spec.name}: compile {t.get('compile_s', 0):.1f} s, sampling {t.get('sample_s', 0):.1f} s, "
+        f"total {t.get('total_s', 0):.1f} s; divergences {f.diagnostics['divergences']}, "
+        f"max R-hat {f.diagnostics['max_r_hat']:.3f}, min bulk ESS {f.diagnostics['min_ess_bulk']:.0f}"
+    )
     if f.diagnostics["messages"]:
         if args.strict:
             models.check_diagnostics(f, strict=True)  # raises SamplerTrouble -> exit 3
-        print(f"cst-bayes fit: WARNING: {spec.name}: " + "; ".join(f.diagnostics["messages"])
-              + " (thresholds: no divergences, R-hat <= 1.01, ESS >= 400, BFMI >= 0.3)", file=sys.stderr)
+        print(
+            f"cst-bayes fit: WARNING: {spec.name}: "
+            + "; ".join(f.diagnostics["messages"])
+            + " (thresholds: no divergences, R-hat <= 1.01, ESS >= 400, BFMI >= 0.3)",
+            file=sys.stderr,
+        )
     return 0

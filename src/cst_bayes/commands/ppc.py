@@ -17,19 +17,35 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes ppc``."""
-    parser.add_argument("fit", type=Path, metavar="FIT.nc", help="fitted model (cst-bayes fit output)")
-    parser.add_argument("--data", required=True, type=Path,
-                        help="the agency-level file the model was fitted on (microdata contract)")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--draws", type=int, default=500, help="posterior predictive replicates (default 500)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the replicate draws (default 0)")
-    parser.add_argument("--prob", type=float, default=0.95, help="width of the replicated interval (default 0.95)")
+    parser.add_argument(
+        "fit", type=Path, metavar="FIT.nc", help="fitted model (cst-bayes fit output)"
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="the agency-level file the model was fitted on (microdata contract)",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (created if missing)"
+    )
+    parser.add_argument(
+        "--draws", type=int, default=500, help="posterior predictive replicates (default 500)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the replicate draws (default 0)"
+    )
+    parser.add_argument(
+        "--prob", type=float, default=0.95, help="width of the replicated interval (default 0.95)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the check and write ppc.csv and ppc.png; print the flagged statistics."""
     from cst_bayes.checks.ppc import write_ppc
 
-    res = write_ppc(args.fit, args.data, args.out, n_draws=args.draws, seed=args.seed, prob=args.prob)
+    res = write_ppc(
+        args.fit, args.data, args.out, n_draws=args.draws, seed=args.seed, prob=args.prob
+    )
     print(res["summary_text"])
     return 0

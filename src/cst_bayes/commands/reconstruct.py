@@ -16,10 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--n", type=int, default=20, help="number of members (default 20)")
     parser.add_argument("--seed", type=int, default=2024, help="master seed (default 2024)")
-    parser.add_argument("--out", default=str(RECONSTRUCTED_DIR),
-                        help="output folder (default data/reconstructed)")
-    parser.add_argument("--jobs", type=int, default=None,
-                        help="worker processes (default: the available cores)")
+    parser.add_argument(
+        "--out", default=str(RECONSTRUCTED_DIR), help="output folder (default data/reconstructed)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="worker processes (default: the available cores)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -29,11 +31,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}", column="jobs")
-    manifest = build_ensemble(args.n, args.seed, args.out, jobs=args.jobs, progress=not args.no_progress)
+    manifest = build_ensemble(
+        args.n, args.seed, args.out, jobs=args.jobs, progress=not args.no_progress
+    )
     print("SYNTHETIC reconstructions (not the study's microdata)")
     print(manifest_table(manifest).to_string(index=False))
-    print(f"{manifest['n_members']} members in {manifest['seconds_total']} s -> {args.out}/manifest.json")
+    print(
+        f"{manifest['n_members']} members in {manifest['seconds_total']} s -> {args.out}/manifest.json"
+    )
     if not manifest["all_members_agree"]:
-        print("WARNING: some members miss a forced target (see the 'agrees' column and manifest.json)")
+        print(
+            "WARNING: some members miss a forced target (see the 'agrees' column and manifest.json)"
+        )
         return 1
     return 0

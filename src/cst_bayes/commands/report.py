@@ -6,7 +6,9 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by `cst-bayes reproduce`")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a run directory written by `cst-bayes reproduce`"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

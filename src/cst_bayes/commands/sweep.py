@@ -14,10 +14,16 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("grid", metavar="GRID.toml", help="grid file (see sweeps/*.toml)")
-    parser.add_argument("--out", default="reports/sweep", help="output folder (default: reports/sweep)")
-    parser.add_argument("--scheduler", metavar="ADDRESS", help="existing dask scheduler, e.g. tcp://127.0.0.1:8786")
+    parser.add_argument(
+        "--out", default="reports/sweep", help="output folder (default: reports/sweep)"
+    )
+    parser.add_argument(
+        "--scheduler", metavar="ADDRESS", help="existing dask scheduler, e.g. tcp://127.0.0.1:8786"
+    )
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
-    parser.add_argument("--threads", action="store_true", help="LocalCluster with threads instead of processes")
+    parser.add_argument(
+        "--threads", action="store_true", help="LocalCluster with threads instead of processes"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -28,7 +34,15 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     grid = load_grid(args.grid)  # validate before anything is written
-    res = run_sweep(grid, args.out, scheduler=args.scheduler, n_workers=args.workers,
-                    processes=not args.threads, progress=not args.no_progress)
-    print(f"sweep: {res.computed} cells computed, {res.cached} from cache, {res.seconds:.1f} s -> {res.path}")
+    res = run_sweep(
+        grid,
+        args.out,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        processes=not args.threads,
+        progress=not args.no_progress,
+    )
+    print(
+        f"sweep: {res.computed} cells computed, {res.cached} from cache, {res.seconds:.1f} s -> {res.path}"
+    )
     return 0

@@ -16,13 +16,27 @@ FILES = ("table1", "anova", "table2", "fig1", "table3", "comparison")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes tables``."""
-    parser.add_argument("--data", required=True, type=Path,
-                        help="agency-level file (CSV, Parquet, .dta, .sav) in the microdata contract")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--not-sure", choices=("no", "yes", "error"), default="no",
-                        help="how 'not sure' answers are coded (default: no, the article's yes vs not-yes)")
-    parser.add_argument("--link", choices=("both", "logit", "log"), default="both",
-                        help="Table 3 models: logistic ORs, robust-Poisson RRs, or both (default)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="agency-level file (CSV, Parquet, .dta, .sav) in the microdata contract",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (created if missing)"
+    )
+    parser.add_argument(
+        "--not-sure",
+        choices=("no", "yes", "error"),
+        default="no",
+        help="how 'not sure' answers are coded (default: no, the article's yes vs not-yes)",
+    )
+    parser.add_argument(
+        "--link",
+        choices=("both", "logit", "log"),
+        default="both",
+        help="Table 3 models: logistic ORs, robust-Poisson RRs, or both (default)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,29 +18,58 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes weights``."""
-    parser.add_argument("--data", required=True, type=Path,
-                        help="agency-level file (CSV, Parquet, .dta, .sav) in the microdata contract")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (created if missing)")
-    parser.add_argument("--scenario", action="append", metavar="NAME", default=None,
-                        help="run only this scenario (repeatable; default: every scenario in the file)")
-    parser.add_argument("--scenarios-file", type=Path, default=None,
-                        help="weighting scenarios TOML (default: models/weighting.toml)")
-    parser.add_argument("--no-bayes", action="store_true",
-                        help="skip the MCMC parts (pseudo-likelihood, logistic MRP); conjugate MRP shares stay")
-    parser.add_argument("--draws", type=int, default=1000, help="posterior draws per chain (default 1000)")
-    parser.add_argument("--tune", type=int, default=1000, help="tuning steps per chain (default 1000)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        type=Path,
+        help="agency-level file (CSV, Parquet, .dta, .sav) in the microdata contract",
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output folder (created if missing)"
+    )
+    parser.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="run only this scenario (repeatable; default: every scenario in the file)",
+    )
+    parser.add_argument(
+        "--scenarios-file",
+        type=Path,
+        default=None,
+        help="weighting scenarios TOML (default: models/weighting.toml)",
+    )
+    parser.add_argument(
+        "--no-bayes",
+        action="store_true",
+        help="skip the MCMC parts (pseudo-likelihood, logistic MRP); conjugate MRP shares stay",
+    )
+    parser.add_argument(
+        "--draws", type=int, default=1000, help="posterior draws per chain (default 1000)"
+    )
+    parser.add_argument(
+        "--tune", type=int, default=1000, help="tuning steps per chain (default 1000)"
+    )
     parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
     parser.add_argument("--seed", type=int, default=20240101, help="random seed (default 20240101)")
-    parser.add_argument("--sampler", default="nutpie",
-                        help="sampler passed to cst_bayes.bayes.models.fit (default nutpie-c: one C build per weighted fit)")
-    parser.add_argument("--not-sure", choices=("no", "yes", "error"), default="no",
-                        help="how 'not sure' answers are coded (default: no, the article's yes vs not-yes)")
+    parser.add_argument(
+        "--sampler",
+        default="nutpie",
+        help="sampler passed to cst_bayes.bayes.models.fit (default nutpie-c: one C build per weighted fit)",
+    )
+    parser.add_argument(
+        "--not-sure",
+        choices=("no", "yes", "error"),
+        default="no",
+        help="how 'not sure' answers are coded (default: no, the article's yes vs not-yes)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Load the data, run the weighting stage, print what survives; exit status 0."""
-    from cst_bayes.data import microdata
     from cst_bayes.core.errors import InputError
+    from cst_bayes.data import microdata
     from cst_bayes.weighting.weights import load_scenarios, run_weights, select_scenarios
 
     for name in ("draws", "tune", "chains"):
@@ -49,9 +78,21 @@ def run(args: argparse.Namespace) -> int:
     # Validate the scenarios before loading data or fitting anything: a typo fails in a second.
     select_scenarios(load_scenarios(args.scenarios_file), args.scenario)
     df = microdata.load(args.data, not_sure=args.not_sure)
-    res = run_weights(df, scenarios_file=args.scenarios_file, scenario_names=args.scenario, out_dir=args.out,
-                      mcmc=not args.no_bayes, draws=args.draws, tune=args.tune, chains=args.chains,
-                      seed=args.seed, sampler=args.sampler, progress=True)
+    res = run_weights(
+        df,
+        scenarios_file=args.scenarios_file,
+        scenario_names=args.scenario,
+        out_dir=args.out,
+        mcmc=not args.no_bayes,
+        draws=args.draws,
+        tune=args.tune,
+        chains=args.chains,
+        seed=args.seed,
+        sampler=args.sampler,
+        progress=True,
+    )
     print(res["sensitivity_text"], end="")
-    print(f"wrote {args.out}/ (weights.csv, design_estimates.csv, mrp_estimates.csv, sensitivity.csv, sensitivity.png, ...)")
+    print(
+        f"wrote {args.out}/ (weights.csv, design_estimates.csv, mrp_estimates.csv, sensitivity.csv, sensitivity.png, ...)"
+    )
     return 0

@@ -26,7 +26,6 @@ from cst_bayes.core.config import SYNTHETIC_BANNER
 from cst_bayes.core.options import DataStatus
 from cst_bayes.core.provenance import STATUS_COLUMN, banner, sidecar
 
-
 #: File modes: results anyone on a shared server may read, restricted results group-only.
 MODE_PUBLIC = 0o644
 MODE_RESTRICTED = 0o640
@@ -61,7 +60,9 @@ def write_text(path: str | Path, text: str, *, mode: int = MODE_PUBLIC) -> Path:
 
 def write_json(path: str | Path, obj: Any, *, mode: int = MODE_PUBLIC) -> Path:
     """Write ``obj`` as indented JSON atomically."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", mode=mode)
+    return write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", mode=mode
+    )
 
 
 def mode_for(status: DataStatus) -> int:
@@ -87,14 +88,22 @@ def _csv_ready(df: pd.DataFrame, status: DataStatus) -> pd.DataFrame:
         elif out[col].dtype == object:
             vals = out[col].dropna()
             if len(vals) and vals.map(lambda v: isinstance(v, bool)).all():
-                out[col] = out[col].map(lambda v: v if v is None or v != v else ("true" if v else "false"))
+                out[col] = out[col].map(
+                    lambda v: v if v is None or v != v else ("true" if v else "false")
+                )
     out[STATUS_COLUMN] = status
     return out
 
 
-def write_csv(path: str | Path, df: pd.DataFrame, *, status: DataStatus | None = None,
-              notes: str | list[str] | None = None, header_comment: str | None = None,
-              meta: dict[str, Any] | None = None) -> Path:
+def write_csv(
+    path: str | Path,
+    df: pd.DataFrame,
+    *,
+    status: DataStatus | None = None,
+    notes: str | list[str] | None = None,
+    header_comment: str | None = None,
+    meta: dict[str, Any] | None = None,
+) -> Path:
     """Write an output table: header row first, a ``data_status`` column, a meta sidecar.
 
     Parameters
@@ -112,7 +121,9 @@ def write_csv(path: str | Path, df: pd.DataFrame, *, status: DataStatus | None =
     if status is None:
         status = _infer_status(header_comment)
     if notes is None and header_comment:
-        notes = [ln for ln in header_comment.splitlines() if ln.strip() and ln.strip() != banner(status)]
+        notes = [
+            ln for ln in header_comment.splitlines() if ln.strip() and ln.strip() != banner(status)
+        ]
     path = Path(path)
     mode = mode_for(status)
     with atomic_path(path, mode=mode) as tmp:
@@ -128,7 +139,9 @@ def meta_path(path: str | Path) -> Path:
     return path.with_name(path.stem + ".meta.json")
 
 
-def write_microdata(path: str | Path, df: pd.DataFrame, *, synthetic: bool, note: str | None = None) -> Path:
+def write_microdata(
+    path: str | Path, df: pd.DataFrame, *, synthetic: bool, note: str | None = None
+) -> Path:
     """Write an agency-level data file; a synthetic one opens with exactly the package banner.
 
     ``note`` becomes a second comment line (e.g. the member's seed); the loader reads a file

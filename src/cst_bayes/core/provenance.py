@@ -18,8 +18,10 @@ STATUS_COLUMN: Final[str] = "data_status"
 
 BANNERS: Final[dict[str, str]] = {
     "SYNTHETIC": SYNTHETIC_BANNER,
-    "RESTRICTED": (f"RESTRICTED DATA: computed from restricted-use microdata; counts below "
-                   f"{SMALL_CELL} and the statistics that would reveal them are suppressed"),
+    "RESTRICTED": (
+        f"RESTRICTED DATA: computed from restricted-use microdata; counts below "
+        f"{SMALL_CELL} and the statistics that would reveal them are suppressed"
+    ),
     "PUBLIC": "PUBLIC DATA: computed from data the user declared public (no suppression)",
 }
 
@@ -38,9 +40,16 @@ def status_of(df: pd.DataFrame) -> DataStatus:
     return "RESTRICTED"
 
 
-def sidecar(status: DataStatus, notes: str | list[str] | None = None, **extra: Any) -> dict[str, Any]:
+def sidecar(
+    status: DataStatus, notes: str | list[str] | None = None, **extra: Any
+) -> dict[str, Any]:
     """The provenance record written beside a table."""
     if isinstance(notes, str):
         notes = notes.splitlines()
-    return {"data_status": status, "banner": banner(status), "notes": list(notes or []),
-            "cst_bayes_version": __version__, **extra}
+    return {
+        "data_status": status,
+        "banner": banner(status),
+        "notes": list(notes or []),
+        "cst_bayes_version": __version__,
+        **extra,
+    }

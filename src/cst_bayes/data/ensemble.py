@@ -20,7 +20,9 @@ from cst_bayes.data.microdata import is_synthetic, load
 MEMBER_GLOB = "reconstruction-*.csv"
 
 
-def load_ensemble(directory: str | Path = RECONSTRUCTED_DIR, n: int | None = None) -> list[pd.DataFrame]:
+def load_ensemble(
+    directory: str | Path = RECONSTRUCTED_DIR, n: int | None = None
+) -> list[pd.DataFrame]:
     """Every member of an ensemble folder (the first ``n`` when given).
 
     Raises
@@ -31,23 +33,29 @@ def load_ensemble(directory: str | Path = RECONSTRUCTED_DIR, n: int | None = Non
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise InputError("reconstruction folder not found (build it with `cst-bayes reconstruct`)",
-                         path=directory)
+        raise InputError(
+            "reconstruction folder not found (build it with `cst-bayes reconstruct`)",
+            path=directory,
+        )
     files = sorted(directory.glob(MEMBER_GLOB))
     if not files:
-        raise InputError("no reconstruction-*.csv files (build them with `cst-bayes reconstruct`)",
-                         path=directory)
+        raise InputError(
+            "no reconstruction-*.csv files (build them with `cst-bayes reconstruct`)",
+            path=directory,
+        )
     if n is not None:
         if n > len(files):
-            raise InputError(f"asked for {n} reconstructions but the folder holds {len(files)}",
-                             path=directory)
+            raise InputError(
+                f"asked for {n} reconstructions but the folder holds {len(files)}", path=directory
+            )
         files = files[:n]
     frames = []
     for f in files:
         df = load(f)
         if not is_synthetic(df):
-            raise InputError("a reconstruction file must declare itself SYNTHETIC in its first line",
-                             path=f)
+            raise InputError(
+                "a reconstruction file must declare itself SYNTHETIC in its first line", path=f
+            )
         df.attrs["member"] = f.stem
         frames.append(df)
     return frames

@@ -64,7 +64,13 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"PK\x03\x04", "zip"),
     (b"\xd0\xcf\x11\xe0", "ole"),
 )
-_SUFFIX_KIND: dict[str, str] = {".parquet": "parquet", ".pq": "parquet", ".dta": "dta", ".sav": "sav", ".zsav": "sav"}
+_SUFFIX_KIND: dict[str, str] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".dta": "dta",
+    ".sav": "sav",
+    ".zsav": "sav",
+}
 
 
 def _sniff(path: Path) -> str:
@@ -111,11 +117,14 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         raise InputError("the file is empty", path=path)
     kind = _sniff(path)
     if kind == "json":
-        raise InputError("this is JSON, not a table; expected CSV, Parquet, .dta or .sav", path=path)
+        raise InputError(
+            "this is JSON, not a table; expected CSV, Parquet, .dta or .sav", path=path
+        )
     if kind == "binary":
         raise InputError(
             "not a table file (binary content: a spreadsheet, archive or other format); "
-            "expected CSV, Parquet, .dta or .sav", path=path,
+            "expected CSV, Parquet, .dta or .sav",
+            path=path,
         )
     comments: list[str] = []
     try:
@@ -138,15 +147,22 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
                         skip += 1
                     else:
                         break
-            df = pd.read_csv(path, skiprows=skip, dtype=str, keep_default_na=True, encoding="utf-8-sig")
+            df = pd.read_csv(
+                path, skiprows=skip, dtype=str, keep_default_na=True, encoding="utf-8-sig"
+            )
     except InputError:
         raise
     except UnicodeDecodeError:
-        raise InputError("not a text table (cannot decode as UTF-8); expected CSV, Parquet, .dta or .sav", path=path) from None
+        raise InputError(
+            "not a text table (cannot decode as UTF-8); expected CSV, Parquet, .dta or .sav",
+            path=path,
+        ) from None
     except pd.errors.EmptyDataError:
         raise InputError("the file has no header or rows", path=path) from None
     except Exception as exc:  # parser errors of four libraries: report them uniformly
-        raise InputError(f"cannot read as a {kind} table ({type(exc).__name__}: {exc})", path=path) from None
+        raise InputError(
+            f"cannot read as a {kind} table ({type(exc).__name__}: {exc})", path=path
+        ) from None
     if df.shape[1] <= 1 and not set(df.columns) & set(REQUIRED_COLUMNS):
         raise InputError(
             "not a table with the expected columns (is it CSV with commas?)", path=path
@@ -160,13 +176,20 @@ def _code_binary(col: pd.Series, name: str, path: str | None, not_sure: NotSureR
     raw = col
     missing = raw.isna() | (raw.astype(str).str.strip() == "")
     if missing.any():
-        raise InputError("missing values (every agency needs 0/1 here)", path=path, column=name, rows=_rows(missing))
+        raise InputError(
+            "missing values (every agency needs 0/1 here)",
+            path=path,
+            column=name,
+            rows=_rows(missing),
+        )
     if pd.api.types.is_numeric_dtype(raw):
         vals = raw.to_numpy(dtype=float)
         bad = ~np.isin(vals, (0.0, 1.0))
         if bad.any():
             shown = sorted({str(v) for v in vals[bad]})[:5]
-            raise InputError(f"codes outside {{0, 1}}: {shown}", path=path, column=name, rows=_rows(bad))
+            raise InputError(
+                f"codes outside {{0, 1}}: {shown}", path=path, column=name, rows=_rows(bad)
+            )
         return pd.Series(vals.astype(np.int8), index=raw.index, name=name)
     text = raw.astype(str).str.strip().str.lower()
     out = np.full(len(text), -1, dtype=np.int8)
@@ -177,14 +200,19 @@ def _code_binary(col: pd.Series, name: str, path: str | None, not_sure: NotSureR
         if not_sure == "error":
             raise InputError(
                 "'not sure' answers present and the rule is 'error' (use not_sure='no' for the article's yes vs not-yes coding)",
-                path=path, column=name, rows=_rows(unsure),
+                path=path,
+                column=name,
+                rows=_rows(unsure),
             )
         out[unsure] = 1 if not_sure == "yes" else 0
     bad = out < 0
     if bad.any():
         shown = sorted(set(raw[bad].astype(str)))[:5]
         raise InputError(
-            f"codes outside the allowed set (0/1, yes/no, not sure): {shown}", path=path, column=name, rows=_rows(bad)
+            f"codes outside the allowed set (0/1, yes/no, not sure): {shown}",
+            path=path,
+            column=name,
+            rows=_rows(bad),
         )
     return pd.Series(out, index=raw.index, name=name)
 
@@ -238,7 +266,8 @@ def validate(
     if extra and not allow_extra:
         raise InputError(
             f"unexpected columns: {extra} (allowed: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})",
-            path=path, column=extra[0],
+            path=path,
+            column=extra[0],
         )
 
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
@@ -253,7 +282,12 @@ def validate(
         ids = ids.astype(str).str.strip()
         dup = ids.duplicated(keep=False)
         if dup.any():
-            raise InputError(f"duplicate agency_id values: {sorted(set(ids[dup]))[:5]}", path=path, column=AGENCY_ID, rows=_rows(dup))
+            raise InputError(
+                f"duplicate agency_id values: {sorted(set(ids[dup]))[:5]}",
+                path=path,
+                column=AGENCY_ID,
+                rows=_rows(dup),
+            )
         out[AGENCY_ID] = ids
 
     s = df[STRATUM]
@@ -266,7 +300,9 @@ def validate(
     if bad.any():
         raise InputError(
             f"unknown stratum labels {sorted(set(s[bad]))[:5]} (allowed: {list(STRATA)} or frame numbers 1-4)",
-            path=path, column=STRATUM, rows=_rows(bad),
+            path=path,
+            column=STRATUM,
+            rows=_rows(bad),
         )
     out[STRATUM] = pd.Categorical(s, dtype=stratum_dtype())
 
@@ -277,7 +313,9 @@ def validate(
         w = pd.to_numeric(df[WEIGHT], errors="coerce")
         bad = w.isna() | ~np.isfinite(w) | (w <= 0)
         if bad.any():
-            raise InputError("weights must be positive finite numbers", path=path, column=WEIGHT, rows=_rows(bad))
+            raise InputError(
+                "weights must be positive finite numbers", path=path, column=WEIGHT, rows=_rows(bad)
+            )
         out[WEIGHT] = w.astype(float).to_numpy()
 
     count = out[list(APPROACHES)].sum(axis=1).astype(np.int8)
@@ -285,7 +323,12 @@ def validate(
         given = pd.to_numeric(df[COUNT], errors="coerce")
         bad = given.isna() | (given.to_numpy() != count.to_numpy())
         if bad.any():
-            raise InputError("n_approaches disagrees with the sum of the nine approaches", path=path, column=COUNT, rows=_rows(bad))
+            raise InputError(
+                "n_approaches disagrees with the sum of the nine approaches",
+                path=path,
+                column=COUNT,
+                rows=_rows(bad),
+            )
     out[COUNT] = count
     if allow_extra:
         for c in extra:
@@ -305,7 +348,9 @@ def load(path: str | Path, *, not_sure: NotSureRule = "no") -> pd.DataFrame:
     raw, comments = read_table(path)
     df = validate(raw, source=path, not_sure=not_sure)
     synthetic = any("SYNTHETIC" in c.upper() for c in comments)
-    df.attrs.update(source=str(path), comments=comments, synthetic=synthetic, restricted=not synthetic)
+    df.attrs.update(
+        source=str(path), comments=comments, synthetic=synthetic, restricted=not synthetic
+    )
     return df
 
 

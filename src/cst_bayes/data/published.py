@@ -41,10 +41,26 @@ FILES: dict[str, str] = {
 }
 #: Exact header of each CSV (order matters: the files are the article's layout).
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "table1": ("variable", "label", "stratum", "n_yes", "n_stratum", "pct_published", "p_value_published"),
+    "table1": (
+        "variable",
+        "label",
+        "stratum",
+        "n_yes",
+        "n_stratum",
+        "pct_published",
+        "p_value_published",
+    ),
     "table2": ("row", "col", "r", "stars", "stars_legible"),
     "table3": ("analysis", "term", "adjusted_for_size", "or", "ci_low", "ci_high", "p_value"),
-    "sampling_frames": ("stratum", "frame", "sworn_officers", "population", "sampled", "selection", "respondents"),
+    "sampling_frames": (
+        "stratum",
+        "frame",
+        "sworn_officers",
+        "population",
+        "sampled",
+        "selection",
+        "respondents",
+    ),
 }
 #: Row labels of Table 1: the nine approaches, then the outcome.
 TABLE1_VARIABLES: tuple[str, ...] = (*APPROACHES, OUTCOME)
@@ -105,10 +121,14 @@ def _read(name: str, published_dir: str | Path | None) -> tuple[pd.DataFrame, Pa
     expected = COLUMNS[name]
     missing = [c for c in expected if c not in cols]
     if missing:
-        raise InputError(f"missing columns {missing} (expected {list(expected)})", path=path, column=missing[0])
+        raise InputError(
+            f"missing columns {missing} (expected {list(expected)})", path=path, column=missing[0]
+        )
     extra = [c for c in cols if c not in expected]
     if extra:
-        raise InputError(f"unexpected columns {extra} (expected {list(expected)})", path=path, column=extra[0])
+        raise InputError(
+            f"unexpected columns {extra} (expected {list(expected)})", path=path, column=extra[0]
+        )
     if len(df) == 0:
         raise InputError("the table has a header but no rows", path=path)
     df.columns = list(cols)
@@ -124,7 +144,12 @@ def _numeric(df: pd.DataFrame, col: str, path: Path, *, integer: bool = False) -
         bad |= vals.notna() & (vals != np.round(vals))
     if bad.any():
         what = "integers" if integer else "numbers"
-        raise InputError(f"expected {what}, got {sorted(set(df.loc[bad, col]))[:5]}", path=path, column=col, rows=_rows(bad))
+        raise InputError(
+            f"expected {what}, got {sorted(set(df.loc[bad, col]))[:5]}",
+            path=path,
+            column=col,
+            rows=_rows(bad),
+        )
     return vals.astype("int64") if integer else vals.astype(float)
 
 
@@ -171,7 +196,9 @@ def _parse_p_column(df: pd.DataFrame, col: str, path: Path) -> pd.DataFrame:
     if bad:
         raise InputError(
             f"not a printed p-value (expected e.g. 0.27, .05 or <0.001): {sorted(set(df[col].iloc[[b - 1 for b in bad]]))[:5]}",
-            path=path, column=col, rows=bad,
+            path=path,
+            column=col,
+            rows=bad,
         )
     out = pd.DataFrame(parsed, columns=["p_op", "p_value", "p_decimals"], index=df.index)
     out["p_decimals"] = out["p_decimals"].astype("int64")
@@ -187,7 +214,9 @@ def _check_labels(df: pd.DataFrame, col: str, allowed: tuple[str, ...], path: Pa
     if bad.any():
         raise InputError(
             f"unknown labels {sorted(set(df.loc[bad, col]))[:5]} (allowed: {list(allowed)})",
-            path=path, column=col, rows=_rows(bad),
+            path=path,
+            column=col,
+            rows=_rows(bad),
         )
 
 
@@ -219,11 +248,15 @@ def load_table1(published_dir: str | Path | None = None) -> pd.DataFrame:
     _check_labels(df, "stratum", TABLE1_STRATA, path)
     dup = df.duplicated(["variable", "stratum"], keep=False)
     if dup.any():
-        raise InputError("repeated (variable, stratum) rows", path=path, column="stratum", rows=_rows(dup))
+        raise InputError(
+            "repeated (variable, stratum) rows", path=path, column="stratum", rows=_rows(dup)
+        )
     present = set(zip(df["variable"], df["stratum"]))
     absent = [f"{v}/{s}" for v in TABLE1_VARIABLES for s in TABLE1_STRATA if (v, s) not in present]
     if absent:
-        raise InputError(f"missing (variable, stratum) rows: {absent[:5]}", path=path, column="stratum")
+        raise InputError(
+            f"missing (variable, stratum) rows: {absent[:5]}", path=path, column="stratum"
+        )
 
     n_yes = _numeric(df, "n_yes", path, integer=True)
     n = _numeric(df, "n_stratum", path, integer=True)
@@ -236,13 +269,22 @@ def load_table1(published_dir: str | Path | None = None) -> pd.DataFrame:
     if bad.any():
         raise InputError(
             f"n_stratum disagrees with the respondents by stratum {dict(N_BY_STRATUM)}",
-            path=path, column="n_stratum", rows=_rows(bad),
+            path=path,
+            column="n_stratum",
+            rows=_rows(bad),
         )
 
-    out = pd.DataFrame({
-        "variable": df["variable"], "label": df["label"], "stratum": df["stratum"],
-        "n_yes": n_yes, "n_stratum": n, "pct_published": pct, "pct_decimals": _decimals(df["pct_published"]),
-    })
+    out = pd.DataFrame(
+        {
+            "variable": df["variable"],
+            "label": df["label"],
+            "stratum": df["stratum"],
+            "n_yes": n_yes,
+            "n_stratum": n,
+            "pct_published": pct,
+            "pct_decimals": _decimals(df["pct_published"]),
+        }
+    )
     is_all = out["stratum"] == "all"
     sums = out[~is_all].groupby("variable", sort=False)[["n_yes", "n_stratum"]].sum()
     for col in ("n_yes", "n_stratum"):
@@ -252,7 +294,9 @@ def load_table1(published_dir: str | Path | None = None) -> pd.DataFrame:
             bad = is_all & out["variable"].isin(off[off].index)
             raise InputError(
                 f"strata do not sum to the 'all' row for {sorted(off[off].index)}",
-                path=path, column=col, rows=_rows(bad),
+                path=path,
+                column=col,
+                rows=_rows(bad),
             )
     # One printed unit, not half: the article truncates a few percentages (the audit flags
     # those); anything further away is a transcription error.
@@ -261,14 +305,21 @@ def load_table1(published_dir: str | Path | None = None) -> pd.DataFrame:
     if bad.any():
         raise InputError(
             "percentage disagrees with n_yes/n_stratum by more than one printed unit",
-            path=path, column="pct_published", rows=_rows(bad),
+            path=path,
+            column="pct_published",
+            rows=_rows(bad),
         )
     p = _parse_p_column(df, "p_value_published", path)
     out = pd.concat([out, p], axis=1)
     # The chi-square p belongs to the whole 2x4 table, so it is printed once per variable.
     varies = out.groupby("variable", sort=False)["p_value_printed"].transform("nunique") > 1
     if varies.any():
-        raise InputError("p-value differs between rows of one variable", path=path, column="p_value_published", rows=_rows(varies))
+        raise InputError(
+            "p-value differs between rows of one variable",
+            path=path,
+            column="p_value_published",
+            rows=_rows(varies),
+        )
     order = {v: i for i, v in enumerate(TABLE1_VARIABLES)}
     sorder = {s: i for i, s in enumerate(TABLE1_STRATA)}
     out = out.assign(_v=out["variable"].map(order), _s=out["stratum"].map(sorder))
@@ -299,7 +350,9 @@ def load_table2(published_dir: str | Path | None = None) -> pd.DataFrame:
     _check_labels(df, "col", APPROACHES, path)
     diag = df["row"] == df["col"]
     if diag.any():
-        raise InputError("a variable correlated with itself", path=path, column="col", rows=_rows(diag))
+        raise InputError(
+            "a variable correlated with itself", path=path, column="col", rows=_rows(diag)
+        )
     pair = df.apply(lambda r: tuple(sorted((r["row"], r["col"]))), axis=1)
     dup = pair.duplicated(keep=False)
     if dup.any():
@@ -307,24 +360,46 @@ def load_table2(published_dir: str | Path | None = None) -> pd.DataFrame:
     k = len(APPROACHES)
     if len(df) != k * (k - 1) // 2:
         present = set(pair)
-        absent = [f"{a}/{b}" for i, a in enumerate(APPROACHES) for b in APPROACHES[:i] if tuple(sorted((a, b))) not in present]
-        raise InputError(f"expected {k * (k - 1) // 2} pairs, missing {absent[:5]}", path=path, column="row")
+        absent = [
+            f"{a}/{b}"
+            for i, a in enumerate(APPROACHES)
+            for b in APPROACHES[:i]
+            if tuple(sorted((a, b))) not in present
+        ]
+        raise InputError(
+            f"expected {k * (k - 1) // 2} pairs, missing {absent[:5]}", path=path, column="row"
+        )
     r = _numeric(df, "r", path)
     bad = (r < -1) | (r > 1)
     if bad.any():
         raise InputError("correlation outside [-1, 1]", path=path, column="r", rows=_rows(bad))
     bad = ~df["stars"].isin(["", *STARS])
     if bad.any():
-        raise InputError(f"unknown stars {sorted(set(df.loc[bad, 'stars']))} (allowed: '', *, **, ***)", path=path, column="stars", rows=_rows(bad))
+        raise InputError(
+            f"unknown stars {sorted(set(df.loc[bad, 'stars']))} (allowed: '', *, **, ***)",
+            path=path,
+            column="stars",
+            rows=_rows(bad),
+        )
     bad = ~df["stars_legible"].isin(["yes", "no"])
     if bad.any():
-        raise InputError("stars_legible must be yes or no", path=path, column="stars_legible", rows=_rows(bad))
+        raise InputError(
+            "stars_legible must be yes or no", path=path, column="stars_legible", rows=_rows(bad)
+        )
     legible = df["stars_legible"] == "yes"
-    out = pd.DataFrame({
-        "row": df["row"], "col": df["col"], "r": r, "r_decimals": _decimals(df["r"].str.lstrip("-")),
-        "stars": df["stars"], "stars_legible": legible.astype(bool),
-        "p_upper": [STARS.get(s, np.nan) if leg else np.nan for s, leg in zip(df["stars"], legible)],
-    })
+    out = pd.DataFrame(
+        {
+            "row": df["row"],
+            "col": df["col"],
+            "r": r,
+            "r_decimals": _decimals(df["r"].str.lstrip("-")),
+            "stars": df["stars"],
+            "stars_legible": legible.astype(bool),
+            "p_upper": [
+                STARS.get(s, np.nan) if leg else np.nan for s, leg in zip(df["stars"], legible)
+            ],
+        }
+    )
     out.attrs["source"] = str(path)
     return out
 
@@ -361,27 +436,50 @@ def load_table3(published_dir: str | Path | None = None) -> pd.DataFrame:
     if bad.any():
         raise InputError(
             f"unknown terms {sorted(set(df.loc[bad, 'term']))[:5]} (analysis 1: approaches, 2: n_approaches; plus {list(STRATUM_TERMS)})",
-            path=path, column="term", rows=_rows(bad),
+            path=path,
+            column="term",
+            rows=_rows(bad),
         )
     bad = df["term"].isin(STRATUM_TERMS) & (df["adjusted_for_size"] == "no")
     if bad.any():
-        raise InputError("a stratum term in a model not adjusted for size", path=path, column="adjusted_for_size", rows=_rows(bad))
+        raise InputError(
+            "a stratum term in a model not adjusted for size",
+            path=path,
+            column="adjusted_for_size",
+            rows=_rows(bad),
+        )
     dup = df.duplicated(["analysis", "term", "adjusted_for_size"], keep=False)
     if dup.any():
-        raise InputError("repeated (analysis, term, adjusted_for_size) rows", path=path, column="term", rows=_rows(dup))
+        raise InputError(
+            "repeated (analysis, term, adjusted_for_size) rows",
+            path=path,
+            column="term",
+            rows=_rows(dup),
+        )
     vals = {c: _numeric(df, c, path) for c in ("or", "ci_low", "ci_high")}
     for c, v in vals.items():
         bad = v <= 0
         if bad.any():
-            raise InputError("odds ratios and CI limits must be positive", path=path, column=c, rows=_rows(bad))
+            raise InputError(
+                "odds ratios and CI limits must be positive", path=path, column=c, rows=_rows(bad)
+            )
     bad = (vals["ci_low"] > vals["or"]) | (vals["or"] > vals["ci_high"])
     if bad.any():
         col = "ci_low" if (vals["ci_low"] > vals["or"])[bad].any() else "ci_high"
-        raise InputError("the 95% CI does not bracket the OR", path=path, column=col, rows=_rows(bad))
-    out = pd.DataFrame({
-        "analysis": df["analysis"].astype("int64"), "term": df["term"], "adjusted_for_size": df["adjusted_for_size"],
-        "or": vals["or"], "ci_low": vals["ci_low"], "ci_high": vals["ci_high"], "or_decimals": _decimals(df["or"]),
-    })
+        raise InputError(
+            "the 95% CI does not bracket the OR", path=path, column=col, rows=_rows(bad)
+        )
+    out = pd.DataFrame(
+        {
+            "analysis": df["analysis"].astype("int64"),
+            "term": df["term"],
+            "adjusted_for_size": df["adjusted_for_size"],
+            "or": vals["or"],
+            "ci_low": vals["ci_low"],
+            "ci_high": vals["ci_high"],
+            "or_decimals": _decimals(df["or"]),
+        }
+    )
     out = pd.concat([out, _parse_p_column(df, "p_value", path)], axis=1)
     out.attrs["source"] = str(path)
     return out
@@ -406,7 +504,12 @@ def load_sampling_frames(published_dir: str | Path | None = None) -> pd.DataFram
     _check_labels(df, "stratum", STRATA, path)
     dup = df["stratum"].duplicated(keep=False)
     if dup.any() or len(df) != len(STRATA):
-        raise InputError(f"expected one row per stratum {list(STRATA)}", path=path, column="stratum", rows=_rows(dup))
+        raise InputError(
+            f"expected one row per stratum {list(STRATA)}",
+            path=path,
+            column="stratum",
+            rows=_rows(dup),
+        )
     out = df.copy()
     for c in ("frame", "population", "sampled", "respondents"):
         out[c] = _numeric(df, c, path, integer=True)
@@ -416,7 +519,12 @@ def load_sampling_frames(published_dir: str | Path | None = None) -> pd.DataFram
             raise InputError(f"{lo} must lie in 0..{hi}", path=path, column=lo, rows=_rows(bad))
     bad = out["respondents"] != out["stratum"].map(N_BY_STRATUM)
     if bad.any():
-        raise InputError(f"respondents disagree with Table 1's stratum sizes {dict(N_BY_STRATUM)}", path=path, column="respondents", rows=_rows(bad))
+        raise InputError(
+            f"respondents disagree with Table 1's stratum sizes {dict(N_BY_STRATUM)}",
+            path=path,
+            column="respondents",
+            rows=_rows(bad),
+        )
     out.attrs["source"] = str(path)
     return out
 
@@ -425,8 +533,11 @@ def load_all(published_dir: str | Path | None = None) -> PublishedTables:
     """Load and validate all four published tables from one folder."""
     d = _dir(published_dir)
     return PublishedTables(
-        table1=load_table1(d), table2=load_table2(d), table3=load_table3(d),
-        sampling_frames=load_sampling_frames(d), published_dir=d,
+        table1=load_table1(d),
+        table2=load_table2(d),
+        table3=load_table3(d),
+        sampling_frames=load_sampling_frames(d),
+        published_dir=d,
     )
 
 

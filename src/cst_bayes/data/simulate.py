@@ -30,8 +30,15 @@ DEFAULT_PREVALENCE: dict[str, tuple[float, float, float, float]] = {
 }
 #: Log-odds effects on any_cst, of the order of Table 3's adjusted model.
 DEFAULT_BETA: dict[str, float] = {
-    "court": -0.2, "prosecutor": 0.3, "training": 0.1, "victim_service": 0.6,
-    "offense_code": -0.35, "child_welfare": 0.0, "task_force": 0.6, "advocates": 0.2, "mdt": 0.4,
+    "court": -0.2,
+    "prosecutor": 0.3,
+    "training": 0.1,
+    "victim_service": 0.6,
+    "offense_code": -0.35,
+    "child_welfare": 0.0,
+    "task_force": 0.6,
+    "advocates": 0.2,
+    "mdt": 0.4,
 }
 #: Stratum intercepts on the log-odds scale (order: config.STRATA).
 DEFAULT_ALPHA: tuple[float, float, float, float] = (-3.6, -1.8, -1.1, 0.3)

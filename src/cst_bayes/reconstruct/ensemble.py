@@ -58,7 +58,6 @@ from cst_bayes.core.config import (
     N_BY_STRATUM,
     OUTCOME,
     PUBLISHED_DIR,
-    RECONSTRUCTED_DIR,
     STRATA,
     STRATUM,
     SYNTHETIC_BANNER,
@@ -77,7 +76,15 @@ Z95 = 1.959963984540054
 #: Figure 1 (text of the article): agencies with a case that had an offense code.
 FIG1_OFFENSE_CODE_CASES = 108
 FIDELITY_COLUMNS = [
-    "table", "item", "quantity", "published", "achieved", "lower", "upper", "forced", "agrees",
+    "table",
+    "item",
+    "quantity",
+    "published",
+    "achieved",
+    "lower",
+    "upper",
+    "forced",
+    "agrees",
 ]
 METHOD = (
     "latent Gaussian copula per stratum (member-specific dependence drawn around the "
@@ -205,14 +212,20 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
         if rec.stratum == "all":
             continue
         if rec.variable not in COLUMNS or rec.stratum not in STRATA:
-            raise InputError(f"unknown variable/stratum {rec.variable}/{rec.stratum}",
-                             path=PUBLISHED_DIR / "table1_approaches_by_stratum.csv", column="variable")
+            raise InputError(
+                f"unknown variable/stratum {rec.variable}/{rec.stratum}",
+                path=PUBLISHED_DIR / "table1_approaches_by_stratum.csv",
+                column="variable",
+            )
         s = STRATA.index(rec.stratum)
         counts[s, COLUMNS.index(rec.variable)] = int(rec.n_yes)
         nst[s] = int(rec.n_stratum)
     if dict(zip(STRATA, nst.tolist())) != N_BY_STRATUM:
-        raise InputError("stratum sizes disagree with config.N_BY_STRATUM",
-                         path=PUBLISHED_DIR / "table1_approaches_by_stratum.csv", column="n_stratum")
+        raise InputError(
+            "stratum sizes disagree with config.N_BY_STRATUM",
+            path=PUBLISHED_DIR / "table1_approaches_by_stratum.csv",
+            column="n_stratum",
+        )
     n = int(nst.sum())
     tot = counts.sum(axis=0)
 
@@ -235,8 +248,16 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
         lo, hi = _window(ok, grid, f"Table 2 {rec.row}-{rec.col} r={rec.r}{rec.stars}")
         phi_lo[i, j] = phi_lo[j, i] = lo
         phi_hi[i, j] = phi_hi[j, i] = hi
-        phi_rows.append(dict(row=rec.row, col=rec.col, r=v, stars=rec.stars.strip() if legible else None,
-                             lo=lo, hi=hi))
+        phi_rows.append(
+            dict(
+                row=rec.row,
+                col=rec.col,
+                r=v,
+                stars=rec.stars.strip() if legible else None,
+                lo=lo,
+                hi=hi,
+            )
+        )
 
     # Figure 1: offense code among cases = 108 (text); every other approach significantly
     # (Pearson chi-square, p < .05) more common among agencies with a case.
@@ -265,8 +286,10 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
     # Table 3: log-scale windows; CI rows whose windows cannot hold together are not forced.
     t3df = _read("table3_odds_ratios.csv")
     terms_by_model = {
-        0: list(APPROACHES), 1: [*APPROACHES, "stratum[50-999]", "stratum[state]", "stratum[1000+]"],
-        2: [COUNT], 3: [COUNT, "stratum[50-999]", "stratum[state]", "stratum[1000+]"],
+        0: list(APPROACHES),
+        1: [*APPROACHES, "stratum[50-999]", "stratum[state]", "stratum[1000+]"],
+        2: [COUNT],
+        3: [COUNT, "stratum[50-999]", "stratum[state]", "stratum[1000+]"],
     }
     t3 = []
     for rec in t3df.itertuples(index=False):
@@ -279,13 +302,29 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
         mid_lo, mid_hi = (lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2
         width = min(est[1], mid_hi) - max(est[0], mid_lo)
         ci_forced = width > 0.1 * (est[1] - est[0])
-        t3.append(dict(
-            analysis=int(rec.analysis), term=rec.term, adjusted_for_size=rec.adjusted_for_size,
-            model=m, coef=c, printed=(rec[3], rec.ci_low, rec.ci_high),
-            windows=(est, lo, hi), ci_forced=bool(ci_forced),
-        ))
-    return Targets(counts=counts, n_by_stratum=nst, phi_lo=phi_lo, phi_hi=phi_hi,
-                   t_lo=t_lo, t_hi=t_hi, t3=t3, phi_rows=phi_rows, fig1_rows=fig1_rows)
+        t3.append(
+            dict(
+                analysis=int(rec.analysis),
+                term=rec.term,
+                adjusted_for_size=rec.adjusted_for_size,
+                model=m,
+                coef=c,
+                printed=(rec[3], rec.ci_low, rec.ci_high),
+                windows=(est, lo, hi),
+                ci_forced=bool(ci_forced),
+            )
+        )
+    return Targets(
+        counts=counts,
+        n_by_stratum=nst,
+        phi_lo=phi_lo,
+        phi_hi=phi_hi,
+        t_lo=t_lo,
+        t_hi=t_hi,
+        t3=t3,
+        phi_rows=phi_rows,
+        fig1_rows=fig1_rows,
+    )
 
 
 def _kernel_targets(tg: Targets, margin: float) -> tuple[np.ndarray, ...]:
@@ -314,12 +353,14 @@ def _kernel_targets(tg: Targets, margin: float) -> tuple[np.ndarray, ...]:
 # The numba kernel
 # --------------------------------------------------------------------------------------
 
+
 def _kernel() -> dict[str, Any]:
     """The compiled kernel (numba, loaded from its on-disk cache after the first compile)."""
     from cst_bayes.reconstruct import kernel as rk
 
-    return dict(anneal=rk.anneal, refit=rk.refit, count_energy=rk.count_energy,
-                model_energy=rk.model_energy)
+    return dict(
+        anneal=rk.anneal, refit=rk.refit, count_energy=rk.count_energy, model_energy=rk.model_energy
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -380,10 +421,14 @@ def draw_dependence(rng: np.random.Generator) -> dict[str, Any]:
         mats.append(_nearest_corr(R))
         slopes.append(b_pub + rng.normal(0.0, beta_sd, size=K))
         loads.append(lam)
-    return dict(shrink=shrink, omega=omega, beta_sd=beta_sd, corr=mats, slopes=slopes, loadings=loads)
+    return dict(
+        shrink=shrink, omega=omega, beta_sd=beta_sd, corr=mats, slopes=slopes, loadings=loads
+    )
 
 
-def initial_state(rng: np.random.Generator, dep: dict[str, Any], tg: Targets | None = None) -> np.ndarray:
+def initial_state(
+    rng: np.random.Generator, dep: dict[str, Any], tg: Targets | None = None
+) -> np.ndarray:
     """A start with every Table 1 count exact: ``(n, 10)`` int8, rows ordered by stratum.
 
     Each column is thresholded by rank within its stratum (the top ``n_yes`` latent values
@@ -463,33 +508,80 @@ def fidelity(df: pd.DataFrame, tg: Targets | None = None) -> pd.DataFrame:
         got_r = float(t2.loc[(r["row"], r["col"]), "r"])
         p = float(t2.loc[(r["row"], r["col"]), "p_value"])
         ok_r = abs(got_r - r["r"]) <= 0.005
-        rows.append(("table2", f"{r['row']}|{r['col']}", "r", r["r"], got_r, r["r"] - 0.005, r["r"] + 0.005,
-                     True, bool(ok_r)))
+        rows.append(
+            (
+                "table2",
+                f"{r['row']}|{r['col']}",
+                "r",
+                r["r"],
+                got_r,
+                r["r"] - 0.005,
+                r["r"] + 0.005,
+                True,
+                bool(ok_r),
+            )
+        )
         if r["stars"] is not None:
             stars = fq._stars(p)
-            rows.append(("table2", f"{r['row']}|{r['col']}", "stars", r["stars"], stars, np.nan, np.nan,
-                         True, stars == r["stars"]))
+            rows.append(
+                (
+                    "table2",
+                    f"{r['row']}|{r['col']}",
+                    "stars",
+                    r["stars"],
+                    stars,
+                    np.nan,
+                    np.nan,
+                    True,
+                    stars == r["stars"],
+                )
+            )
     f1 = fq.fig1(df).set_index("variable")
     for r in tg.fig1_rows:
         v = r["variable"]
         got = int(f1.loc[v, "n_case"])
         if v == "offense_code":
-            rows.append(("fig1", v, "n_case", FIG1_OFFENSE_CODE_CASES, got, 108, 108, True, got == 108))
+            rows.append(
+                ("fig1", v, "n_case", FIG1_OFFENSE_CODE_CASES, got, 108, 108, True, got == 108)
+            )
         else:
             p = float(f1.loc[v, "p_value"])
             ok = p < 0.05 and f1.loc[v, "pct_case"] > f1.loc[v, "pct_no_case"]
-            rows.append(("fig1", v, "significant_more_common", "yes", "yes" if ok else "no", np.nan, np.nan,
-                         True, bool(ok)))
+            rows.append(
+                (
+                    "fig1",
+                    v,
+                    "significant_more_common",
+                    "yes",
+                    "yes" if ok else "no",
+                    np.nan,
+                    np.nan,
+                    True,
+                    bool(ok),
+                )
+            )
     t3 = fq.table3(df, link="logit").set_index(["analysis", "term", "adjusted_for_size"])
     for r in tg.t3:
         rec = t3.loc[(r["analysis"], r["term"], r["adjusted_for_size"])]
-        for k, (q, col) in enumerate((("estimate", "estimate"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))):
+        for k, (q, col) in enumerate(
+            (("estimate", "estimate"), ("ci_low", "ci_low"), ("ci_high", "ci_high"))
+        ):
             lo, hi = r["windows"][k]
             got = float(rec[col])
             ok = bool(np.isfinite(got) and lo - 1e-12 <= math.log(got) <= hi + 1e-12)
-            rows.append(("table3", f"{r['analysis']}|{r['term']}|{r['adjusted_for_size']}", q,
-                         float(r["printed"][k]), got, math.exp(lo), math.exp(hi),
-                         k == 0 or r["ci_forced"], ok))
+            rows.append(
+                (
+                    "table3",
+                    f"{r['analysis']}|{r['term']}|{r['adjusted_for_size']}",
+                    q,
+                    float(r["printed"][k]),
+                    got,
+                    math.exp(lo),
+                    math.exp(hi),
+                    k == 0 or r["ci_forced"],
+                    ok,
+                )
+            )
     out = pd.DataFrame(rows, columns=FIDELITY_COLUMNS)
     out["published"] = out["published"].astype(str)
     out["achieved"] = out["achieved"].astype(str)
@@ -512,8 +604,15 @@ COUNT_WEIGHT = 2.0
 
 
 def _anneal_member(
-    Vi: np.ndarray, strat: np.ndarray, tg: Targets, rng: np.random.Generator, *,
-    max_rounds: int, margin: float, p_target: float, steps_scale: float = 1.0,
+    Vi: np.ndarray,
+    strat: np.ndarray,
+    tg: Targets,
+    rng: np.random.Generator,
+    *,
+    max_rounds: int,
+    margin: float,
+    p_target: float,
+    steps_scale: float = 1.0,
 ) -> tuple[np.ndarray, int, int, int, float, int]:
     """Run the stage schedule on one start; returns (state, status, steps, accepted, energy, stages)."""
     k = _kernel()
@@ -543,9 +642,33 @@ def _anneal_member(
     for n_stages, (T0, T1, scale, n_steps) in enumerate(stages, start=1):
         n_steps = max(1, int(n_steps * steps_scale))
         status, st, ac, energy, _ = k["anneal"](
-            Vi, strat, sstart, send, scum, ccum, C, tg.phi_lo, tg.phi_hi, tg.t_lo, tg.t_hi,
-            betas, hinvs, tm, tc, win, forced, 0.2, scale, T0, T1, n_steps, 200, 1e-9, p_target,
-            COUNT_WEIGHT, int(rng.integers(2**31 - 1)),
+            Vi,
+            strat,
+            sstart,
+            send,
+            scum,
+            ccum,
+            C,
+            tg.phi_lo,
+            tg.phi_hi,
+            tg.t_lo,
+            tg.t_hi,
+            betas,
+            hinvs,
+            tm,
+            tc,
+            win,
+            forced,
+            0.2,
+            scale,
+            T0,
+            T1,
+            n_steps,
+            200,
+            1e-9,
+            p_target,
+            COUNT_WEIGHT,
+            int(rng.integers(2**31 - 1)),
         )
         steps += st
         acc += ac
@@ -608,22 +731,40 @@ def reconstruct_one(
     for start in range(1, max_starts + 1):
         dep = draw_dependence(rng)
         Vi, status, st, ac, energy, n_stages = _anneal_member(
-            initial_state(rng, dep, tg).astype(np.int64), strat, tg, rng, max_rounds=max_rounds,
-            margin=margin, p_target=p_target, steps_scale=steps_scale,
+            initial_state(rng, dep, tg).astype(np.int64),
+            strat,
+            tg,
+            rng,
+            max_rounds=max_rounds,
+            margin=margin,
+            p_target=p_target,
+            steps_scale=steps_scale,
         )
         steps += st
         acc += ac
-        starts.append(dict(shrink=round(dep["shrink"], 4), omega=round(dep["omega"], 4),
-                           beta_sd=round(dep["beta_sd"], 4), converged=bool(status == 1),
-                           stages=n_stages, final_energy=round(float(energy), 4)))
+        starts.append(
+            dict(
+                shrink=round(dep["shrink"], 4),
+                omega=round(dep["omega"], 4),
+                beta_sd=round(dep["beta_sd"], 4),
+                converged=bool(status == 1),
+                stages=n_stages,
+                final_energy=round(float(energy), 4),
+            )
+        )
         if status == 1:
             break
     df = _to_frame(Vi, strat)
     fid = fidelity(df, tg)
     elapsed = time.perf_counter() - t_start
     df.attrs["reconstruction"] = dict(
-        seed_entropy=str(ss.entropy), spawn_key=list(ss.spawn_key), starts=starts, steps=int(steps),
-        accepted=int(acc), converged=bool(status == 1), seconds=round(elapsed, 2),
+        seed_entropy=str(ss.entropy),
+        spawn_key=list(ss.spawn_key),
+        starts=starts,
+        steps=int(steps),
+        accepted=int(acc),
+        converged=bool(status == 1),
+        seconds=round(elapsed, 2),
         cpu_seconds=round(time.process_time() - cpu_start, 2),
         dependence=dict(shrink=dep["shrink"], omega=dep["omega"], beta_sd=dep["beta_sd"]),
         forced_targets=int(fid["forced"].sum()),
@@ -700,7 +841,9 @@ def member_filename(i: int) -> str:
     return f"reconstruction-{i:03d}.csv"
 
 
-def _member_job(i: int, ss: np.random.SeedSequence, kwargs: dict[str, Any]) -> tuple[int, pd.DataFrame, pd.DataFrame, dict]:
+def _member_job(
+    i: int, ss: np.random.SeedSequence, kwargs: dict[str, Any]
+) -> tuple[int, pd.DataFrame, pd.DataFrame, dict]:
     # Worker processes must not oversubscribe the cores with BLAS threads.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -713,8 +856,9 @@ def fidelity_summary(fid: pd.DataFrame) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for t, g in fid.groupby("table", sort=False):
         f = g[g["forced"]]
-        out[str(t)] = dict(met=int(f["agrees"].sum()), total=int(len(f)),
-                           reported_only=int((~g["forced"]).sum()))
+        out[str(t)] = dict(
+            met=int(f["agrees"].sum()), total=len(f), reported_only=int((~g["forced"]).sum())
+        )
     bad = fid[fid["forced"] & ~fid["agrees"]]
     out["failing"] = [f"{r.table}:{r.item}:{r.quantity}" for r in bad.itertuples(index=False)]
     out["all_forced_met"] = not len(bad)
@@ -757,7 +901,7 @@ def build_ensemble(
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from cst_bayes import __version__
-    from cst_bayes.core.fileio import sha256_file, write_csv, write_microdata, write_json
+    from cst_bayes.core.fileio import sha256_file, write_csv, write_json, write_microdata
 
     if int(n) < 1:
         raise InputError(f"--n must be at least 1, got {n}", column="n")
@@ -797,25 +941,42 @@ def build_ensemble(
     # The manifest goes first and comes back last: a crash while writing leaves members
     # without a manifest (which readers notice), never a manifest describing other files.
     # A previous, larger ensemble in the same folder would otherwise leave stale members.
-    for old in [out_dir / "manifest.json", *out_dir.glob("reconstruction-*.csv"), *out_dir.glob("fidelity-*.csv")]:
+    for old in [
+        out_dir / "manifest.json",
+        *out_dir.glob("reconstruction-*.csv"),
+        *out_dir.glob("fidelity-*.csv"),
+    ]:
         old.unlink(missing_ok=True)
     members = []
     for i in range(1, n + 1):
         df, fid, info = results[i]
         name = member_filename(i)
-        note = (f"SYNTHETIC member {i} of {n}; master seed {seed}; "
-                f"cst_bayes {__version__}; see manifest.json for its fidelity to the published tables")
+        note = (
+            f"SYNTHETIC member {i} of {n}; master seed {seed}; "
+            f"cst_bayes {__version__}; see manifest.json for its fidelity to the published tables"
+        )
         cols = [AGENCY_ID, STRATUM, *APPROACHES, OUTCOME]
         write_microdata(out_dir / name, df[cols], synthetic=True, note=note)
         fname = f"fidelity-{i:03d}.csv"
-        write_csv(out_dir / fname, fid, status="SYNTHETIC", notes=f"fidelity of SYNTHETIC member {i}")
-        members.append(dict(
-            member=i, file=name, fidelity_file=fname, sha256=sha256_file(out_dir / name),
-            spawn_key=info["spawn_key"], seconds=info["seconds"], cpu_seconds=info.get("cpu_seconds"),
-            steps=info["steps"],
-            converged=info["converged"], starts=info["starts"], dependence=info["dependence"],
-            targets=fidelity_summary(fid),
-        ))
+        write_csv(
+            out_dir / fname, fid, status="SYNTHETIC", notes=f"fidelity of SYNTHETIC member {i}"
+        )
+        members.append(
+            dict(
+                member=i,
+                file=name,
+                fidelity_file=fname,
+                sha256=sha256_file(out_dir / name),
+                spawn_key=info["spawn_key"],
+                seconds=info["seconds"],
+                cpu_seconds=info.get("cpu_seconds"),
+                steps=info["steps"],
+                converged=info["converged"],
+                starts=info["starts"],
+                dependence=info["dependence"],
+                targets=fidelity_summary(fid),
+            )
+        )
     spread = ensemble_spread([results[i][0] for i in range(1, n + 1)])
     import numba
     import scipy
@@ -824,13 +985,25 @@ def build_ensemble(
         synthetic=True,
         banner=SYNTHETIC_BANNER,
         method=METHOD,
-        package="cst_bayes", package_version=__version__,
-        versions=dict(numpy=np.__version__, pandas=pd.__version__, scipy=scipy.__version__,
-                      numba=numba.__version__),
-        master_seed=int(seed), n_members=n, jobs=jobs,
+        package="cst_bayes",
+        package_version=__version__,
+        versions=dict(
+            numpy=np.__version__,
+            pandas=pd.__version__,
+            scipy=scipy.__version__,
+            numba=numba.__version__,
+        ),
+        master_seed=int(seed),
+        n_members=n,
+        jobs=jobs,
         member_seeds="numpy.random.SeedSequence(master_seed).spawn(n_members)",
-        settings=dict(stages=[list(s) for s in STAGES], final_stage=list(FINAL_STAGE),
-                      reheat_stage=list(REHEAT_STAGE), count_weight=COUNT_WEIGHT, **kwargs),
+        settings=dict(
+            stages=[list(s) for s in STAGES],
+            final_stage=list(FINAL_STAGE),
+            reheat_stage=list(REHEAT_STAGE),
+            count_weight=COUNT_WEIGHT,
+            **kwargs,
+        ),
         seconds_total=round(time.perf_counter() - t0, 1),
         all_members_agree=all(m["targets"]["all_forced_met"] for m in members),
         members=members,
@@ -845,8 +1018,12 @@ def manifest_table(manifest: dict[str, Any]) -> pd.DataFrame:
     rows = []
     for m in manifest["members"]:
         t = m["targets"]
-        row = dict(member=m["member"], seconds=m["seconds"], cpu_seconds=m.get("cpu_seconds"),
-                   starts=len(m["starts"]))
+        row = dict(
+            member=m["member"],
+            seconds=m["seconds"],
+            cpu_seconds=m.get("cpu_seconds"),
+            starts=len(m["starts"]),
+        )
         for tab in ("table1", "table2", "fig1", "table3"):
             if tab in t:
                 row[tab] = f"{t[tab]['met']}/{t[tab]['total']}"

@@ -37,6 +37,7 @@ def design_row(m, v, s, out):
             out[3] = 1.0 if s == 2 else 0.0
             out[4] = 1.0 if s == 3 else 0.0
 
+
 @njit(cache=True)
 def refit(m, V, strat, beta, hinv, iters):
     """Newton iterations of logistic model m from beta; hinv = inverse information."""
@@ -80,6 +81,7 @@ def refit(m, V, strat, beta, hinv, iters):
             break
     return ok
 
+
 @njit(cache=True)
 def sm_update(hinv, p, d, c, u):
     """hinv <- (H + c d d')^-1 by Sherman-Morrison (u: work buffer)."""
@@ -95,6 +97,7 @@ def sm_update(hinv, p, d, c, u):
     for k in range(p):
         for l in range(p):
             hinv[k, l] -= f * u[k] * u[l]
+
 
 @njit(cache=True)
 def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u):
@@ -139,6 +142,7 @@ def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u):
             acc += nhinv[k, l] * g[l]
         nbeta[k] = beta[k] + acc
 
+
 @njit(cache=True)
 def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
     """Distance of each Table 3 estimate and CI bound outside its log window, in ``scale`` units.
@@ -154,7 +158,11 @@ def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
         v = hinvs[m, c, c]
         se = np.sqrt(v) if v > 0 else 1e9
         for k in range(3):
-            x = b if k == 0 else (b - 1.959963984540054 * se if k == 1 else b + 1.959963984540054 * se)
+            x = (
+                b
+                if k == 0
+                else (b - 1.959963984540054 * se if k == 1 else b + 1.959963984540054 * se)
+            )
             lo = win[q, k, 0]
             hi = win[q, k, 1]
             dist = 0.0
@@ -167,6 +175,7 @@ def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
             else:
                 es += wt * dist / scale
     return ef, es
+
 
 @njit(cache=True)
 def count_energy(C, phi_lo, phi_hi, t_lo, t_hi):
@@ -186,10 +195,37 @@ def count_energy(C, phi_lo, phi_hi, t_lo, t_hi):
             e += x - t_hi[i]
     return e
 
+
 @njit(cache=True)
-def anneal(V, strat, sstart, send, scum, ccum, C, phi_lo, phi_hi, t_lo, t_hi,
-           betas, hinvs, tm, tc, win, forced, soft_wt, scale, T0, T1, max_steps,
-           refit_every, near, p_target, count_w, seed):
+def anneal(
+    V,
+    strat,
+    sstart,
+    send,
+    scum,
+    ccum,
+    C,
+    phi_lo,
+    phi_hi,
+    t_lo,
+    t_hi,
+    betas,
+    hinvs,
+    tm,
+    tc,
+    win,
+    forced,
+    soft_wt,
+    scale,
+    T0,
+    T1,
+    max_steps,
+    refit_every,
+    near,
+    p_target,
+    count_w,
+    seed,
+):
     """Simulated annealing; returns (status, steps, accepted, E_forced, E_soft).
 
     ``V`` (n, 10: approaches then outcome, rows grouped by stratum ``sstart..send``) and
@@ -350,4 +386,3 @@ def anneal(V, strat, sstart, send, scum, ccum, C, phi_lo, phi_hi, t_lo, t_hi,
         refit(m, V, strat, betas[m], hinvs[m], 25)
     emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
     return (1 if ec + emf == 0.0 else 0), max_steps, acc, ec + emf, ems
-

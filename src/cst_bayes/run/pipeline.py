@@ -37,11 +37,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-import numpy as np
 import pandas as pd
 
 from cst_bayes import __version__
-
 from cst_bayes.core import config
 from cst_bayes.core.disclosure import SUPPRESSED
 from cst_bayes.core.errors import InputError
@@ -75,15 +73,29 @@ class Settings:
 
 PROFILES: dict[str, Settings] = {
     # CI: minutes on two cores. Short chains are enough to exercise every stage end to end.
-    "quick": Settings(n_reconstructions=2, draws=200, tune=200, chains=2, ppc_draws=100,
-                      models=QUICK_MODELS, weights_mcmc=False),
+    "quick": Settings(
+        n_reconstructions=2,
+        draws=200,
+        tune=200,
+        chains=2,
+        ppc_draws=100,
+        models=QUICK_MODELS,
+        weights_mcmc=False,
+    ),
     # Publication quality over the whole ensemble: 2 x 1000 draws per member pooled over 20
     # members = 40,000 draws per parameter. 2 x 500 (measured 427 s in all) left 1-18 member
     # terms per model with R-hat just above 1.01 and varying-slopes bulk ESS down to 244: the
     # warnings were sampling noise of short chains, so the chains are longer rather than the
     # thresholds looser.
-    "full": Settings(n_reconstructions=None, draws=1000, tune=500, chains=2, ppc_draws=500,
-                     models=None, weights_mcmc=True),
+    "full": Settings(
+        n_reconstructions=None,
+        draws=1000,
+        tune=500,
+        chains=2,
+        ppc_draws=500,
+        models=None,
+        weights_mcmc=True,
+    ),
 }
 
 
@@ -155,8 +167,14 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "models": ("bayes.models", "bayes.fastlogp", "bayes.pooling", "data.microdata"),
     "ppc": ("checks.ppc", "bayes.models", "bayes.pooling", "frequentist"),
     "compare": ("checks.comparison", "bayes.models", "checks.ppc"),
-    "weights": ("weighting.weights", "weighting.design", "weighting.mrp", "weighting.sensitivity",
-                "bayes.models", "data.published"),
+    "weights": (
+        "weighting.weights",
+        "weighting.design",
+        "weighting.mrp",
+        "weighting.sensitivity",
+        "bayes.models",
+        "data.published",
+    ),
 }
 FORMAT = 1
 
@@ -169,9 +187,12 @@ def code_hash(stage: str | None = None) -> str:
     """
     h = hashlib.sha256(f"format {FORMAT}".encode())
     root = Path(__file__).parents[1]
-    names = STAGE_MODULES.get(stage or "", None)
-    files = (sorted(root.rglob("*.py")) if names is None
-             else [root / (n.replace(".", "/") + ".py") for n in names])
+    names = STAGE_MODULES.get(stage or "")
+    files = (
+        sorted(root.rglob("*.py"))
+        if names is None
+        else [root / (n.replace(".", "/") + ".py") for n in names]
+    )
     for p in files:
         if p.is_file() and "__pycache__" not in p.parts:
             h.update(p.relative_to(root).as_posix().encode())
@@ -185,8 +206,11 @@ def input_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def suppress_small(df: pd.DataFrame, count_columns: Sequence[str] | None = None,
-                   derived: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
+def suppress_small(
+    df: pd.DataFrame,
+    count_columns: Sequence[str] | None = None,
+    derived: dict[str, Sequence[str]] | None = None,
+) -> pd.DataFrame:
     """Replace counts below SMALL_CELL by ``"<5"`` (restricted-data mode).
 
     Parameters
@@ -206,9 +230,13 @@ def suppress_small(df: pd.DataFrame, count_columns: Sequence[str] | None = None,
         A copy whose affected columns are strings, ``"<5"`` where suppressed.
     """
     out = df.copy()
-    cols = list(count_columns) if count_columns is not None else [
-        c for c in out.columns if str(c).startswith("n_") and c not in {"n_draws", "n_chains"}
-    ]
+    cols = (
+        list(count_columns)
+        if count_columns is not None
+        else [
+            c for c in out.columns if str(c).startswith("n_") and c not in {"n_draws", "n_chains"}
+        ]
+    )
     derived = derived or {}
     for c in cols:
         if c not in out.columns:
@@ -228,11 +256,19 @@ def suppress_small(df: pd.DataFrame, count_columns: Sequence[str] | None = None,
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "-C", str(config.ROOT), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(config.ROOT), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if out.returncode == 0:
-            dirty = subprocess.run(["git", "-C", str(config.ROOT), "status", "--porcelain", "--untracked-files=no"],
-                                   capture_output=True, text=True, timeout=10).stdout.strip()
+            dirty = subprocess.run(
+                ["git", "-C", str(config.ROOT), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+            ).stdout.strip()
             return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         pass
@@ -244,8 +280,23 @@ def environment() -> dict[str, Any]:
     from importlib import metadata
 
     pkgs = {}
-    for name in ("cst_bayes", "numpy", "pandas", "scipy", "statsmodels", "pymc", "pytensor", "arviz",
-                 "nutpie", "xarray", "dask", "distributed", "matplotlib", "h5netcdf", "jinja2"):
+    for name in (
+        "cst_bayes",
+        "numpy",
+        "pandas",
+        "scipy",
+        "statsmodels",
+        "pymc",
+        "pytensor",
+        "arviz",
+        "nutpie",
+        "xarray",
+        "dask",
+        "distributed",
+        "matplotlib",
+        "h5netcdf",
+        "jinja2",
+    ):
         try:
             pkgs[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -287,7 +338,9 @@ def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, 
     return specs, hashes, None
 
 
-def _load_reconstructions(directory: Path, n: int | None) -> tuple[list[pd.DataFrame], list[str], dict | None]:
+def _load_reconstructions(
+    directory: Path, n: int | None
+) -> tuple[list[pd.DataFrame], list[str], dict | None]:
     from cst_bayes.data.ensemble import load_ensemble, read_manifest
 
     frames = load_ensemble(directory, n)
@@ -311,8 +364,12 @@ def _check_published(directory: Path) -> None:
     if loader is not None:
         loader(directory)  # raises InputError naming file, column and rows
         return
-    for name in ("sampling_frames.csv", "table1_approaches_by_stratum.csv",
-                 "table2_phi_correlations.csv", "table3_odds_ratios.csv"):
+    for name in (
+        "sampling_frames.csv",
+        "table1_approaches_by_stratum.csv",
+        "table2_phi_correlations.csv",
+        "table3_odds_ratios.csv",
+    ):
         if not (directory / name).is_file():
             raise InputError("missing published table", path=directory / name)
 
@@ -367,7 +424,10 @@ def prepare(
     if models is not None:
         settings = replace(settings, models=tuple(models))
     ctx = RunContext(
-        out=Path(out), profile=profile, settings=settings, seed=seed,
+        out=Path(out),
+        profile=profile,
+        settings=settings,
+        seed=seed,
         published_dir=Path(published) if published else config.PUBLISHED_DIR,
         weighting_file=Path(weighting) if weighting else config.WEIGHTING_FILE,
         progress=progress,
@@ -394,7 +454,8 @@ def prepare(
             _ensure_default_ensemble(settings.n_reconstructions, seed, progress)
         directory = Path(reconstructions) if reconstructions else config.RECONSTRUCTED_DIR
         ctx.frames, ctx.dataset_ids, ctx.reconstruction_manifest = _load_reconstructions(
-            directory, settings.n_reconstructions)
+            directory, settings.n_reconstructions
+        )
         ctx.synthetic, ctx.restricted = True, False
         ctx.data_source = str(directory)
     ctx.data_hashes = [sha256_frame(f) for f in ctx.frames]
@@ -438,9 +499,15 @@ def clean_stale(out: Path) -> list[Path]:
     return removed
 
 
-def run_unit(ctx: RunContext, unit: str, inputs: dict[str, Any],
-             body: Callable[[Path], dict[str, Any]], *, force: bool = False,
-             fail_fast: bool = False) -> UnitResult:
+def run_unit(
+    ctx: RunContext,
+    unit: str,
+    inputs: dict[str, Any],
+    body: Callable[[Path], dict[str, Any]],
+    *,
+    force: bool = False,
+    fail_fast: bool = False,
+) -> UnitResult:
     """Run ``body(scratch_dir)`` unless ``RUN_DIR/unit`` holds a manifest with the same input hash.
 
     The body writes its files into ``scratch_dir``; on success a manifest is added and the
@@ -476,16 +543,25 @@ def run_unit(ctx: RunContext, unit: str, inputs: dict[str, Any],
             import traceback
 
             traceback.print_exc(file=sys.stderr)
-            return UnitResult(unit, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+            return UnitResult(
+                unit, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
+            )
         raise
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     secs = time.perf_counter() - t0
-    write_json(scratch / "manifest.json", {
-        "unit": unit, "input_hash": h, "inputs": inputs, "seconds": round(secs, 3),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "info": info,
-    })
+    write_json(
+        scratch / "manifest.json",
+        {
+            "unit": unit,
+            "input_hash": h,
+            "inputs": inputs,
+            "seconds": round(secs, 3),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "info": info,
+        },
+    )
     if target.exists():
         trash = target.parent / f".{target.name}.old-{os.getpid()}"
         os.replace(target, trash)
@@ -504,13 +580,20 @@ def _unit_hash(ctx: RunContext, unit: str) -> str | None:
 # --------------------------------------------------------------------------- stages
 
 
-def _write_table(ctx: RunContext, path: Path, df: pd.DataFrame, *,
-                 derived: dict[str, Sequence[str]] | None = None) -> None:
+def _write_table(
+    ctx: RunContext,
+    path: Path,
+    df: pd.DataFrame,
+    *,
+    derived: dict[str, Sequence[str]] | None = None,
+) -> None:
     """Write a table, labelled synthetic or suppressed as the run requires."""
     if ctx.restricted:
         df = suppress_small(df, derived=derived)
-        comment = (f"RESTRICTED DATA: counts below {config.SMALL_CELL} suppressed as '{SUPPRESSED}'; "
-                   "no row-level data")
+        comment = (
+            f"RESTRICTED DATA: counts below {config.SMALL_CELL} suppressed as '{SUPPRESSED}'; "
+            "no row-level data"
+        )
     else:
         comment = config.SYNTHETIC_BANNER if ctx.synthetic else None
     write_csv(path, df, header_comment=comment)
@@ -543,10 +626,17 @@ def stage_data(ctx: RunContext, work: Path) -> dict[str, Any]:
     rows = []
     for ds, df, h in zip(ctx.dataset_ids, ctx.frames, ctx.data_hashes, strict=True):
         rows.append({"dataset": ds, "n_rows": len(df), "sha256": h, "synthetic": ctx.synthetic})
-    info: dict[str, Any] = {"datasets": len(rows), "synthetic": ctx.synthetic, "restricted": ctx.restricted,
-                            "source": ctx.data_source}
-    write_csv(work / "datasets.csv", pd.DataFrame(rows),
-              header_comment=config.SYNTHETIC_BANNER if ctx.synthetic else None)
+    info: dict[str, Any] = {
+        "datasets": len(rows),
+        "synthetic": ctx.synthetic,
+        "restricted": ctx.restricted,
+        "source": ctx.data_source,
+    }
+    write_csv(
+        work / "datasets.csv",
+        pd.DataFrame(rows),
+        header_comment=config.SYNTHETIC_BANNER if ctx.synthetic else None,
+    )
     _copy_published(ctx, work)
     man = ctx.reconstruction_manifest
     if man is not None:
@@ -558,7 +648,11 @@ def stage_data(ctx: RunContext, work: Path) -> dict[str, Any]:
             info["fidelity_total"] = int(fid["total"].sum())
         spread = man.get("untargeted_spread")
         if isinstance(spread, list) and spread:
-            write_csv(work / "untargeted_spread.csv", pd.DataFrame(spread), header_comment=config.SYNTHETIC_BANNER)
+            write_csv(
+                work / "untargeted_spread.csv",
+                pd.DataFrame(spread),
+                header_comment=config.SYNTHETIC_BANNER,
+            )
     return info
 
 
@@ -576,9 +670,16 @@ def _fidelity_table(man: dict[str, Any], ids: Sequence[str]) -> pd.DataFrame | N
             continue
         for table, t in m["targets"].items():
             if isinstance(t, dict) and "met" in t:
-                rows.append({"dataset": ds, "table": table, "met": int(t["met"]), "total": int(t["total"]),
-                             "reported_only": int(t.get("reported_only", 0)),
-                             "all_forced_met": bool(m["targets"].get("all_forced_met", False))})
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "table": table,
+                        "met": int(t["met"]),
+                        "total": int(t["total"]),
+                        "reported_only": int(t.get("reported_only", 0)),
+                        "all_forced_met": bool(m["targets"].get("all_forced_met", False)),
+                    }
+                )
     return pd.DataFrame(rows) if rows else None
 
 
@@ -659,9 +760,23 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     idata = getattr(res, "idata", None)
     diag = getattr(res, "diagnostics", None)
     if isinstance(diag, dict):
-        info["diagnostics"] = {k: v for k, v in diag.items() if k in (
-            "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "min_bfmi", "ok", "messages",
-            "all_ok", "members_with_trouble", "flipping_terms")}
+        info["diagnostics"] = {
+            k: v
+            for k, v in diag.items()
+            if k
+            in (
+                "divergences",
+                "max_r_hat",
+                "min_ess_bulk",
+                "min_ess_tail",
+                "min_bfmi",
+                "ok",
+                "messages",
+                "all_ok",
+                "members_with_trouble",
+                "flipping_terms",
+            )
+        }
         if "ok" not in info["diagnostics"] and "all_ok" in info["diagnostics"]:
             info["diagnostics"]["ok"] = info["diagnostics"]["all_ok"]
     _write_table(ctx, work / "summary.csv", summary)
@@ -689,7 +804,9 @@ def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
         table = ppc.ppc_tables(nc, data, n_draws=ctx.settings.ppc_draws, seed=ctx.seed)
     except Exception as exc:
         if ctx.restricted:  # restricted runs keep no per-agency groups on disk
-            raise StageUnavailable(f"PPC needs per-agency groups that restricted mode drops ({exc})") from None
+            raise StageUnavailable(
+                f"PPC needs per-agency groups that restricted mode drops ({exc})"
+            ) from None
         raise
     if ctx.restricted:
         table = ppc.suppress_small_cells(table)
@@ -723,7 +840,9 @@ def stage_compare(ctx: RunContext, work: Path) -> dict[str, Any]:
     comparison = _need("checks.comparison", "loo_table")
     models = _need("bayes.models", "read_fit")
     if ctx.restricted:
-        raise StageUnavailable("PSIS-LOO needs the pointwise log-likelihood, which restricted mode does not keep")
+        raise StageUnavailable(
+            "PSIS-LOO needs the pointwise log-likelihood, which restricted mode does not keep"
+        )
     fits = {}
     for name in ctx.specs:
         nc = ctx.out / "models" / name / f"{name}.nc"
@@ -747,9 +866,18 @@ def stage_weights(ctx: RunContext, work: Path) -> dict[str, Any]:
     """
     weights = _need("weighting.weights", "run_weights")
     s = ctx.settings
-    res = weights.run_weights(ctx.frames[0], scenarios_file=ctx.weighting_file, out_dir=None, mcmc=s.weights_mcmc,
-                              draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed, sampler=s.sampler,
-                              published_dir=ctx.published_dir)
+    res = weights.run_weights(
+        ctx.frames[0],
+        scenarios_file=ctx.weighting_file,
+        out_dir=None,
+        mcmc=s.weights_mcmc,
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        seed=ctx.seed,
+        sampler=s.sampler,
+        published_dir=ctx.published_dir,
+    )
     info: dict[str, Any] = {"dataset": ctx.dataset_ids[0], "mcmc": s.weights_mcmc}
     for k, v in res.items():
         if isinstance(v, pd.DataFrame):
@@ -772,56 +900,146 @@ def stage_weights(ctx: RunContext, work: Path) -> dict[str, Any]:
 def _progress(ctx: RunContext, total: int, desc: str):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, disable=not ctx.progress, leave=True, file=sys.stderr,
-                bar_format="{desc:<22} {bar:20} {n_fmt}/{total_fmt} [{elapsed}]")
+    return tqdm(
+        total=total,
+        desc=desc,
+        disable=not ctx.progress,
+        leave=True,
+        file=sys.stderr,
+        bar_format="{desc:<22} {bar:20} {n_fmt}/{total_fmt} [{elapsed}]",
+    )
 
 
-def _units(ctx: RunContext, stages: Sequence[str]) -> list[tuple[str, str, Callable[[], tuple[dict, Callable]]]]:
+def _units(
+    ctx: RunContext, stages: Sequence[str]
+) -> list[tuple[str, str, Callable[[], tuple[dict, Callable]]]]:
     """(stage, unit, lazily computed (inputs, body)) in run order."""
     base = ctx.base_inputs()
     units: list[tuple[str, str, Callable[[], tuple[dict, Callable]]]] = []
     pub_hash = {p.name: sha256_file(p) for p in sorted(ctx.published_dir.glob("*.csv"))}
     if "audit" in stages:
-        units.append(("audit", "audit", lambda: ({"version": __version__, "code": code_hash("audit"), "published": pub_hash},
-                                                 lambda w: stage_audit(ctx, w))))
+        units.append(
+            (
+                "audit",
+                "audit",
+                lambda: (
+                    {"version": __version__, "code": code_hash("audit"), "published": pub_hash},
+                    lambda w: stage_audit(ctx, w),
+                ),
+            )
+        )
     if "data" in stages:
-        units.append(("data", "data", lambda: ({**base, "code": code_hash("data"), "manifest": input_hash(ctx.reconstruction_manifest),
-                                                "published": pub_hash},
-                                               lambda w: stage_data(ctx, w))))
+        units.append(
+            (
+                "data",
+                "data",
+                lambda: (
+                    {
+                        **base,
+                        "code": code_hash("data"),
+                        "manifest": input_hash(ctx.reconstruction_manifest),
+                        "published": pub_hash,
+                    },
+                    lambda w: stage_data(ctx, w),
+                ),
+            )
+        )
     if "tables" in stages:
-        units.append(("tables", "tables", lambda: ({**base, "code": code_hash("tables"), "published": pub_hash},
-                                                   lambda w: stage_tables(ctx, w))))
+        units.append(
+            (
+                "tables",
+                "tables",
+                lambda: (
+                    {**base, "code": code_hash("tables"), "published": pub_hash},
+                    lambda w: stage_tables(ctx, w),
+                ),
+            )
+        )
     if "models" in stages:
         if not ctx.specs:
-            units.append(("models", "models", lambda: ({}, _unavailable(ctx.input_notes.get("models", "no model specs")))))
+            units.append(
+                (
+                    "models",
+                    "models",
+                    lambda: ({}, _unavailable(ctx.input_notes.get("models", "no model specs"))),
+                )
+            )
         for name in ctx.specs:
-            units.append(("models", f"models/{name}", lambda n=name: (
-                {**base, **ctx.sampling_inputs(), "code": code_hash("models"), "spec": ctx.spec_hashes[n]},
-                lambda w: stage_model(ctx, n, w))))
+            units.append(
+                (
+                    "models",
+                    f"models/{name}",
+                    lambda n=name: (
+                        {
+                            **base,
+                            **ctx.sampling_inputs(),
+                            "code": code_hash("models"),
+                            "spec": ctx.spec_hashes[n],
+                        },
+                        lambda w: stage_model(ctx, n, w),
+                    ),
+                )
+            )
     if "ppc" in stages:
         if not ctx.specs:
             units.append(("ppc", "ppc", lambda: ({}, _unavailable("no fitted models to check"))))
         for name in ctx.specs:
-            units.append(("ppc", f"ppc/{name}", lambda n=name: (
-                {**base, "code": code_hash("ppc"), "ppc_draws": ctx.settings.ppc_draws,
-                 "fit": _unit_hash(ctx, f"models/{n}")},
-                lambda w: stage_ppc(ctx, n, w))))
+            units.append(
+                (
+                    "ppc",
+                    f"ppc/{name}",
+                    lambda n=name: (
+                        {
+                            **base,
+                            "code": code_hash("ppc"),
+                            "ppc_draws": ctx.settings.ppc_draws,
+                            "fit": _unit_hash(ctx, f"models/{n}"),
+                        },
+                        lambda w: stage_ppc(ctx, n, w),
+                    ),
+                )
+            )
     if "compare" in stages:
-        units.append(("compare", "compare", lambda: (
-            {**base, "code": code_hash("compare"), "fits": {n: _unit_hash(ctx, f"models/{n}") for n in ctx.specs}},
-            lambda w: stage_compare(ctx, w))))
+        units.append(
+            (
+                "compare",
+                "compare",
+                lambda: (
+                    {
+                        **base,
+                        "code": code_hash("compare"),
+                        "fits": {n: _unit_hash(ctx, f"models/{n}") for n in ctx.specs},
+                    },
+                    lambda w: stage_compare(ctx, w),
+                ),
+            )
+        )
     if "weights" in stages:
         w_hash = sha256_file(ctx.weighting_file) if ctx.weighting_file.is_file() else None
-        units.append(("weights", "weights", lambda: (
-            {**base, **ctx.sampling_inputs(), "code": code_hash("weights"), "mcmc": ctx.settings.weights_mcmc,
-             "scenarios": w_hash,
-             "published": pub_hash}, lambda w: stage_weights(ctx, w))))
+        units.append(
+            (
+                "weights",
+                "weights",
+                lambda: (
+                    {
+                        **base,
+                        **ctx.sampling_inputs(),
+                        "code": code_hash("weights"),
+                        "mcmc": ctx.settings.weights_mcmc,
+                        "scenarios": w_hash,
+                        "published": pub_hash,
+                    },
+                    lambda w: stage_weights(ctx, w),
+                ),
+            )
+        )
     return units
 
 
 def _unavailable(msg: str) -> Callable[[Path], dict]:
     def body(_: Path) -> dict:
         raise StageUnavailable(msg)
+
     return body
 
 
@@ -840,8 +1058,11 @@ def _ensure_default_ensemble(n: int | None, seed: int, progress: bool) -> None:
         return
     reconstruct = _need("reconstruct", "build_ensemble")
     n = max(n or DEFAULT_ENSEMBLE_SIZE, 2)
-    print(f"cst-bayes reproduce: {directory} has no reconstructions; building {n} SYNTHETIC members "
-          f"(seed {seed})", file=sys.stderr)
+    print(
+        f"cst-bayes reproduce: {directory} has no reconstructions; building {n} SYNTHETIC members "
+        f"(seed {seed})",
+        file=sys.stderr,
+    )
     reconstruct.build_ensemble(n, seed, directory, progress=progress)
 
 
@@ -864,29 +1085,45 @@ class RunSummary:
     def text(self) -> str:
         """A one-screen summary."""
         lines = [f"cst-bayes reproduce: run directory {self.out}"]
-        lines.append(f"{'stage':<10} {'units':>5} {'done':>5} {'cached':>6} {'n/a':>4} {'failed':>6} {'seconds':>8}")
+        lines.append(
+            f"{'stage':<10} {'units':>5} {'done':>5} {'cached':>6} {'n/a':>4} {'failed':>6} {'seconds':>8}"
+        )
         for st in (*STAGES[:-1], "sweep", STAGES[-1]):
             rs = [r for r in self.results if r.unit.split("/")[0] == st]
             if not rs and st not in self.stage_seconds:
                 continue
-            lines.append(f"{st:<10} {len(rs):>5} {sum(r.status == 'done' for r in rs):>5} "
-                         f"{sum(r.status == 'cached' for r in rs):>6} {sum(r.status == 'unavailable' for r in rs):>4} "
-                         f"{sum(r.status == 'failed' for r in rs):>6} "
-                         f"{self.stage_seconds.get(st, 0.0):>8.1f}")
+            lines.append(
+                f"{st:<10} {len(rs):>5} {sum(r.status == 'done' for r in rs):>5} "
+                f"{sum(r.status == 'cached' for r in rs):>6} {sum(r.status == 'unavailable' for r in rs):>4} "
+                f"{sum(r.status == 'failed' for r in rs):>6} "
+                f"{self.stage_seconds.get(st, 0.0):>8.1f}"
+            )
         lines.append(f"total {self.total_seconds:.1f} s")
         info = {r.unit: r.info for r in self.results}
         t = info.get("tables") or {}
         if "published_compared" in t:
-            lines.append(f"published numbers reproduced: {t['published_matched']} of {t['published_compared']} "
-                         "(summed over datasets)")
+            lines.append(
+                f"published numbers reproduced: {t['published_matched']} of {t['published_compared']} "
+                "(summed over datasets)"
+            )
         fits = {u: i for u, i in info.items() if u.startswith("models/")}
         if fits:
-            trouble = [u.split("/", 1)[1] for u, i in fits.items() if (i.get("diagnostics") or {}).get("ok") is False]
-            lines.append(f"models fitted: {len(fits)}; with sampler warnings: {', '.join(trouble) or 'none'}")
-        flagged = {u.split("/", 1)[1]: i.get("flagged") for u, i in info.items() if u.startswith("ppc/")}
+            trouble = [
+                u.split("/", 1)[1]
+                for u, i in fits.items()
+                if (i.get("diagnostics") or {}).get("ok") is False
+            ]
+            lines.append(
+                f"models fitted: {len(fits)}; with sampler warnings: {', '.join(trouble) or 'none'}"
+            )
+        flagged = {
+            u.split("/", 1)[1]: i.get("flagged") for u, i in info.items() if u.startswith("ppc/")
+        }
         if flagged:
-            lines.append("PPC statistics outside the 95% band: "
-                         + ", ".join(f"{m} {n}" for m, n in flagged.items()))
+            lines.append(
+                "PPC statistics outside the 95% band: "
+                + ", ".join(f"{m} {n}" for m, n in flagged.items())
+            )
         for r in self.unavailable():
             lines.append(f"STAGE NOT AVAILABLE: {r.unit}: {r.message}")
         for r in self.failed():
@@ -950,9 +1187,18 @@ def reproduce(
     bad = [s for s in stages if s not in STAGES]
     if bad:
         raise InputError(f"unknown stage(s) {bad} (choose from {list(STAGES)})")
-    ctx = prepare(out, profile=profile, seed=seed, data=data, reconstructions=reconstructions,
-                  published=published, weighting=weighting, models=models,
-                  n_reconstructions=n_reconstructions, progress=progress)
+    ctx = prepare(
+        out,
+        profile=profile,
+        seed=seed,
+        data=data,
+        reconstructions=reconstructions,
+        published=published,
+        weighting=weighting,
+        models=models,
+        n_reconstructions=n_reconstructions,
+        progress=progress,
+    )
     grid = None
     if sweep is not None:
         from cst_bayes.run.sweep import load_grid
@@ -982,8 +1228,14 @@ def reproduce(
         t0 = time.perf_counter()
         res = run_sweep(grid, ctx.out / "sweep", progress=progress)
         stage_seconds["sweep"] = time.perf_counter() - t0
-        results.append(UnitResult("sweep", "done" if res.computed else "cached", stage_seconds["sweep"],
-                                  info={"computed": res.computed, "cached": res.cached}))
+        results.append(
+            UnitResult(
+                "sweep",
+                "done" if res.computed else "cached",
+                stage_seconds["sweep"],
+                info={"computed": res.computed, "cached": res.cached},
+            )
+        )
     run_info = {
         "cst_bayes_version": __version__,
         "profile": ctx.profile,
@@ -992,7 +1244,10 @@ def reproduce(
         "synthetic": ctx.synthetic,
         "restricted": ctx.restricted,
         "data_source": ctx.data_source,
-        "datasets": [{"dataset": d, "sha256": h} for d, h in zip(ctx.dataset_ids, ctx.data_hashes, strict=True)],
+        "datasets": [
+            {"dataset": d, "sha256": h}
+            for d, h in zip(ctx.dataset_ids, ctx.data_hashes, strict=True)
+        ],
         "published": {p.name: sha256_file(p) for p in sorted(ctx.published_dir.glob("*.csv"))},
         "specs": ctx.spec_hashes,
         "weighting_file": str(ctx.weighting_file),

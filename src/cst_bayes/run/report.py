@@ -43,7 +43,7 @@ TABLE3_MODELS: dict[str, tuple[int, str]] = {
 }
 RESTRICTED_NOTE = (
     f"RESTRICTED DATA: these results come from restricted-use microdata. No row-level data are "
-    f"shown or stored, and every count below {config.SMALL_CELL} is suppressed as \"<{config.SMALL_CELL}\"."
+    f'shown or stored, and every count below {config.SMALL_CELL} is suppressed as "<{config.SMALL_CELL}".'
 )
 
 
@@ -107,7 +107,10 @@ def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
     for c in out.columns:
         v = _num(out[c])
         if v.notna().any() and (v.notna() | (out[c].astype(str).str.strip() == "")).all():
-            out[c] = [("" if pd.isna(x) else (f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.0f}")) for x in v]
+            out[c] = [
+                ("" if pd.isna(x) else (f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:.0f}"))
+                for x in v
+            ]
     return out
 
 
@@ -134,18 +137,38 @@ class _Figures:
         with atomic_path(self.dir / name) as tmp:
             tmp.write_bytes(png)
         self.files.append(name)
-        section.blocks.append(Block("figure", figure=name, png_b64=base64.b64encode(png).decode("ascii"),
-                                    caption=caption))
+        section.blocks.append(
+            Block(
+                "figure",
+                figure=name,
+                png_b64=base64.b64encode(png).decode("ascii"),
+                caption=caption,
+            )
+        )
 
 
 def _stamp(fig: Any, synthetic: bool, restricted: bool) -> None:
     """Label a figure synthetic (or restricted) in its own pixels, not only in the caption."""
     if synthetic:
-        fig.text(0.01, 0.005, "SYNTHETIC DATA (reconstructions of published tables)", fontsize=7,
-                 color="#b00020", ha="left", va="bottom")
+        fig.text(
+            0.01,
+            0.005,
+            "SYNTHETIC DATA (reconstructions of published tables)",
+            fontsize=7,
+            color="#b00020",
+            ha="left",
+            va="bottom",
+        )
     elif restricted:
-        fig.text(0.01, 0.005, f"restricted data: counts < {config.SMALL_CELL} suppressed", fontsize=7,
-                 color="#555555", ha="left", va="bottom")
+        fig.text(
+            0.01,
+            0.005,
+            f"restricted data: counts < {config.SMALL_CELL} suppressed",
+            fontsize=7,
+            color="#555555",
+            ha="left",
+            va="bottom",
+        )
 
 
 # --------------------------------------------------------------------------- sections
@@ -154,10 +177,12 @@ def _stamp(fig: Any, synthetic: bool, restricted: bool) -> None:
 def _section_overview(run: dict[str, Any], run_dir: Path) -> Section:
     sec = Section("overview", "Overview of the run")
     s = run.get("settings", {})
-    sec.p(f"Profile <b>{run.get('profile')}</b>, seed {run.get('seed')}, "
-          f"{len(run.get('datasets', []))} dataset(s) from <code>{html.escape(str(run.get('data_source', '')))}</code>; "
-          f"chains {s.get('chains')} x {s.get('draws')} draws after {s.get('tune')} tuning steps "
-          f"(sampler {s.get('sampler')}); {s.get('ppc_draws')} posterior predictive replicates.")
+    sec.p(
+        f"Profile <b>{run.get('profile')}</b>, seed {run.get('seed')}, "
+        f"{len(run.get('datasets', []))} dataset(s) from <code>{html.escape(str(run.get('data_source', '')))}</code>; "
+        f"chains {s.get('chains')} x {s.get('draws')} draws after {s.get('tune')} tuning steps "
+        f"(sampler {s.get('sampler')}); {s.get('ppc_draws')} posterior predictive replicates."
+    )
     units = pd.DataFrame(run.get("units", []))
     if len(units):
         units = units[["unit", "status", "seconds", "message"]].copy()
@@ -169,24 +194,35 @@ def _section_overview(run: dict[str, Any], run_dir: Path) -> Section:
 def _section_data(run: dict[str, Any], run_dir: Path, figs: _Figures) -> Section:
     sec = Section("data", "Data and provenance")
     if run.get("synthetic"):
-        sec.warn(config.SYNTHETIC_BANNER + ". Every estimate below describes what the published tables "
-                 "are consistent with, not the study's agencies; the spread across reconstructions shows "
-                 "what the tables cannot pin down.")
+        sec.warn(
+            config.SYNTHETIC_BANNER + ". Every estimate below describes what the published tables "
+            "are consistent with, not the study's agencies; the spread across reconstructions shows "
+            "what the tables cannot pin down."
+        )
     if run.get("restricted"):
         sec.warn(RESTRICTED_NOTE)
     pub = run.get("published", {})
     if pub:
-        sec.table(pd.DataFrame({"file": list(pub), "sha256": [h[:16] for h in pub.values()]}),
-                  "Published tables (transcribed from Mitchell et al. 2024, CC BY 4.0) and their hashes.")
+        sec.table(
+            pd.DataFrame({"file": list(pub), "sha256": [h[:16] for h in pub.values()]}),
+            "Published tables (transcribed from Mitchell et al. 2024, CC BY 4.0) and their hashes.",
+        )
     audit = _csv(run_dir / "audit" / "audit.csv")
     if audit is None:
         sec.warn("Stage audit not available: no audit of the published tables in this run.")
     else:
         counts = audit["status"].value_counts()
-        sec.p("Audit of the published numbers: " + ", ".join(f"{v} {k}" for k, v in counts.items()) + ".")
+        sec.p(
+            "Audit of the published numbers: "
+            + ", ".join(f"{v} {k}" for k, v in counts.items())
+            + "."
+        )
         bad = audit[audit["status"] != "pass"]
         if len(bad):
-            sec.table(bad, "Audit checks that did not pass (flag: inconsistent in the article; fail: error).")
+            sec.table(
+                bad,
+                "Audit checks that did not pass (flag: inconsistent in the article; fail: error).",
+            )
     ds = _csv(run_dir / "data" / "datasets.csv")
     if ds is not None:
         ds = ds.assign(sha256=ds["sha256"].str[:16])
@@ -196,14 +232,24 @@ def _section_data(run: dict[str, Any], run_dir: Path, figs: _Figures) -> Section
         sec.p("Reconstruction method: " + html.escape(str(man["method"])))
     fid = _csv(run_dir / "data" / "fidelity.csv")
     if fid is not None and len(fid) and {"table", "met", "total"} <= set(fid.columns):
-        g = fid.assign(met=_num(fid["met"]), total=_num(fid["total"])).groupby("table", sort=False)[["met", "total"]].sum()
+        g = (
+            fid.assign(met=_num(fid["met"]), total=_num(fid["total"]))
+            .groupby("table", sort=False)[["met", "total"]]
+            .sum()
+        )
         g = g.reset_index().astype({"met": int, "total": int})
-        sec.table(g, "Reconstruction fidelity: published targets met, summed over the ensemble members used "
-                     "(recomputed with the package's frequentist code when the ensemble was built).")
+        sec.table(
+            g,
+            "Reconstruction fidelity: published targets met, summed over the ensemble members used "
+            "(recomputed with the package's frequentist code when the ensemble was built).",
+        )
     spread = _csv(run_dir / "data" / "untargeted_spread.csv")
     if spread is not None and len(spread):
-        sec.table(_fmt(spread), "Spread across the whole shipped ensemble of statistics that no published table "
-                                "fixes: what the tables cannot tell us.")
+        sec.table(
+            _fmt(spread),
+            "Spread across the whole shipped ensemble of statistics that no published table "
+            "fixes: what the tables cannot tell us.",
+        )
     return sec
 
 
@@ -217,17 +263,23 @@ def _section_tables(run: dict[str, Any], run_dir: Path) -> Section:
     g = comp.groupby(["table", "link"], dropna=False)["_m"].agg(["sum", "size"]).reset_index()
     g["share"] = (g["sum"] / g["size"]).map(lambda x: f"{x:.0%}")
     g.columns = ["table", "link", "matched", "compared", "share"]
-    sec.table(g, "Published numbers reproduced (rounds to the printed value), summed over datasets.")
+    sec.table(
+        g, "Published numbers reproduced (rounds to the printed value), summed over datasets."
+    )
     t3 = g[g["table"] == "table3"].set_index("link")
     if {"logit", "log"} <= set(t3.index):
         lo, lg = int(t3.loc["logit", "matched"]), int(t3.loc["log", "matched"])
-        sec.p(f"Table 3 is called Poisson regression in the article. Refitted both ways, {lo} published "
-              f"numbers agree with logistic odds ratios and {lg} with Poisson risk ratios: "
-              f"the printed figures behave like {'odds ratios' if lo > lg else 'risk ratios'}.")
+        sec.p(
+            f"Table 3 is called Poisson regression in the article. Refitted both ways, {lo} published "
+            f"numbers agree with logistic odds ratios and {lg} with Poisson risk ratios: "
+            f"the printed figures behave like {'odds ratios' if lo > lg else 'risk ratios'}."
+        )
     t1 = _csv(run_dir / "tables" / "table1.csv")
     if t1 is not None:
         first = t1[t1["dataset"] == t1["dataset"].iloc[0]]
-        cols = [c for c in ("variable", "stratum", "n_yes", "n_stratum", "pct", "p_value") if c in first]
+        cols = [
+            c for c in ("variable", "stratum", "n_yes", "n_stratum", "pct", "p_value") if c in first
+        ]
         sec.table(_fmt(first[cols]), f"Table 1 recomputed on {first['dataset'].iloc[0]}.")
     return sec
 
@@ -238,27 +290,64 @@ def _load_table3_sources(run_dir: Path) -> pd.DataFrame:
     pub = _csv(run_dir / "data" / "published" / "table3_odds_ratios.csv")
     if pub is not None:
         for r in pub.to_dict("records"):
-            rows.append({"analysis": int(r["analysis"]), "adjusted_for_size": r["adjusted_for_size"],
-                         "term": r["term"], "source": "published", "estimate": float(r["or"]),
-                         "ci_low": float(r["ci_low"]), "ci_high": float(r["ci_high"])})
+            rows.append(
+                {
+                    "analysis": int(r["analysis"]),
+                    "adjusted_for_size": r["adjusted_for_size"],
+                    "term": r["term"],
+                    "source": "published",
+                    "estimate": float(r["or"]),
+                    "ci_low": float(r["ci_low"]),
+                    "ci_high": float(r["ci_high"]),
+                }
+            )
     t3 = _csv(run_dir / "tables" / "table3.csv")
     if t3 is not None:
         t3 = t3[t3["link"] == "logit"]
         for c in ("estimate", "ci_low", "ci_high"):
             t3[c] = _num(t3[c])
         # across reconstructions: the median of each number (members differ only slightly)
-        g = t3.groupby(["analysis", "adjusted_for_size", "term"], sort=False)[["estimate", "ci_low", "ci_high"]].median()
+        g = t3.groupby(["analysis", "adjusted_for_size", "term"], sort=False)[
+            ["estimate", "ci_low", "ci_high"]
+        ].median()
         for (a, adj, term), v in g.iterrows():
-            rows.append({"analysis": int(a), "adjusted_for_size": adj, "term": term, "source": "frequentist",
-                         **v.to_dict()})
+            rows.append(
+                {
+                    "analysis": int(a),
+                    "adjusted_for_size": adj,
+                    "term": term,
+                    "source": "frequentist",
+                    **v.to_dict(),
+                }
+            )
     for model, (a, adj) in TABLE3_MODELS.items():
         s = _csv(run_dir / "models" / model / "summary.csv")
         if s is None:
             continue
         for r in s.itertuples(index=False):
-            rows.append({"analysis": a, "adjusted_for_size": adj, "term": r.term, "source": "Bayesian",
-                         "estimate": float(r.estimate), "ci_low": float(r.ci_low), "ci_high": float(r.ci_high)})
-    return pd.DataFrame(rows, columns=["analysis", "adjusted_for_size", "term", "source", "estimate", "ci_low", "ci_high"])
+            rows.append(
+                {
+                    "analysis": a,
+                    "adjusted_for_size": adj,
+                    "term": r.term,
+                    "source": "Bayesian",
+                    "estimate": float(r.estimate),
+                    "ci_low": float(r.ci_low),
+                    "ci_high": float(r.ci_high),
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "analysis",
+            "adjusted_for_size",
+            "term",
+            "source",
+            "estimate",
+            "ci_low",
+            "ci_high",
+        ],
+    )
 
 
 def forest_figure(df: pd.DataFrame, *, synthetic: bool, restricted: bool) -> Any:
@@ -272,23 +361,40 @@ def forest_figure(df: pd.DataFrame, *, synthetic: bool, restricted: bool) -> Any
     panels = sorted({(int(a), adj) for a, adj in zip(df["analysis"], df["adjusted_for_size"])})
     colors = {"published": "#222222", "frequentist": "#1f77b4", "Bayesian": "#d62728"}
     offsets = {"published": -0.22, "frequentist": 0.0, "Bayesian": 0.22}
-    nterms = max(len(set(df[(df["analysis"] == a) & (df["adjusted_for_size"] == adj)]["term"])) for a, adj in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 0.42 * nterms + 1.6), squeeze=False)
+    nterms = max(
+        len(set(df[(df["analysis"] == a) & (df["adjusted_for_size"] == adj)]["term"]))
+        for a, adj in panels
+    )
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.4 * len(panels), 0.42 * nterms + 1.6), squeeze=False
+    )
     for ax, (a, adj) in zip(axes[0], panels):
         d = df[(df["analysis"] == a) & (df["adjusted_for_size"] == adj)]
-        terms = list(dict.fromkeys(d[d["source"] == "published"]["term"])) or list(dict.fromkeys(d["term"]))
+        terms = list(dict.fromkeys(d[d["source"] == "published"]["term"])) or list(
+            dict.fromkeys(d["term"])
+        )
         terms += [t for t in dict.fromkeys(d["term"]) if t not in terms]
         for src, g in d.groupby("source"):
             y = np.array([terms.index(t) for t in g["term"]]) + offsets.get(src, 0)
-            ax.errorbar(g["estimate"], y, xerr=[g["estimate"] - g["ci_low"], g["ci_high"] - g["estimate"]],
-                        fmt="o", ms=3.5, lw=1, color=colors.get(src, "gray"), label=src)
+            ax.errorbar(
+                g["estimate"],
+                y,
+                xerr=[g["estimate"] - g["ci_low"], g["ci_high"] - g["estimate"]],
+                fmt="o",
+                ms=3.5,
+                lw=1,
+                color=colors.get(src, "gray"),
+                label=src,
+            )
         ax.axvline(1.0, color="gray", lw=0.8, ls="--")
         ax.set_xscale("log")
         # plain numbers on the log axis: a narrow range (e.g. 1.1-1.5) gets unreadable 10^x labels
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_yticks(range(len(terms)), terms, fontsize=8)
-        ax.set_ylim(len(terms) - 0.5, -0.5)  # fixed rows: one-term panels must not stretch the offsets
+        ax.set_ylim(
+            len(terms) - 0.5, -0.5
+        )  # fixed rows: one-term panels must not stretch the offsets
         ax.set_title(f"Analysis {a}, {'adjusted' if adj == 'yes' else 'unadjusted'}", fontsize=9)
         ax.set_xlabel("odds ratio (95% interval)", fontsize=8)
     axes[0][0].legend(fontsize=7, loc="lower right")
@@ -301,20 +407,29 @@ def _section_models(run: dict[str, Any], run_dir: Path) -> tuple[Section, Sectio
     sec = Section("models", "Models and priors")
     diag = Section("diagnostics", "Computation and diagnostics")
     mdir = run_dir / "models"
-    names = sorted(p.name for p in mdir.iterdir() if p.is_dir() and not p.name.startswith(".")) if mdir.is_dir() else []
+    names = (
+        sorted(p.name for p in mdir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if mdir.is_dir()
+        else []
+    )
     if not names:
         sec.warn("Stage models not available: no Bayesian model was fitted in this run.")
         diag.warn("Stage models not available: no sampler diagnostics.")
         return sec, diag
     s = run.get("settings", {})
-    diag.p(f"Sampler {s.get('sampler')}, {s.get('chains')} chains x {s.get('draws')} draws after {s.get('tune')} "
-           f"tuning steps, seed {run.get('seed')}. Thresholds: R-hat &le; 1.01, bulk and tail ESS &ge; 400, "
-           "no divergences.")
+    diag.p(
+        f"Sampler {s.get('sampler')}, {s.get('chains')} chains x {s.get('draws')} draws after {s.get('tune')} "
+        f"tuning steps, seed {run.get('seed')}. Thresholds: R-hat &le; 1.01, bulk and tail ESS &ge; 400, "
+        "no divergences."
+    )
     rows = []
     for name in names:
         spec_file = mdir / name / "spec.toml"
         if spec_file.is_file():
-            sec.pre(spec_file.read_text(encoding="utf-8"), f"Spec of {name} (priors with their reasons).")
+            sec.pre(
+                spec_file.read_text(encoding="utf-8"),
+                f"Spec of {name} (priors with their reasons).",
+            )
         else:
             sec.p(f"{name}: spec file not stored with the fit.")
         summ = _csv(mdir / name / "summary.csv")
@@ -329,7 +444,10 @@ def _section_models(run: dict[str, Any], run_dir: Path) -> tuple[Section, Sectio
             row[k] = v
         row["seconds"] = man.get("seconds", "")
         rows.append(row)
-    diag.table(pd.DataFrame(rows), "Convergence per model (pooled over the reconstructions when there are several).")
+    diag.table(
+        pd.DataFrame(rows),
+        "Convergence per model (pooled over the reconstructions when there are several).",
+    )
     return sec, diag
 
 
@@ -341,15 +459,40 @@ def _section_results(run: dict[str, Any], run_dir: Path, figs: _Figures) -> Sect
         return sec
     if not (t3["source"] == "Bayesian").any():
         sec.warn("Stage models not available: only the published and frequentist ORs are shown.")
-    wide = t3.assign(cell=[f"{e:.2f} ({lo:.2f}, {hi:.2f})" for e, lo, hi in zip(t3["estimate"], t3["ci_low"], t3["ci_high"])])
-    wide = wide.pivot_table(index=["analysis", "adjusted_for_size", "term"], columns="source", values="cell",
-                            aggfunc="first", sort=False).reset_index()
+    wide = t3.assign(
+        cell=[
+            f"{e:.2f} ({lo:.2f}, {hi:.2f})"
+            for e, lo, hi in zip(t3["estimate"], t3["ci_low"], t3["ci_high"])
+        ]
+    )
+    wide = wide.pivot_table(
+        index=["analysis", "adjusted_for_size", "term"],
+        columns="source",
+        values="cell",
+        aggfunc="first",
+        sort=False,
+    ).reset_index()
     wide.columns.name = None
-    sec.table(wide, "Odds ratios with 95% intervals (Bayesian: posterior median and equal-tailed interval).")
-    fig = forest_figure(t3, synthetic=bool(run.get("synthetic")), restricted=bool(run.get("restricted")))
-    figs.add(sec, "forest_table3.png", fig, "Forest plot of the Table 3 odds ratios: published (black), "
-             "frequentist refit (blue), Bayesian posterior (red)." + (" Synthetic data." if run.get("synthetic") else ""))
-    for name in sorted(p.parent.name for p in (run_dir / "models").glob("*/summary.csv")) if (run_dir / "models").is_dir() else []:
+    sec.table(
+        wide,
+        "Odds ratios with 95% intervals (Bayesian: posterior median and equal-tailed interval).",
+    )
+    fig = forest_figure(
+        t3, synthetic=bool(run.get("synthetic")), restricted=bool(run.get("restricted"))
+    )
+    figs.add(
+        sec,
+        "forest_table3.png",
+        fig,
+        "Forest plot of the Table 3 odds ratios: published (black), "
+        "frequentist refit (blue), Bayesian posterior (red)."
+        + (" Synthetic data." if run.get("synthetic") else ""),
+    )
+    for name in (
+        sorted(p.parent.name for p in (run_dir / "models").glob("*/summary.csv"))
+        if (run_dir / "models").is_dir()
+        else []
+    ):
         if name in TABLE3_MODELS:
             continue
         s = _csv(run_dir / "models" / name / "summary.csv")
@@ -357,11 +500,17 @@ def _section_results(run: dict[str, Any], run_dir: Path, figs: _Figures) -> Sect
             sec.table(_fmt(s), f"Posterior summary of {name}.")
         b = _csv(run_dir / "models" / name / "between.csv")
         if b is not None:
-            sec.table(_fmt(b), f"{name}: share of posterior variance from differences between reconstructions.")
+            sec.table(
+                _fmt(b),
+                f"{name}: share of posterior variance from differences between reconstructions.",
+            )
     for model in TABLE3_MODELS:
         b = _csv(run_dir / "models" / model / "between.csv")
         if b is not None:
-            sec.table(_fmt(b), f"{model}: share of posterior variance from differences between reconstructions.")
+            sec.table(
+                _fmt(b),
+                f"{model}: share of posterior variance from differences between reconstructions.",
+            )
     return sec
 
 
@@ -378,15 +527,37 @@ def _section_ppc(run: dict[str, Any], run_dir: Path, figs: _Figures) -> Section:
         flagged = t[t["flag"].str.lower().isin(["true", "1"])] if "flag" in t else t.iloc[0:0]
         rows.append({"model": name, "statistics": len(t), "outside 95% interval": len(flagged)})
         if len(flagged):
-            cols = [c for c in ("table", "statistic", "stratum_or_term", "observed", "published", "rep_median",
-                                "rep_low", "rep_high", "ppp") if c in flagged]
-            sec.table(_fmt(flagged[cols]), f"{name}: statistics outside the replicated 95% interval.")
+            cols = [
+                c
+                for c in (
+                    "table",
+                    "statistic",
+                    "stratum_or_term",
+                    "observed",
+                    "published",
+                    "rep_median",
+                    "rep_low",
+                    "rep_high",
+                    "ppp",
+                )
+                if c in flagged
+            ]
+            sec.table(
+                _fmt(flagged[cols]), f"{name}: statistics outside the replicated 95% interval."
+            )
         png = pdir / name / "ppc.png"
         if png.is_file():
-            figs.add_png(sec, f"ppc_{name}.png", png.read_bytes(),
-                         f"{name}: observed (dot) and published (diamond) statistics against the replicated "
-                         "95% band [-1, 1] on a standardised axis.")
-    sec.blocks.insert(0, Block("table", table=pd.DataFrame(rows), caption="Posterior predictive checks per model."))
+            figs.add_png(
+                sec,
+                f"ppc_{name}.png",
+                png.read_bytes(),
+                f"{name}: observed (dot) and published (diamond) statistics against the replicated "
+                "95% band [-1, 1] on a standardised axis.",
+            )
+    sec.blocks.insert(
+        0,
+        Block("table", table=pd.DataFrame(rows), caption="Posterior predictive checks per model."),
+    )
     return sec
 
 
@@ -394,16 +565,22 @@ def _section_weights(run: dict[str, Any], run_dir: Path, figs: _Figures) -> Sect
     sec = Section("weights", "Weighting sensitivity")
     wdir = run_dir / "weights"
     if not wdir.is_dir():
-        sec.warn("Stage weights not available: the unweighted analysis was not compared with weighted ones.")
+        sec.warn(
+            "Stage weights not available: the unweighted analysis was not compared with weighted ones."
+        )
         return sec
-    sec.p("The published analysis is unweighted. Eligibility and response by stratum were not published, "
-          "so weighting is a set of named scenarios; the tables show how the key estimands move across them.")
+    sec.p(
+        "The published analysis is unweighted. Eligibility and response by stratum were not published, "
+        "so weighting is a set of named scenarios; the tables show how the key estimands move across them."
+    )
     for name in ("sensitivity", "design_estimates", "mrp_estimates"):
         t = _csv(wdir / f"{name}.csv")
         if t is not None:
             sec.table(_fmt(t), name.replace("_", " ").capitalize() + ".")
     for png in sorted(wdir.glob("*.png")):
-        figs.add_png(sec, f"weights_{png.name}", png.read_bytes(), f"Weighting sensitivity ({png.stem}).")
+        figs.add_png(
+            sec, f"weights_{png.name}", png.read_bytes(), f"Weighting sensitivity ({png.stem})."
+        )
     text = wdir / "sensitivity.md"
     if text.is_file():
         sec.pre(text.read_text(encoding="utf-8"), "What survives every scenario.")
@@ -416,7 +593,9 @@ def _section_compare(run: dict[str, Any], run_dir: Path) -> Section:
     if t is None:
         sec.warn("Stage compare not available: no PSIS-LOO comparison in this run.")
         return sec
-    sec.table(_fmt(t), "Expected log predictive density (elpd_loo), differences and Pareto-k diagnostics.")
+    sec.table(
+        _fmt(t), "Expected log predictive density (elpd_loo), differences and Pareto-k diagnostics."
+    )
     return sec
 
 
@@ -426,8 +605,10 @@ def _section_sweep(run_dir: Path, figs: _Figures, run: dict[str, Any]) -> Sectio
     if t is None:
         return None
     sec = Section("sweep", "Sensitivity sweep")
-    sec.p("A grid of reconstructions x weighting scenarios x prior scales x models, run as independent tasks "
-          "on dask.distributed; each cell is cached by a hash of its inputs.")
+    sec.p(
+        "A grid of reconstructions x weighting scenarios x prior scales x models, run as independent tasks "
+        "on dask.distributed; each cell is cached by a hash of its inputs."
+    )
     sec.table(_fmt(t), "Sweep summary: spread of each estimate across the grid.")
     png = sdir / "sweep.png"
     if png.is_file():
@@ -438,22 +619,33 @@ def _section_sweep(run_dir: Path, figs: _Figures, run: dict[str, Any]) -> Sectio
 def _section_environment(run: dict[str, Any]) -> Section:
     sec = Section("environment", "Computational environment and reproducibility")
     env = run.get("environment", {})
-    sec.p(f"cst_bayes {run.get('cst_bayes_version')}, Python {env.get('python')} on {env.get('platform')} "
-          f"({env.get('cpus')} CPUs), git commit <code>{env.get('git_commit')}</code>, seed {run.get('seed')}.")
+    sec.p(
+        f"cst_bayes {run.get('cst_bayes_version')}, Python {env.get('python')} on {env.get('platform')} "
+        f"({env.get('cpus')} CPUs), git commit <code>{env.get('git_commit')}</code>, seed {run.get('seed')}."
+    )
     pk = env.get("packages", {})
-    sec.table(pd.DataFrame({"package": list(pk), "version": list(pk.values())}), "Package versions.")
+    sec.table(
+        pd.DataFrame({"package": list(pk), "version": list(pk.values())}), "Package versions."
+    )
     ds = run.get("datasets", [])
     if ds:
         sec.table(pd.DataFrame(ds), "Data hashes (SHA-256 of the validated frame).")
     specs = run.get("specs", {})
     if specs:
-        sec.table(pd.DataFrame({"model": list(specs), "sha256": list(specs.values())}), "Model spec hashes.")
+        sec.table(
+            pd.DataFrame({"model": list(specs), "sha256": list(specs.values())}),
+            "Model spec hashes.",
+        )
     st = run.get("stage_seconds", {})
     if st:
-        sec.table(pd.DataFrame({"stage": list(st), "seconds": [f"{v:.1f}" for v in st.values()]}),
-                  "Stage timings of the last run (cached stages take ~0 s).")
-    sec.p("Rerun with: <code>cst-bayes reproduce --profile "
-          f"{run.get('profile')} --seed {run.get('seed')}</code>; an unchanged stage is reused from its cache.")
+        sec.table(
+            pd.DataFrame({"stage": list(st), "seconds": [f"{v:.1f}" for v in st.values()]}),
+            "Stage timings of the last run (cached stages take ~0 s).",
+        )
+    sec.p(
+        "Rerun with: <code>cst-bayes reproduce --profile "
+        f"{run.get('profile')} --seed {run.get('seed')}</code>; an unchanged stage is reused from its cache."
+    )
     return sec
 
 
@@ -507,8 +699,10 @@ def build_report(run_dir: str | Path) -> Path:
     run_dir = Path(run_dir)
     run = _json(run_dir / "run.json")
     if run is None:
-        raise InputError("not a run directory (no readable run.json); create one with `cst-bayes reproduce`",
-                         path=run_dir)
+        raise InputError(
+            "not a run directory (no readable run.json); create one with `cst-bayes reproduce`",
+            path=run_dir,
+        )
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -529,9 +723,13 @@ def build_report(run_dir: str | Path) -> Path:
     if sweep is not None:
         sections.append(sweep)
     sections.append(_section_environment(run))
-    env = jinja2.Environment(loader=jinja2.PackageLoader("cst_bayes.run", "templates"),
-                             autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False), trim_blocks=True,
-                             lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("cst_bayes.run", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
     env.filters["html_table"] = lambda df: jinja2.utils.markupsafe.Markup(_html_table(df))
     env.filters["md_table"] = _md_table
     env.filters["safe_text"] = lambda t: jinja2.utils.markupsafe.Markup(t)
@@ -542,8 +740,13 @@ def build_report(run_dir: str | Path) -> Path:
     if run.get("restricted"):
         banners.append(RESTRICTED_NOTE)
     unavailable = [u for u in run.get("units", []) if u.get("status") in ("unavailable", "failed")]
-    ctx = {"title": "Bayesian reanalysis of Mitchell et al. (2024): posterior report",
-           "sections": sections, "banners": banners, "unavailable": unavailable, "run": run}
+    ctx = {
+        "title": "Bayesian reanalysis of Mitchell et al. (2024): posterior report",
+        "sections": sections,
+        "banners": banners,
+        "unavailable": unavailable,
+        "run": run,
+    }
     html_text = env.get_template("report.html.j2").render(**ctx)
     md = env.get_template("report.md.j2").render(**ctx)
     write_text(run_dir / "report.md", md)

@@ -35,7 +35,7 @@ import json
 import time
 import tomllib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,16 +44,25 @@ import numpy as np
 import pandas as pd
 
 from cst_bayes import __version__
-
 from cst_bayes.core import config
 from cst_bayes.core.errors import InputError, SpecError
 from cst_bayes.core.fileio import atomic_path, sha256_file, write_csv, write_json
 from cst_bayes.run.pipeline import input_hash
 
 AXES: tuple[str, ...] = ("reconstruction", "scenario", "prior_scale", "model")
-GRID_KEYS: dict[str, str] = {"reconstructions": "reconstruction", "scenarios": "scenario",
-                             "prior_scales": "prior_scale", "models": "model"}
-SAMPLING_KEYS: dict[str, type] = {"draws": int, "tune": int, "chains": int, "seed": int, "sampler": str}
+GRID_KEYS: dict[str, str] = {
+    "reconstructions": "reconstruction",
+    "scenarios": "scenario",
+    "prior_scales": "prior_scale",
+    "models": "model",
+}
+SAMPLING_KEYS: dict[str, type] = {
+    "draws": int,
+    "tune": int,
+    "chains": int,
+    "seed": int,
+    "sampler": str,
+}
 PATH_KEYS: frozenset[str] = frozenset({"reconstructions", "weighting"})
 #: Variables per (cell, term) in the Dataset.
 VARIABLES: tuple[str, ...] = ("estimate", "ci_low", "ci_high", "r_hat", "ess_bulk")
@@ -100,7 +109,12 @@ class Grid:
 
     @property
     def shape(self) -> tuple[int, int, int, int]:
-        return (len(self.reconstructions), len(self.scenarios), len(self.prior_scales), len(self.models))
+        return (
+            len(self.reconstructions),
+            len(self.scenarios),
+            len(self.prior_scales),
+            len(self.models),
+        )
 
 
 def _bad(msg: str, path: Path, key: str) -> SpecError:
@@ -119,7 +133,9 @@ def load_grid(path: str | Path) -> Grid:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError("grid file not found" if not path.exists() else "expected a file", path=path)
+        raise InputError(
+            "grid file not found" if not path.exists() else "expected a file", path=path
+        )
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -128,22 +144,34 @@ def load_grid(path: str | Path) -> Grid:
         raise SpecError("not a text file", path=path) from None
     unknown = sorted(set(raw) - {"grid", "sampling", "paths"})
     if unknown:
-        raise _bad(f"unknown section(s) {unknown} (allowed: grid, sampling, paths)", path, unknown[0])
+        raise _bad(
+            f"unknown section(s) {unknown} (allowed: grid, sampling, paths)", path, unknown[0]
+        )
     g = raw.get("grid")
     if not isinstance(g, dict):
         raise _bad("missing [grid] table", path, "grid")
     unknown = sorted(set(g) - set(GRID_KEYS))
     if unknown:
-        raise _bad(f"unknown grid axis {unknown[0]!r} (allowed: {sorted(GRID_KEYS)})", path, f"grid.{unknown[0]}")
+        raise _bad(
+            f"unknown grid axis {unknown[0]!r} (allowed: {sorted(GRID_KEYS)})",
+            path,
+            f"grid.{unknown[0]}",
+        )
     missing = [k for k in GRID_KEYS if k not in g]
     if missing:
         raise _bad(f"missing grid axis {missing[0]!r}", path, f"grid.{missing[0]}")
     paths = raw.get("paths", {})
     if not isinstance(paths, dict) or set(paths) - PATH_KEYS:
         bad = sorted(set(paths) - PATH_KEYS) if isinstance(paths, dict) else ["paths"]
-        raise _bad(f"unknown path key(s) {bad} (allowed: {sorted(PATH_KEYS)})", path, f"paths.{bad[0]}")
+        raise _bad(
+            f"unknown path key(s) {bad} (allowed: {sorted(PATH_KEYS)})", path, f"paths.{bad[0]}"
+        )
     base = path.parent
-    rec_dir = (base / paths["reconstructions"]).resolve() if "reconstructions" in paths else config.RECONSTRUCTED_DIR
+    rec_dir = (
+        (base / paths["reconstructions"]).resolve()
+        if "reconstructions" in paths
+        else config.RECONSTRUCTED_DIR
+    )
     wfile = (base / paths["weighting"]).resolve() if "weighting" in paths else config.WEIGHTING_FILE
 
     def as_list(key: str) -> list[Any]:
@@ -162,13 +190,23 @@ def load_grid(path: str | Path) -> Grid:
     else:
         recs = as_list("reconstructions")
         if not all(isinstance(r, int) and not isinstance(r, bool) for r in recs):
-            raise _bad("reconstruction numbers must be integers (1-based) or \"all\"", path, "grid.reconstructions")
+            raise _bad(
+                'reconstruction numbers must be integers (1-based) or "all"',
+                path,
+                "grid.reconstructions",
+            )
         out_of = [r for r in recs if r < 1 or r > len(files)]
         if out_of:
-            raise _bad(f"reconstruction(s) {out_of} outside the ensemble of {len(files)} in {rec_dir}",
-                       path, "grid.reconstructions")
+            raise _bad(
+                f"reconstruction(s) {out_of} outside the ensemble of {len(files)} in {rec_dir}",
+                path,
+                "grid.reconstructions",
+            )
     scales = as_list("prior_scales")
-    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) and x > 0 for x in scales):
+    if not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and np.isfinite(x) and x > 0
+        for x in scales
+    ):
         raise _bad("prior scales must be positive finite numbers", path, "grid.prior_scales")
     scenarios = as_list("scenarios")
     models_ = as_list("models")
@@ -181,10 +219,20 @@ def load_grid(path: str | Path) -> Grid:
         raise _bad("must be a table", path, "sampling")
     for k, v in s.items():
         if k not in SAMPLING_KEYS:
-            raise _bad(f"unknown sampling key {k!r} (allowed: {sorted(SAMPLING_KEYS)})", path, f"sampling.{k}")
+            raise _bad(
+                f"unknown sampling key {k!r} (allowed: {sorted(SAMPLING_KEYS)})",
+                path,
+                f"sampling.{k}",
+            )
         typ = SAMPLING_KEYS[k]
-        if not isinstance(v, typ) or isinstance(v, bool) or (typ is int and (v < 0 or (k != "seed" and v < 1))):
-            raise _bad(f"must be a {'positive integer' if typ is int else 'string'}", path, f"sampling.{k}")
+        if (
+            not isinstance(v, typ)
+            or isinstance(v, bool)
+            or (typ is int and (v < 0 or (k != "seed" and v < 1)))
+        ):
+            raise _bad(
+                f"must be a {'positive integer' if typ is int else 'string'}", path, f"sampling.{k}"
+            )
         sampling[k] = v
     n_cells = len(recs) * len(scenarios) * len(scales) * len(models_)
     if n_cells > MAX_CELLS:
@@ -198,19 +246,32 @@ def load_grid(path: str | Path) -> Grid:
         known = {}
     unknown = [x for x in scenarios if x not in known]
     if unknown:
-        raise _bad(f"unknown scenario(s) {unknown} (in {wfile.name}: {sorted(known)})", path, "grid.scenarios")
+        raise _bad(
+            f"unknown scenario(s) {unknown} (in {wfile.name}: {sorted(known)})",
+            path,
+            "grid.scenarios",
+        )
     for m in models_:
         _load_spec(m, path)
-    return Grid(path=path, reconstructions=[int(r) for r in recs], scenarios=list(scenarios),
-                prior_scales=[float(x) for x in scales], models=list(models_), sampling=sampling,
-                reconstruction_files={r: files[r - 1] for r in recs}, weighting_file=wfile)
+    return Grid(
+        path=path,
+        reconstructions=[int(r) for r in recs],
+        scenarios=list(scenarios),
+        prior_scales=[float(x) for x in scales],
+        models=list(models_),
+        sampling=sampling,
+        reconstruction_files={r: files[r - 1] for r in recs},
+        weighting_file=wfile,
+    )
 
 
 def _load_spec(name: str, grid_path: Path) -> Any:
     try:
         from cst_bayes.bayes import models
     except ModuleNotFoundError as exc:  # the models module is written in parallel
-        raise SpecError(f"cannot check model {name!r}: {exc}", path=grid_path, column="grid.models") from None
+        raise SpecError(
+            f"cannot check model {name!r}: {exc}", path=grid_path, column="grid.models"
+        ) from None
     try:
         return models.load_spec(name)
     except InputError as exc:
@@ -236,11 +297,20 @@ def cells(grid: Grid) -> list[Cell]:
         for s in grid.scenarios:
             for k in grid.prior_scales:
                 for m in grid.models:
-                    out.append(Cell(reconstruction=r, scenario=s, prior_scale=k, model=m,
-                                    data_file=str(grid.reconstruction_files[r]), data_hash=data_hash[r],
-                                    scenario_def=json.loads(json.dumps(asdict(scen[s]), default=str)),
-                                    spec_hash=spec_hash[m], sampling=dict(grid.sampling),
-                                    weighting_file=str(grid.weighting_file)))
+                    out.append(
+                        Cell(
+                            reconstruction=r,
+                            scenario=s,
+                            prior_scale=k,
+                            model=m,
+                            data_file=str(grid.reconstruction_files[r]),
+                            data_hash=data_hash[r],
+                            scenario_def=json.loads(json.dumps(asdict(scen[s]), default=str)),
+                            spec_hash=spec_hash[m],
+                            sampling=dict(grid.sampling),
+                            weighting_file=str(grid.weighting_file),
+                        )
+                    )
     return out
 
 
@@ -254,8 +324,8 @@ def fit_cell(cell: Cell) -> pd.DataFrame:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from cst_bayes.data import microdata
     from cst_bayes.bayes import models
+    from cst_bayes.data import microdata
     from cst_bayes.weighting import weights
 
     df = microdata.load(cell.data_file)
@@ -263,9 +333,19 @@ def fit_cell(cell: Cell) -> pd.DataFrame:
     w = weights.agency_weights(df, scen) if scen.weighted else None
     spec = models.load_spec(cell.model)
     s = cell.sampling
-    res = models.fit(spec, df, draws=s["draws"], tune=s["tune"], chains=s["chains"], seed=s["seed"],
-                     sampler=s["sampler"], weights=w, prior_scale=cell.prior_scale, progress=False,
-                     pointwise=False)
+    res = models.fit(
+        spec,
+        df,
+        draws=s["draws"],
+        tune=s["tune"],
+        chains=s["chains"],
+        seed=s["seed"],
+        sampler=s["sampler"],
+        weights=w,
+        prior_scale=cell.prior_scale,
+        progress=False,
+        pointwise=False,
+    )
     return res.summary
 
 
@@ -273,8 +353,11 @@ def _run_cell(cell: Cell, fit: Callable[[Cell], pd.DataFrame]) -> dict[str, Any]
     t0 = time.perf_counter()
     summ = fit(cell)
     cols = ["term", *[v for v in VARIABLES if v in summ.columns]]
-    return {"key": cell.key(), "seconds": time.perf_counter() - t0,
-            "rows": json.loads(summ[cols].to_json(orient="records"))}
+    return {
+        "key": cell.key(),
+        "seconds": time.perf_counter() - t0,
+        "rows": json.loads(summ[cols].to_json(orient="records")),
+    }
 
 
 def _cache_path(out: Path, cell: Cell) -> Path:
@@ -295,25 +378,39 @@ def to_dataset(grid: Grid, results: Mapping[str, tuple[Cell, dict[str, Any]]]) -
     import xarray as xr
 
     terms = list(dict.fromkeys(r["term"] for _, res in results.values() for r in res["rows"]))
-    coords = {"reconstruction": grid.reconstructions, "scenario": grid.scenarios,
-              "prior_scale": grid.prior_scales, "model": grid.models, "term": terms}
+    coords = {
+        "reconstruction": grid.reconstructions,
+        "scenario": grid.scenarios,
+        "prior_scale": grid.prior_scales,
+        "model": grid.models,
+        "term": terms,
+    }
     shape = (*grid.shape, len(terms))
     arrays = {v: np.full(shape, np.nan) for v in VARIABLES}
     seconds = np.full(grid.shape, np.nan)
     for cell, res in results.values():
-        idx = (grid.reconstructions.index(cell.reconstruction), grid.scenarios.index(cell.scenario),
-               grid.prior_scales.index(cell.prior_scale), grid.models.index(cell.model))
+        idx = (
+            grid.reconstructions.index(cell.reconstruction),
+            grid.scenarios.index(cell.scenario),
+            grid.prior_scales.index(cell.prior_scale),
+            grid.models.index(cell.model),
+        )
         seconds[idx] = res.get("seconds", np.nan)
         for row in res["rows"]:
             t = terms.index(row["term"])
             for v in VARIABLES:
                 if row.get(v) is not None:
                     arrays[v][(*idx, t)] = float(row[v])
-    ds = xr.Dataset({v: ((*AXES, "term"), a) for v, a in arrays.items()} | {"seconds": (AXES, seconds)},
-                    coords=coords)
+    ds = xr.Dataset(
+        {v: ((*AXES, "term"), a) for v, a in arrays.items()} | {"seconds": (AXES, seconds)},
+        coords=coords,
+    )
     ds.attrs.update(
-        title="cst-bayes sensitivity sweep", grid=str(grid.path), cst_bayes_version=__version__,
-        data=config.SYNTHETIC_BANNER, sampling=json.dumps(grid.sampling),
+        title="cst-bayes sensitivity sweep",
+        grid=str(grid.path),
+        cst_bayes_version=__version__,
+        data=config.SYNTHETIC_BANNER,
+        sampling=json.dumps(grid.sampling),
         estimate="posterior median on the ratio scale (OR for logit, PR for log link); 95% equal-tailed interval",
     )
     return ds
@@ -330,11 +427,21 @@ def summarise(ds: Any) -> pd.DataFrame:
             lo = ds["ci_low"].sel(model=m, term=t)
             hi = ds["ci_high"].sel(model=m, term=t)
             excl = ((lo.values > 1) | (hi.values < 1))[np.isfinite(e.values)]
-            rows.append({"model": str(m), "term": str(t), "cells": int(np.isfinite(e.values).sum()),
-                         "median": float(np.nanmedian(e.values)), "min": float(np.nanmin(e.values)),
-                         "max": float(np.nanmax(e.values)),
-                         "share_interval_excludes_1": float(excl.mean()) if excl.size else np.nan})
-    return pd.DataFrame(rows, columns=["model", "term", "cells", "median", "min", "max", "share_interval_excludes_1"])
+            rows.append(
+                {
+                    "model": str(m),
+                    "term": str(t),
+                    "cells": int(np.isfinite(e.values).sum()),
+                    "median": float(np.nanmedian(e.values)),
+                    "min": float(np.nanmin(e.values)),
+                    "max": float(np.nanmax(e.values)),
+                    "share_interval_excludes_1": float(excl.mean()) if excl.size else np.nan,
+                }
+            )
+    return pd.DataFrame(
+        rows,
+        columns=["model", "term", "cells", "median", "min", "max", "share_interval_excludes_1"],
+    )
 
 
 def plot_sweep(ds: Any) -> Any:
@@ -345,18 +452,29 @@ def plot_sweep(ds: Any) -> Any:
     import matplotlib.pyplot as plt
 
     models_ = [str(m) for m in ds["model"].values]
-    fig, axes = plt.subplots(1, len(models_), figsize=(5 * len(models_), 0.35 * ds.sizes["term"] + 1.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(models_), figsize=(5 * len(models_), 0.35 * ds.sizes["term"] + 1.8), squeeze=False
+    )
     scen = [str(s) for s in ds["scenario"].values]
     cmap = plt.get_cmap("tab10")
     for ax, m in zip(axes[0], models_):
         sub = ds.sel(model=m)
-        terms = [str(t) for t in sub["term"].values if np.isfinite(sub["estimate"].sel(term=t).values).any()]
+        terms = [
+            str(t)
+            for t in sub["term"].values
+            if np.isfinite(sub["estimate"].sel(term=t).values).any()
+        ]
         for j, s in enumerate(scen):
             for i, t in enumerate(terms):
                 v = sub["estimate"].sel(scenario=s, term=t).values.ravel()
                 v = v[np.isfinite(v)]
-                ax.scatter(v, np.full(v.size, i) + 0.12 * (j - (len(scen) - 1) / 2), s=10, color=cmap(j % 10),
-                           label=s if i == 0 else None)
+                ax.scatter(
+                    v,
+                    np.full(v.size, i) + 0.12 * (j - (len(scen) - 1) / 2),
+                    s=10,
+                    color=cmap(j % 10),
+                    label=s if i == 0 else None,
+                )
         ax.axvline(1, color="gray", ls="--", lw=0.8)
         ax.set_xscale("log")
         ax.set_yticks(range(len(terms)), terms, fontsize=8)
@@ -364,7 +482,13 @@ def plot_sweep(ds: Any) -> Any:
         ax.set_title(m, fontsize=9)
         ax.set_xlabel("posterior median (ratio scale)", fontsize=8)
     axes[0][0].legend(title="scenario", fontsize=7)
-    fig.text(0.01, 0.005, "SYNTHETIC DATA (reconstructions of published tables)", fontsize=7, color="#b00020")
+    fig.text(
+        0.01,
+        0.005,
+        "SYNTHETIC DATA (reconstructions of published tables)",
+        fontsize=7,
+        color="#b00020",
+    )
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     return fig
 
@@ -435,14 +559,20 @@ def run_sweep(
             if scheduler:
                 client = own_client = Client(scheduler)
             else:
-                own_cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=processes,
-                                           dashboard_address=None)
+                own_cluster = LocalCluster(
+                    n_workers=n_workers,
+                    threads_per_worker=1,
+                    processes=processes,
+                    dashboard_address=None,
+                )
                 client = own_client = Client(own_cluster)
         try:
             # a fresh token per run: a key reused across runs could hand back an old result
             token = uuid.uuid4().hex[:8]
-            futures = {client.submit(_run_cell, c, fit, key=f"cell-{c.key()[:16]}-{token}", pure=False): c
-                       for c in pending}
+            futures = {
+                client.submit(_run_cell, c, fit, key=f"cell-{c.key()[:16]}-{token}", pure=False): c
+                for c in pending
+            }
             with tqdm(total=len(pending), desc="sweep", disable=not progress) as bar:
                 for fut in as_completed(futures):
                     c = futures[fut]

@@ -75,12 +75,12 @@ class Design:
     @property
     def n(self) -> int:
         """Number of respondents."""
-        return int(len(self.weights))
+        return len(self.weights)
 
     @property
     def n_strata(self) -> int:
         """Number of strata."""
-        return int(len(np.unique(self.strata)))
+        return len(np.unique(self.strata))
 
     @property
     def degf(self) -> int:
@@ -121,7 +121,10 @@ def design_variance(design: Design, z: np.ndarray) -> np.ndarray:
         if n_h < 2:
             # A lone PSU has no within-stratum variance estimate; R stops here by default
             # ("lonely.psu = fail"), so do we rather than silently return zero.
-            raise InputError(f"stratum {h} has a single respondent: its variance is not estimable", column="stratum")
+            raise InputError(
+                f"stratum {h} has a single respondent: its variance is not estimable",
+                column="stratum",
+            )
         fpc = 1.0 if design.fpc is None else 1.0 - n_h / float(np.asarray(design.fpc)[idx][0])
         d = zh - zh.mean(axis=0)
         out += max(fpc, 0.0) * n_h / (n_h - 1) * (d.T @ d)
@@ -169,11 +172,20 @@ class GlmResult:
         se = np.sqrt(np.diag(self.cov))
         t = self.coef / se
         p = 2 * stats.t.sf(np.abs(t), self.df_resid)
-        return pd.DataFrame({"term": self.names, "estimate": self.coef, "se": se, "statistic": t, "p_value": p})
+        return pd.DataFrame(
+            {"term": self.names, "estimate": self.coef, "se": se, "statistic": t, "p_value": p}
+        )
 
 
-def svyglm_logit(design: Design, X: np.ndarray, y: np.ndarray, names: list[str], *, tol: float = 1e-12,
-                 max_iter: int = 100) -> GlmResult:
+def svyglm_logit(
+    design: Design,
+    X: np.ndarray,
+    y: np.ndarray,
+    names: list[str],
+    *,
+    tol: float = 1e-12,
+    max_iter: int = 100,
+) -> GlmResult:
     """Survey-weighted logistic regression, as R's ``svyglm(y ~ ..., family = quasibinomial)``.
 
     The point estimate solves the weighted score equations (IRLS); the covariance is the
@@ -206,13 +218,17 @@ def svyglm_logit(design: Design, X: np.ndarray, y: np.ndarray, names: list[str],
     else:
         raise InputError("survey-weighted logistic regression did not converge (separation?)")
     if np.max(np.abs(beta)) > 30:
-        raise InputError(f"survey-weighted logistic regression diverges (separation in terms {names})")
+        raise InputError(
+            f"survey-weighted logistic regression diverges (separation in terms {names})"
+        )
     mu = 1 / (1 + np.exp(-(X @ beta)))
     A = X.T @ (X * (w * mu * (1 - mu))[:, None])
     Ainv = np.linalg.inv(A)
     infl = (X * (w * (y - mu))[:, None]) @ Ainv
     cov = design_variance(design, infl)
-    return GlmResult(names=list(names), coef=beta, cov=cov, df_resid=design.degf + 1 - X.shape[1], X=X, infl=infl)
+    return GlmResult(
+        names=list(names), coef=beta, cov=cov, df_resid=design.degf + 1 - X.shape[1], X=X, infl=infl
+    )
 
 
 def marginal_rd(design: Design, fit: GlmResult, column: int) -> tuple[float, float]:

@@ -101,7 +101,9 @@ def poststratify(
         yes, r = observed[s]
         M = N[j] - r
         if M < -1e-9:
-            raise InputError(f"stratum {s}: frame {N[j]:g} is smaller than its {r:g} respondents", column=STRATUM)
+            raise InputError(
+                f"stratum {s}: frame {N[j]:g} is smaller than its {r:g} respondents", column=STRATUM
+            )
         M = max(M, 0.0)
         k = int(round(M))
         noise = rng.binomial(k, np.clip(P[:, j], 0, 1)) - k * P[:, j] if k > 0 else 0.0
@@ -110,7 +112,11 @@ def poststratify(
 
 
 def beta_binomial_draws(
-    df: pd.DataFrame, variable: str, *, draws: int, rng: np.random.Generator,
+    df: pd.DataFrame,
+    variable: str,
+    *,
+    draws: int,
+    rng: np.random.Generator,
     prior: tuple[float, float] = FLAT_PRIOR,
 ) -> np.ndarray:
     """``(draws, 4)`` draws of each stratum's share of ``variable`` (conjugate Beta posterior)."""
@@ -131,8 +137,14 @@ def observed_counts(df: pd.DataFrame, variable: str) -> dict[str, tuple[float, f
 
 
 def approach_shares(
-    df: pd.DataFrame, frame: Mapping[str, float], *, fpc: bool, draws: int, seed: int,
-    variables: Sequence[str] = APPROACHES, prior: tuple[float, float] = FLAT_PRIOR,
+    df: pd.DataFrame,
+    frame: Mapping[str, float],
+    *,
+    fpc: bool,
+    draws: int,
+    seed: int,
+    variables: Sequence[str] = APPROACHES,
+    prior: tuple[float, float] = FLAT_PRIOR,
 ) -> dict[str, np.ndarray]:
     """National share using each approach (Beta-Binomial per stratum, poststratified).
 
@@ -207,15 +219,22 @@ def mrp_summaries(
 
     def add(est: str, d: np.ndarray) -> None:
         med, lo, hi = summarise(d)
-        rows.append({"scenario": scenario, "estimand": est, "median": med, "ci_low": lo, "ci_high": hi})
+        rows.append(
+            {"scenario": scenario, "estimand": est, "median": med, "ci_low": lo, "ci_high": hi}
+        )
 
     # The saturated stratum model of any_cst (conjugate): the MRP counterpart of the
     # design-based share, computed without MCMC.
-    sat = approach_shares(df, frame, fpc=fpc, draws=share_draws, seed=seed + 2, variables=[OUTCOME])[OUTCOME]
+    sat = approach_shares(
+        df, frame, fpc=fpc, draws=share_draws, seed=seed + 2, variables=[OUTCOME]
+    )[OUTCOME]
     add(f"{OUTCOME}_saturated", sat)
     if risk_adjusted is not None:
         P = stratum_means(risk_adjusted.observed, df)
-        add(OUTCOME, poststratify(P, frame, observed=observed_counts(df, OUTCOME) if fpc else None, rng=rng))
+        add(
+            OUTCOME,
+            poststratify(P, frame, observed=observed_counts(df, OUTCOME) if fpc else None, rng=rng),
+        )
     for v, d in approach_shares(df, frame, fpc=fpc, draws=share_draws, seed=seed + 1).items():
         add(v, d)
     for label, risk in (("adjusted", risk_adjusted), ("unadjusted", risk_unadjusted)):
@@ -253,8 +272,11 @@ DEFAULT_SAMPLER: str = "nutpie"
 def _or_from_summary(fit: object) -> dict[str, tuple[float, float, float]]:
     """``{approach: (median OR, ci_low, ci_high)}`` from a Fit's summary table."""
     s = fit.summary.set_index("term")  # type: ignore[attr-defined]
-    return {a: (float(s.loc[a, "estimate"]), float(s.loc[a, "ci_low"]), float(s.loc[a, "ci_high"]))
-            for a in APPROACHES if a in s.index}
+    return {
+        a: (float(s.loc[a, "estimate"]), float(s.loc[a, "ci_low"]), float(s.loc[a, "ci_high"]))
+        for a in APPROACHES
+        if a in s.index
+    }
 
 
 def bayes_weighting(
@@ -289,8 +311,17 @@ def bayes_weighting(
     from cst_bayes.bayes import models
     from cst_bayes.weighting.weights import agency_weights, respondent_counts, stratum_weights
 
-    specs = {"unadjusted": models.load_spec(MODEL_UNADJUSTED), "adjusted": models.load_spec(MODEL_ADJUSTED)}
-    kw: dict[str, object] = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "progress": False}
+    specs = {
+        "unadjusted": models.load_spec(MODEL_UNADJUSTED),
+        "adjusted": models.load_spec(MODEL_ADJUSTED),
+    }
+    kw: dict[str, object] = {
+        "draws": draws,
+        "tune": tune,
+        "chains": chains,
+        "seed": seed,
+        "progress": False,
+    }
     if sampler is not None:
         kw["sampler"] = sampler
     cache: dict[bytes, dict[str, tuple[object, RiskDraws]]] = {}
@@ -318,11 +349,29 @@ def bayes_weighting(
         table = stratum_weights(sc, counts, frames)  # type: ignore[arg-type]
         frame = dict(zip(table["stratum"], table["eligible_frame"]))
         fpc = bool(sc.fpc and sc.weighted)  # type: ignore[attr-defined]
-        m = mrp_summaries(sc.name, df, frame, fpc=fpc, seed=seed, risk_adjusted=base["adjusted"][1],  # type: ignore[attr-defined]
-                          risk_unadjusted=base["unadjusted"][1])
-        extra = [{"scenario": sc.name, "estimand": f"or_{label}:{a}", "median": v[0], "ci_low": v[1], "ci_high": v[2]}  # type: ignore[attr-defined]
-                 for label, ors in or_mrp.items() for a, v in ors.items()]
-        mrp_tables.append(pd.concat([m, pd.DataFrame(extra, columns=MRP_COLUMNS)], ignore_index=True))
+        m = mrp_summaries(
+            sc.name,
+            df,
+            frame,
+            fpc=fpc,
+            seed=seed,
+            risk_adjusted=base["adjusted"][1],  # type: ignore[attr-defined]
+            risk_unadjusted=base["unadjusted"][1],
+        )
+        extra = [
+            {
+                "scenario": sc.name,
+                "estimand": f"or_{label}:{a}",
+                "median": v[0],
+                "ci_low": v[1],
+                "ci_high": v[2],
+            }  # type: ignore[attr-defined]
+            for label, ors in or_mrp.items()
+            for a, v in ors.items()
+        ]
+        mrp_tables.append(
+            pd.concat([m, pd.DataFrame(extra, columns=MRP_COLUMNS)], ignore_index=True)
+        )
 
         w_raw = agency_weights(df, sc, frames)  # type: ignore[arg-type]
         w = None if not sc.weighted else normalise_weights(w_raw)  # type: ignore[attr-defined]
@@ -333,13 +382,22 @@ def bayes_weighting(
 
         def add(est: str, d: np.ndarray) -> None:
             med, lo, hi = summarise(d)
-            pl_rows.append({"scenario": sc.name, "estimand": est, "median": med, "ci_low": lo, "ci_high": hi})  # type: ignore[attr-defined]
+            pl_rows.append(
+                {"scenario": sc.name, "estimand": est, "median": med, "ci_low": lo, "ci_high": hi}
+            )  # type: ignore[attr-defined]
 
         add(OUTCOME, weighted_average(fits["adjusted"][1].observed, avg_w))
         for label, (f, risk) in fits.items():
             for a in APPROACHES:
                 add(f"rd_{label}:{a}", weighted_average(risk.set1[a] - risk.set0[a], avg_w))
             for a, v in _or_from_summary(f).items():
-                pl_rows.append({"scenario": sc.name, "estimand": f"or_{label}:{a}", "median": v[0],  # type: ignore[attr-defined]
-                                "ci_low": v[1], "ci_high": v[2]})
+                pl_rows.append(
+                    {
+                        "scenario": sc.name,
+                        "estimand": f"or_{label}:{a}",
+                        "median": v[0],  # type: ignore[attr-defined]
+                        "ci_low": v[1],
+                        "ci_high": v[2],
+                    }
+                )
     return pd.DataFrame(pl_rows, columns=MRP_COLUMNS), pd.concat(mrp_tables, ignore_index=True)

@@ -22,8 +22,25 @@ import pandas as pd
 from cst_bayes.core.config import APPROACHES, OUTCOME, SYNTHETIC_BANNER
 from cst_bayes.core.fileio import atomic_path
 
-SENSITIVITY_COLUMNS = ["scenario", "method", "estimand", "term", "adjusted_for_size", "estimate", "ci_low", "ci_high"]
-CONCLUSION_COLUMNS = ["claim", "published", "holds_in", "rows", "survives", "reproduced_unweighted", "detail"]
+SENSITIVITY_COLUMNS = [
+    "scenario",
+    "method",
+    "estimand",
+    "term",
+    "adjusted_for_size",
+    "estimate",
+    "ci_low",
+    "ci_high",
+]
+CONCLUSION_COLUMNS = [
+    "claim",
+    "published",
+    "holds_in",
+    "rows",
+    "survives",
+    "reproduced_unweighted",
+    "detail",
+]
 METHODS: tuple[str, ...] = ("design", "pseudo_likelihood", "mrp")
 Z95: float = 1.959963984540054
 
@@ -43,8 +60,18 @@ def _from_bayes(table: pd.DataFrame | None, method: str) -> list[dict[str, objec
             adj = "yes" if label == "adjusted" else "no"
         else:
             continue  # approach shares are reported in mrp_estimates, not in the key estimands
-        rows.append({"scenario": r.scenario, "method": method, "estimand": kind, "term": term,
-                     "adjusted_for_size": adj, "estimate": r.median, "ci_low": r.ci_low, "ci_high": r.ci_high})
+        rows.append(
+            {
+                "scenario": r.scenario,
+                "method": method,
+                "estimand": kind,
+                "term": term,
+                "adjusted_for_size": adj,
+                "estimate": r.median,
+                "ci_low": r.ci_low,
+                "ci_high": r.ci_high,
+            }
+        )
     return rows
 
 
@@ -62,25 +89,55 @@ def sensitivity_table(
     rows: list[dict[str, object]] = []
     prev = design_estimates[design_estimates["estimand"] == OUTCOME]
     for r in prev.itertuples(index=False):
-        rows.append({"scenario": r.scenario, "method": "design", "estimand": "prevalence", "term": OUTCOME,
-                     "adjusted_for_size": "", "estimate": r.estimate,
-                     "ci_low": r.estimate - Z95 * r.se, "ci_high": r.estimate + Z95 * r.se})
+        rows.append(
+            {
+                "scenario": r.scenario,
+                "method": "design",
+                "estimand": "prevalence",
+                "term": OUTCOME,
+                "adjusted_for_size": "",
+                "estimate": r.estimate,
+                "ci_low": r.estimate - Z95 * r.se,
+                "ci_high": r.estimate + Z95 * r.se,
+            }
+        )
     mods = design_models[design_models["term"].isin(APPROACHES)]
     for r in mods.to_dict("records"):  # "or" is a keyword: no itertuples attribute
-        rows.append({"scenario": r["scenario"], "method": "design", "estimand": "or", "term": r["term"],
-                     "adjusted_for_size": r["adjusted_for_size"], "estimate": r["or"],
-                     "ci_low": r["ci_low"], "ci_high": r["ci_high"]})
-        rows.append({"scenario": r["scenario"], "method": "design", "estimand": "rd", "term": r["term"],
-                     "adjusted_for_size": r["adjusted_for_size"], "estimate": r["rd"],
-                     "ci_low": r["rd_ci_low"], "ci_high": r["rd_ci_high"]})
+        rows.append(
+            {
+                "scenario": r["scenario"],
+                "method": "design",
+                "estimand": "or",
+                "term": r["term"],
+                "adjusted_for_size": r["adjusted_for_size"],
+                "estimate": r["or"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+            }
+        )
+        rows.append(
+            {
+                "scenario": r["scenario"],
+                "method": "design",
+                "estimand": "rd",
+                "term": r["term"],
+                "adjusted_for_size": r["adjusted_for_size"],
+                "estimate": r["rd"],
+                "ci_low": r["rd_ci_low"],
+                "ci_high": r["rd_ci_high"],
+            }
+        )
     rows += _from_bayes(pseudo_likelihood, "pseudo_likelihood")
     rows += _from_bayes(mrp, "mrp")
     out = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
     order = {m: i for i, m in enumerate(METHODS)}
     scen = {s: i for i, s in enumerate(dict.fromkeys(out["scenario"]))}
-    out = out.assign(_m=out["method"].map(order), _s=out["scenario"].map(scen),
-                     _e=out["estimand"].map({"prevalence": 0, "or": 1, "rd": 2}),
-                     _t=out["term"].map({t: i for i, t in enumerate((OUTCOME, *APPROACHES))}))
+    out = out.assign(
+        _m=out["method"].map(order),
+        _s=out["scenario"].map(scen),
+        _e=out["estimand"].map({"prevalence": 0, "or": 1, "rd": 2}),
+        _t=out["term"].map({t: i for i, t in enumerate((OUTCOME, *APPROACHES))}),
+    )
     out = out.sort_values(["_e", "adjusted_for_size", "_t", "_s", "_m"], kind="stable")
     return out.drop(columns=["_m", "_s", "_e", "_t"]).reset_index(drop=True)
 
@@ -126,9 +183,18 @@ def conclusions(
     t3 = t3[(t3["analysis"] == 1) & t3["term"].isin(APPROACHES)]
     for r in t3.itertuples(index=False):
         sig = (r.p_value < alpha) or (r.p_op == "<" and r.p_value <= alpha)
-        pub = ("+" if r._asdict().get("or", r[t3.columns.get_loc("or")]) > 1 else "-") if sig else "0"
-        sub = sens[(sens["estimand"] == "or") & (sens["term"] == r.term) & (sens["adjusted_for_size"] == r.adjusted_for_size)]
-        verdicts = [(_sign(s.ci_low, s.ci_high, 1.0), f"{s.scenario}/{s.method}") for s in sub.itertuples(index=False)]
+        pub = (
+            ("+" if r._asdict().get("or", r[t3.columns.get_loc("or")]) > 1 else "-") if sig else "0"
+        )
+        sub = sens[
+            (sens["estimand"] == "or")
+            & (sens["term"] == r.term)
+            & (sens["adjusted_for_size"] == r.adjusted_for_size)
+        ]
+        verdicts = [
+            (_sign(s.ci_low, s.ci_high, 1.0), f"{s.scenario}/{s.method}")
+            for s in sub.itertuples(index=False)
+        ]
         adj = "size-adjusted" if r.adjusted_for_size == "yes" else "unadjusted"
         words = {"+": "positive", "-": "negative", "0": "not significant"}[pub]
         _add(out, f"Table 3: {r.term} OR {adj} is {words}", pub, verdicts)
@@ -138,24 +204,51 @@ def conclusions(
         sig = (r.p_value < alpha) or (r.p_op == "<" and r.p_value <= alpha)
         pub = "+" if sig else "0"
         sub = tests[(tests["by"] == "stratum") & (tests["variable"] == r.variable)]
-        verdicts = [("+" if s.p_value < alpha else "0", f"{s.scenario}/design") for s in sub.itertuples(index=False)]
-        _add(out, f"Table 1: {r.variable} {'differs' if sig else 'does not differ'} by agency size", pub, verdicts)
+        verdicts = [
+            ("+" if s.p_value < alpha else "0", f"{s.scenario}/design")
+            for s in sub.itertuples(index=False)
+        ]
+        _add(
+            out,
+            f"Table 1: {r.variable} {'differs' if sig else 'does not differ'} by agency size",
+            pub,
+            verdicts,
+        )
     for a in APPROACHES:
         pub = "0" if a == "offense_code" else "+"
         sub = tests[(tests["by"] == OUTCOME) & (tests["variable"] == a)]
-        verdicts = [(("+" if s.difference > 0 else "-") if s.p_value < alpha else "0", f"{s.scenario}/design")
-                    for s in sub.itertuples(index=False)]
-        _add(out, f"Figure 1: {a} {'is not' if pub == '0' else 'is'} more common in agencies with a case", pub, verdicts)
+        verdicts = [
+            (
+                ("+" if s.difference > 0 else "-") if s.p_value < alpha else "0",
+                f"{s.scenario}/design",
+            )
+            for s in sub.itertuples(index=False)
+        ]
+        _add(
+            out,
+            f"Figure 1: {a} {'is not' if pub == '0' else 'is'} more common in agencies with a case",
+            pub,
+            verdicts,
+        )
     return pd.DataFrame(out, columns=CONCLUSION_COLUMNS)
 
 
-def _add(out: list[dict[str, object]], claim: str, pub: str, verdicts: list[tuple[str, str]]) -> None:
+def _add(
+    out: list[dict[str, object]], claim: str, pub: str, verdicts: list[tuple[str, str]]
+) -> None:
     bad = [w for v, w in verdicts if v != pub]
     unweighted = [v for v, w in verdicts if w.startswith("unweighted/")]
-    out.append({"claim": claim, "published": pub, "holds_in": len(verdicts) - len(bad), "rows": len(verdicts),
-                "survives": bool(verdicts) and not bad,
-                "reproduced_unweighted": bool(unweighted) and all(v == pub for v in unweighted),
-                "detail": "; ".join(bad[:8]) + (" ..." if len(bad) > 8 else "")})
+    out.append(
+        {
+            "claim": claim,
+            "published": pub,
+            "holds_in": len(verdicts) - len(bad),
+            "rows": len(verdicts),
+            "survives": bool(verdicts) and not bad,
+            "reproduced_unweighted": bool(unweighted) and all(v == pub for v in unweighted),
+            "detail": "; ".join(bad[:8]) + (" ..." if len(bad) > 8 else ""),
+        }
+    )
 
 
 def conclusions_text(concl: pd.DataFrame, sens: pd.DataFrame, *, synthetic: bool) -> str:
@@ -169,27 +262,43 @@ def conclusions_text(concl: pd.DataFrame, sens: pd.DataFrame, *, synthetic: bool
     meth = list(dict.fromkeys(sens["method"]))
     lines = []
     if synthetic:
-        lines.append(f"{SYNTHETIC_BANNER}. The statements below describe these data, not the study's agencies.\n")
+        lines.append(
+            f"{SYNTHETIC_BANNER}. The statements below describe these data, not the study's agencies.\n"
+        )
     lines.append(f"Scenarios: {', '.join(scen)}. Methods: {', '.join(meth)}.\n")
     prev = sens[sens["estimand"] == "prevalence"]
     if not prev.empty:
         lo, hi = prev["estimate"].min(), prev["estimate"].max()
         un = prev[prev["scenario"] == "unweighted"]["estimate"]
         unw = f" (unweighted {un.iloc[0]:.1%})" if len(un) else ""
-        lines.append(f"National share of agencies with any CST case: {lo:.1%} to {hi:.1%} across scenarios and "
-                     f"methods{unw}.\n")
+        lines.append(
+            f"National share of agencies with any CST case: {lo:.1%} to {hi:.1%} across scenarios and "
+            f"methods{unw}.\n"
+        )
     surv = concl[concl["survives"]]
     fragile = concl[~concl["survives"] & concl["reproduced_unweighted"]]
     other = concl[~concl["survives"] & ~concl["reproduced_unweighted"]]
-    lines.append(f"{len(surv)} of {len(concl)} conclusions of the article hold in every scenario and method:")
+    lines.append(
+        f"{len(surv)} of {len(concl)} conclusions of the article hold in every scenario and method:"
+    )
     lines += [f"  - {c}" for c in surv["claim"]]
-    lines.append(f"\n{len(fragile)} {'holds' if len(fragile) == 1 else 'hold'} in the unweighted analysis "
-                 "but not under every weighting (disagreeing scenario/method):")
-    lines += [f"  - {r.claim}: holds in {r.holds_in} of {r.rows} ({r.detail})" for r in fragile.itertuples(index=False)]
+    lines.append(
+        f"\n{len(fragile)} {'holds' if len(fragile) == 1 else 'hold'} in the unweighted analysis "
+        "but not under every weighting (disagreeing scenario/method):"
+    )
+    lines += [
+        f"  - {r.claim}: holds in {r.holds_in} of {r.rows} ({r.detail})"
+        for r in fragile.itertuples(index=False)
+    ]
     if len(other):
-        lines.append(f"\n{len(other)} {'is' if len(other) == 1 else 'are'} not reproduced by every method even "
-                     "unweighted, so weighting is not what decides them:")
-        lines += [f"  - {r.claim}: holds in {r.holds_in} of {r.rows}" for r in other.itertuples(index=False)]
+        lines.append(
+            f"\n{len(other)} {'is' if len(other) == 1 else 'are'} not reproduced by every method even "
+            "unweighted, so weighting is not what decides them:"
+        )
+        lines += [
+            f"  - {r.claim}: holds in {r.holds_in} of {r.rows}"
+            for r in other.itertuples(index=False)
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -206,10 +315,20 @@ def plot_sensitivity(sens: pd.DataFrame, path: str | Path, *, synthetic: bool) -
     colours = plt.get_cmap("tab10")
     markers = {"design": "o", "pseudo_likelihood": "s", "mrp": "^"}
     panels = [("prevalence", ""), ("or", "no"), ("or", "yes"), ("rd", "no"), ("rd", "yes")]
-    titles = {("prevalence", ""): "National share with any CST case", ("or", "no"): "OR, unadjusted",
-              ("or", "yes"): "OR, size-adjusted", ("rd", "no"): "Marginal RD, unadjusted",
-              ("rd", "yes"): "Marginal RD, size-adjusted"}
-    fig, axes = plt.subplots(1, 5, figsize=(20, max(7.0, 3 + 0.45 * len(combos))), sharey=False, gridspec_kw={"width_ratios": [1, 1.4, 1.4, 1.4, 1.4]})
+    titles = {
+        ("prevalence", ""): "National share with any CST case",
+        ("or", "no"): "OR, unadjusted",
+        ("or", "yes"): "OR, size-adjusted",
+        ("rd", "no"): "Marginal RD, unadjusted",
+        ("rd", "yes"): "Marginal RD, size-adjusted",
+    }
+    fig, axes = plt.subplots(
+        1,
+        5,
+        figsize=(20, max(7.0, 3 + 0.45 * len(combos))),
+        sharey=False,
+        gridspec_kw={"width_ratios": [1, 1.4, 1.4, 1.4, 1.4]},
+    )
     terms = list(APPROACHES)
     offsets = np.linspace(-0.38, 0.38, max(len(combos), 1))
     for ax, (est, adj) in zip(axes, panels):
@@ -224,7 +343,15 @@ def plot_sensitivity(sens: pd.DataFrame, path: str | Path, *, synthetic: bool) -
             y = np.array([ylabels.index(t) for t in rows.index]) + offsets[k]
             colour = colours(scen.index(s) % 10)
             ax.hlines(y, rows["ci_low"], rows["ci_high"], color=colour, lw=0.8)
-            ax.plot(rows["estimate"], y, markers.get(m, "o"), color=colour, ms=3.5, ls="none", label=f"{s} / {m}")
+            ax.plot(
+                rows["estimate"],
+                y,
+                markers.get(m, "o"),
+                color=colour,
+                ms=3.5,
+                ls="none",
+                label=f"{s} / {m}",
+            )
         if est == "or":
             from matplotlib.ticker import FixedLocator, NullFormatter
 
@@ -240,8 +367,12 @@ def plot_sensitivity(sens: pd.DataFrame, path: str | Path, *, synthetic: bool) -
         ax.invert_yaxis()
         ax.set_title(titles[(est, adj)], fontsize=10)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(combos), 6), fontsize=7, frameon=False)
-    title = "Weighting sensitivity: estimates (95% intervals) by scenario (colour) and method (marker)"
+    fig.legend(
+        handles, labels, loc="lower center", ncol=min(len(combos), 6), fontsize=7, frameon=False
+    )
+    title = (
+        "Weighting sensitivity: estimates (95% intervals) by scenario (colour) and method (marker)"
+    )
     if synthetic:
         title = "SYNTHETIC DATA - " + title
     fig.suptitle(title, fontsize=12)

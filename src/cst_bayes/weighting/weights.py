@@ -37,27 +37,75 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from cst_bayes.core.config import APPROACHES, OUTCOME, REFERENCE_STRATUM, STRATA, STRATUM, WEIGHTING_FILE
-from cst_bayes.weighting.design import Design, marginal_rd, svychisq, svyglm_logit, svymean
+from cst_bayes.core.config import (
+    APPROACHES,
+    OUTCOME,
+    REFERENCE_STRATUM,
+    STRATA,
+    STRATUM,
+    WEIGHTING_FILE,
+)
 from cst_bayes.core.errors import InputError, SpecError
+from cst_bayes.weighting.design import Design, marginal_rd, svychisq, svyglm_logit, svymean
 
 Allocation = Literal["sample", "frame"]
 ALLOCATIONS: tuple[str, ...] = get_args(Allocation)
 SCENARIO_KEYS: frozenset[str] = frozenset(
-    {"description", "weighted", "ineligible", "ineligible_total", "ineligible_allocation",
-     "trim_k", "calibrate", "stratified", "fpc"}
+    {
+        "description",
+        "weighted",
+        "ineligible",
+        "ineligible_total",
+        "ineligible_allocation",
+        "trim_k",
+        "calibrate",
+        "stratified",
+        "fpc",
+    }
 )
 
 WEIGHTS_COLUMNS = ["scenario", "stratum", "weight"]
 STRATUM_TABLE_COLUMNS = [
-    "scenario", "stratum", "population", "sampled", "ineligible", "eligible", "respondents",
-    "eligible_frame", "base_weight", "nonresponse_factor", "weight_untrimmed", "weight", "weight_total",
+    "scenario",
+    "stratum",
+    "population",
+    "sampled",
+    "ineligible",
+    "eligible",
+    "respondents",
+    "eligible_frame",
+    "base_weight",
+    "nonresponse_factor",
+    "weight_untrimmed",
+    "weight",
+    "weight_total",
 ]
 DESIGN_ESTIMATE_COLUMNS = ["scenario", "estimand", "estimate", "se"]
-DESIGN_TEST_COLUMNS = ["scenario", "variable", "by", "chi2", "F", "ndf", "ddf", "p_value", "difference"]
+DESIGN_TEST_COLUMNS = [
+    "scenario",
+    "variable",
+    "by",
+    "chi2",
+    "F",
+    "ndf",
+    "ddf",
+    "p_value",
+    "difference",
+]
 DESIGN_MODEL_COLUMNS = [
-    "scenario", "term", "adjusted_for_size", "log_or", "se", "or", "ci_low", "ci_high", "p_value",
-    "rd", "rd_se", "rd_ci_low", "rd_ci_high",
+    "scenario",
+    "term",
+    "adjusted_for_size",
+    "log_or",
+    "se",
+    "or",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "rd",
+    "rd_se",
+    "rd_ci_low",
+    "rd_ci_high",
 ]
 #: Two-sided 95% normal quantile (the risk-difference intervals).
 Z95: float = 1.959963984540054
@@ -81,7 +129,9 @@ class Scenario:
     def ineligible_by_stratum(self, frames: pd.DataFrame) -> dict[str, float]:
         """Ineligible sampled agencies per stratum under this scenario (fractional allowed)."""
         if self.ineligible_total is not None:
-            basis = frames.set_index("stratum")["sampled" if self.ineligible_allocation == "sample" else "population"]
+            basis = frames.set_index("stratum")[
+                "sampled" if self.ineligible_allocation == "sample" else "population"
+            ]
             basis = basis.astype(float)
             return {s: float(self.ineligible_total * basis[s] / basis.sum()) for s in STRATA}
         return {s: float(self.ineligible.get(s, 0.0)) for s in STRATA}
@@ -97,11 +147,17 @@ def _number(value: object, key: str, path: Path, *, positive: bool = False) -> f
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SpecError(f"must be a finite number, got {value!r}", path=path, column=key)
     if value < 0 or (positive and value == 0):
-        raise SpecError(f"must be {'positive' if positive else 'non-negative'}, got {value!r}", path=path, column=key)
+        raise SpecError(
+            f"must be {'positive' if positive else 'non-negative'}, got {value!r}",
+            path=path,
+            column=key,
+        )
     return float(value)
 
 
-def parse_scenario(name: str, table: Mapping[str, object], path: str | Path = "<scenario>") -> Scenario:
+def parse_scenario(
+    name: str, table: Mapping[str, object], path: str | Path = "<scenario>"
+) -> Scenario:
     """Validate one scenario table; every problem is a :class:`SpecError` naming file and key."""
     path = Path(path)
     prefix = f"scenario.{name}"
@@ -109,7 +165,11 @@ def parse_scenario(name: str, table: Mapping[str, object], path: str | Path = "<
         raise SpecError("must be a table of keys", path=path, column=prefix)
     unknown = sorted(set(table) - SCENARIO_KEYS)
     if unknown:
-        raise SpecError(f"unknown key (allowed: {sorted(SCENARIO_KEYS)})", path=path, column=f"{prefix}.{unknown[0]}")
+        raise SpecError(
+            f"unknown key (allowed: {sorted(SCENARIO_KEYS)})",
+            path=path,
+            column=f"{prefix}.{unknown[0]}",
+        )
     kw: dict[str, object] = {"name": name}
     if "description" in table:
         if not isinstance(table["description"], str):
@@ -119,23 +179,43 @@ def parse_scenario(name: str, table: Mapping[str, object], path: str | Path = "<
         if key in table:
             kw[key] = _bool(table[key], f"{prefix}.{key}", path)
     if "ineligible" in table and "ineligible_total" in table:
-        raise SpecError("give either 'ineligible' or 'ineligible_total', not both", path=path, column=f"{prefix}.ineligible")
+        raise SpecError(
+            "give either 'ineligible' or 'ineligible_total', not both",
+            path=path,
+            column=f"{prefix}.ineligible",
+        )
     if "ineligible" in table:
         inel = table["ineligible"]
         if not isinstance(inel, Mapping):
-            raise SpecError('must be a table like { "1-49" = 245 }', path=path, column=f"{prefix}.ineligible")
+            raise SpecError(
+                'must be a table like { "1-49" = 245 }', path=path, column=f"{prefix}.ineligible"
+            )
         bad = [s for s in inel if s not in STRATA]
         if bad:
-            raise SpecError(f"unknown stratum {bad[0]!r} (allowed: {list(STRATA)})", path=path, column=f"{prefix}.ineligible.{bad[0]}")
-        kw["ineligible"] = {s: _number(v, f"{prefix}.ineligible.{s}", path) for s, v in inel.items()}
+            raise SpecError(
+                f"unknown stratum {bad[0]!r} (allowed: {list(STRATA)})",
+                path=path,
+                column=f"{prefix}.ineligible.{bad[0]}",
+            )
+        kw["ineligible"] = {
+            s: _number(v, f"{prefix}.ineligible.{s}", path) for s, v in inel.items()
+        }
     if "ineligible_total" in table:
-        kw["ineligible_total"] = _number(table["ineligible_total"], f"{prefix}.ineligible_total", path)
+        kw["ineligible_total"] = _number(
+            table["ineligible_total"], f"{prefix}.ineligible_total", path
+        )
     if "ineligible_allocation" in table:
         alloc = table["ineligible_allocation"]
         if alloc not in ALLOCATIONS:
-            raise SpecError(f"must be one of {list(ALLOCATIONS)}, got {alloc!r}", path=path, column=f"{prefix}.ineligible_allocation")
+            raise SpecError(
+                f"must be one of {list(ALLOCATIONS)}, got {alloc!r}",
+                path=path,
+                column=f"{prefix}.ineligible_allocation",
+            )
         if "ineligible_total" not in table:
-            raise SpecError("needs 'ineligible_total'", path=path, column=f"{prefix}.ineligible_allocation")
+            raise SpecError(
+                "needs 'ineligible_total'", path=path, column=f"{prefix}.ineligible_allocation"
+            )
         kw["ineligible_allocation"] = alloc
     if "trim_k" in table:
         kw["trim_k"] = _number(table["trim_k"], f"{prefix}.trim_k", path, positive=True)
@@ -143,7 +223,9 @@ def parse_scenario(name: str, table: Mapping[str, object], path: str | Path = "<
     if not sc.weighted:
         used = sorted(set(table) - {"description", "weighted", "stratified", "fpc"})
         if used:
-            raise SpecError("has no effect when weighted = false", path=path, column=f"{prefix}.{used[0]}")
+            raise SpecError(
+                "has no effect when weighted = false", path=path, column=f"{prefix}.{used[0]}"
+            )
     return sc
 
 
@@ -159,20 +241,26 @@ def load_scenarios(path: str | Path | None = None) -> dict[str, Scenario]:
         raise SpecError(f"not valid TOML ({exc})", path=path) from None
     unknown = sorted(set(doc) - {"scenario"})
     if unknown:
-        raise SpecError("unknown top-level key (expected [scenario.NAME] tables)", path=path, column=unknown[0])
+        raise SpecError(
+            "unknown top-level key (expected [scenario.NAME] tables)", path=path, column=unknown[0]
+        )
     tables = doc.get("scenario")
     if not isinstance(tables, Mapping) or not tables:
         raise SpecError("no [scenario.NAME] tables", path=path, column="scenario")
     return {name: parse_scenario(name, t, path) for name, t in tables.items()}
 
 
-def select_scenarios(scenarios: Mapping[str, Scenario], names: Sequence[str] | None) -> list[Scenario]:
+def select_scenarios(
+    scenarios: Mapping[str, Scenario], names: Sequence[str] | None
+) -> list[Scenario]:
     """The scenarios named (all, in file order, when ``names`` is empty or None)."""
     if not names:
         return list(scenarios.values())
     missing = [n for n in names if n not in scenarios]
     if missing:
-        raise SpecError(f"unknown scenario {missing[0]!r} (available: {list(scenarios)})", column="scenario")
+        raise SpecError(
+            f"unknown scenario {missing[0]!r} (available: {list(scenarios)})", column="scenario"
+        )
     return [scenarios[n] for n in names]
 
 
@@ -182,7 +270,9 @@ def respondent_counts(df: pd.DataFrame) -> dict[str, int]:
     return {s: int(counts.get(s, 0)) for s in STRATA}
 
 
-def trim_weights(w: np.ndarray, k: float, *, max_iter: int = 10000, tol: float = 1e-12) -> np.ndarray:
+def trim_weights(
+    w: np.ndarray, k: float, *, max_iter: int = 10000, tol: float = 1e-12
+) -> np.ndarray:
     """Cap weights at ``k x median(w)``, sharing the excess equally among the other weights, iterated.
 
     This is R survey's ``trimWeights(design, upper = k * median(w), strict = TRUE)``: capped
@@ -201,7 +291,9 @@ def trim_weights(w: np.ndarray, k: float, *, max_iter: int = 10000, tol: float =
     if cap * len(w) < total * (1 - 1e-12):
         raise SpecError(
             f"trim_k = {k:g} caps weights at {cap:.4g}, below the mean weight {total / len(w):.4g}: "
-            "the total cannot be kept", column="trim_k")
+            "the total cannot be kept",
+            column="trim_k",
+        )
     for _ in range(max_iter):
         over = w > cap * (1 + tol)
         if not over.any():
@@ -245,18 +337,32 @@ def stratum_weights(
     r = np.array([int(respondents.get(s, 0)) for s in STRATA], dtype=float)
     if np.any(r <= 0):
         empty = [s for s, v in zip(STRATA, r) if v <= 0]
-        raise InputError(f"no respondents in stratum {empty}: that stratum's frame cannot be represented", column=STRATUM)
+        raise InputError(
+            f"no respondents in stratum {empty}: that stratum's frame cannot be represented",
+            column=STRATUM,
+        )
     N = f["population"].to_numpy(float)
     n = f["sampled"].to_numpy(float)
     if not scenario.weighted:
         inel = np.zeros(4)
         w = np.ones(4)
-        out = pd.DataFrame({
-            "scenario": scenario.name, "stratum": list(STRATA), "population": N, "sampled": n,
-            "ineligible": inel, "eligible": n, "respondents": r, "eligible_frame": r,
-            "base_weight": 1.0, "nonresponse_factor": 1.0, "weight_untrimmed": w, "weight": w,
-            "weight_total": r,
-        })
+        out = pd.DataFrame(
+            {
+                "scenario": scenario.name,
+                "stratum": list(STRATA),
+                "population": N,
+                "sampled": n,
+                "ineligible": inel,
+                "eligible": n,
+                "respondents": r,
+                "eligible_frame": r,
+                "base_weight": 1.0,
+                "nonresponse_factor": 1.0,
+                "weight_untrimmed": w,
+                "weight": w,
+                "weight_total": r,
+            }
+        )
         return out[STRATUM_TABLE_COLUMNS]
     inel_map = scenario.ineligible_by_stratum(frames)
     inel = np.array([inel_map[s] for s in STRATA])
@@ -281,20 +387,33 @@ def stratum_weights(
         except SpecError as exc:
             raise SpecError(str(exc), column=f"scenario.{scenario.name}.trim_k") from None
         bounds = np.concatenate([[0], np.cumsum(r.astype(int))])
-        w = np.array([trimmed[bounds[j]:bounds[j + 1]].mean() for j in range(4)])
+        w = np.array([trimmed[bounds[j] : bounds[j + 1]].mean() for j in range(4)])
     if scenario.calibrate:
         # Calibration to the stratum totals N*_h (poststratification on the stratum).
         w = w * elig_frame / (w * r)
-    out = pd.DataFrame({
-        "scenario": scenario.name, "stratum": list(STRATA), "population": N, "sampled": n,
-        "ineligible": inel, "eligible": elig, "respondents": r, "eligible_frame": elig_frame,
-        "base_weight": base, "nonresponse_factor": nr_factor, "weight_untrimmed": w0, "weight": w,
-        "weight_total": w * r,
-    })
+    out = pd.DataFrame(
+        {
+            "scenario": scenario.name,
+            "stratum": list(STRATA),
+            "population": N,
+            "sampled": n,
+            "ineligible": inel,
+            "eligible": elig,
+            "respondents": r,
+            "eligible_frame": elig_frame,
+            "base_weight": base,
+            "nonresponse_factor": nr_factor,
+            "weight_untrimmed": w0,
+            "weight": w,
+            "weight_total": w * r,
+        }
+    )
     return out[STRATUM_TABLE_COLUMNS]
 
 
-def agency_weights(df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | None = None) -> np.ndarray:
+def agency_weights(
+    df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | None = None
+) -> np.ndarray:
     """One weight per agency (row of ``df``) under a scenario."""
     table = stratum_weights(scenario, respondent_counts(df), frames)
     by = dict(zip(table["stratum"], table["weight"]))
@@ -322,7 +441,9 @@ def make_design(df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | Non
     return Design(weights=w, strata=strata, fpc=fpc)
 
 
-def design_estimates(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None) -> pd.DataFrame:
+def design_estimates(
+    df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """National share of agencies with any CST case and using each approach, with design SEs.
 
     Returns
@@ -336,12 +457,16 @@ def design_estimates(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd
         d = make_design(df, sc, frames)
         mean, cov = svymean(d, df[variables].to_numpy(float))
         se = np.sqrt(np.diag(cov))
-        rows += [{"scenario": sc.name, "estimand": v, "estimate": float(m), "se": float(e)}
-                 for v, m, e in zip(variables, mean, se)]
+        rows += [
+            {"scenario": sc.name, "estimand": v, "estimate": float(m), "se": float(e)}
+            for v, m, e in zip(variables, mean, se)
+        ]
     return pd.DataFrame(rows, columns=DESIGN_ESTIMATE_COLUMNS)
 
 
-def design_tests(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None) -> pd.DataFrame:
+def design_tests(
+    df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Rao-Scott tests of Table 1 (each variable by stratum) and Figure 1 (each approach by any_cst).
 
     Returns
@@ -357,15 +482,32 @@ def design_tests(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.Dat
     for sc in scenarios:
         d = make_design(df, sc, frames)
         for v in (*APPROACHES, OUTCOME):
-            rows.append({"scenario": sc.name, "variable": v, "by": STRATUM, **svychisq(d, df[v].to_numpy(), strat)})
+            rows.append(
+                {
+                    "scenario": sc.name,
+                    "variable": v,
+                    "by": STRATUM,
+                    **svychisq(d, df[v].to_numpy(), strat),
+                }
+            )
         case = df[OUTCOME].to_numpy() == 1
         w = np.asarray(d.weights)
         for v in APPROACHES:
             x = df[v].to_numpy(float)
-            diff = float(np.average(x[case], weights=w[case]) - np.average(x[~case], weights=w[~case])) \
-                if case.any() and (~case).any() else np.nan
-            rows.append({"scenario": sc.name, "variable": v, "by": OUTCOME,
-                         **svychisq(d, df[v].to_numpy(), df[OUTCOME].to_numpy()), "difference": diff})
+            diff = (
+                float(np.average(x[case], weights=w[case]) - np.average(x[~case], weights=w[~case]))
+                if case.any() and (~case).any()
+                else np.nan
+            )
+            rows.append(
+                {
+                    "scenario": sc.name,
+                    "variable": v,
+                    "by": OUTCOME,
+                    **svychisq(d, df[v].to_numpy(), df[OUTCOME].to_numpy()),
+                    "difference": diff,
+                }
+            )
     return pd.DataFrame(rows, columns=DESIGN_TEST_COLUMNS)
 
 
@@ -382,7 +524,9 @@ def model_matrix(df: pd.DataFrame, adjusted: bool) -> tuple[np.ndarray, list[str
     return np.column_stack(cols), names
 
 
-def design_models(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None) -> pd.DataFrame:
+def design_models(
+    df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Survey-weighted Table 3 Analysis 1 (logit) with standardised risk differences.
 
     For each scenario and for the model without and with agency size: each approach's odds
@@ -405,16 +549,29 @@ def design_models(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.Da
                 rd = rd_se = np.nan
                 if term in APPROACHES:
                     rd, rd_se = marginal_rd(d, fit, j)
-                rows.append({
-                    "scenario": sc.name, "term": term, "adjusted_for_size": "yes" if adjusted else "no",
-                    "log_or": b, "se": se, "or": math.exp(b), "ci_low": math.exp(b - q * se),
-                    "ci_high": math.exp(b + q * se), "p_value": p, "rd": rd, "rd_se": rd_se,
-                    "rd_ci_low": rd - Z95 * rd_se, "rd_ci_high": rd + Z95 * rd_se,
-                })
+                rows.append(
+                    {
+                        "scenario": sc.name,
+                        "term": term,
+                        "adjusted_for_size": "yes" if adjusted else "no",
+                        "log_or": b,
+                        "se": se,
+                        "or": math.exp(b),
+                        "ci_low": math.exp(b - q * se),
+                        "ci_high": math.exp(b + q * se),
+                        "p_value": p,
+                        "rd": rd,
+                        "rd_se": rd_se,
+                        "rd_ci_low": rd - Z95 * rd_se,
+                        "rd_ci_high": rd + Z95 * rd_se,
+                    }
+                )
     return pd.DataFrame(rows, columns=DESIGN_MODEL_COLUMNS)
 
 
-def weights_table(df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None) -> pd.DataFrame:
+def weights_table(
+    df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Every adjustment step by scenario and stratum (:data:`STRATUM_TABLE_COLUMNS`)."""
     counts = respondent_counts(df)
     return pd.concat([stratum_weights(sc, counts, frames) for sc in scenarios], ignore_index=True)
@@ -459,9 +616,14 @@ def run_weights(
         ``design_tests``, ``design_models``, ``pseudo_likelihood_estimates`` (empty without
         MCMC), ``mrp_estimates``, ``sensitivity``, ``conclusions``.
     """
-    from cst_bayes.weighting import mrp
     from cst_bayes.data.published import load_sampling_frames
-    from cst_bayes.weighting.sensitivity import conclusions, conclusions_text, plot_sensitivity, sensitivity_table
+    from cst_bayes.weighting import mrp
+    from cst_bayes.weighting.sensitivity import (
+        conclusions,
+        conclusions_text,
+        plot_sensitivity,
+        sensitivity_table,
+    )
 
     frames = load_sampling_frames(published_dir)
     scenarios = select_scenarios(load_scenarios(scenarios_file), scenario_names)
@@ -480,8 +642,17 @@ def run_weights(
 
             bar = tqdm(desc="weighting fits", unit="fit")
         try:
-            pl, mrp_table = mrp.bayes_weighting(df, scenarios, draws=draws, tune=tune, chains=chains, seed=seed,
-                                                sampler=sampler, frames=frames, progress=bar)
+            pl, mrp_table = mrp.bayes_weighting(
+                df,
+                scenarios,
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                seed=seed,
+                sampler=sampler,
+                frames=frames,
+                progress=bar,
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -491,8 +662,16 @@ def run_weights(
         for sc in scenarios:
             t = steps[steps["scenario"] == sc.name]
             frame = dict(zip(t["stratum"], t["eligible_frame"]))
-            tables.append(mrp.mrp_summaries(sc.name, df, frame, fpc=bool(sc.fpc and sc.weighted), seed=seed,
-                                            risk_adjusted=None))
+            tables.append(
+                mrp.mrp_summaries(
+                    sc.name,
+                    df,
+                    frame,
+                    fpc=bool(sc.fpc and sc.weighted),
+                    seed=seed,
+                    risk_adjusted=None,
+                )
+            )
         mrp_table = pd.concat(tables, ignore_index=True)
     out["pseudo_likelihood_estimates"] = pl
     out["mrp_estimates"] = mrp_table
@@ -505,7 +684,11 @@ def run_weights(
         from cst_bayes.core.fileio import write_csv, write_text
 
         out_dir = Path(out_dir)
-        comment = "SYNTHETIC DATA (reconstructed or simulated; not the study's microdata)" if synthetic else None
+        comment = (
+            "SYNTHETIC DATA (reconstructed or simulated; not the study's microdata)"
+            if synthetic
+            else None
+        )
         for key, table in out.items():
             write_csv(out_dir / f"{key}.csv", table, header_comment=comment)
         plot_sensitivity(sens, out_dir / "sensitivity.png", synthetic=synthetic)
