@@ -23,7 +23,6 @@ row-level data (InferenceData files lose their per-agency groups), and the repor
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import json
 import os
@@ -44,6 +43,8 @@ from cst_bayes.core import config
 from cst_bayes.core.disclosure import SUPPRESSED
 from cst_bayes.core.errors import InputError
 from cst_bayes.core.fileio import sha256_file, sha256_frame, write_csv, write_json, write_text
+from cst_bayes.run import cache
+from cst_bayes.run.cache import input_hash
 
 Profile = Literal["quick", "full"]
 StageName = Literal["audit", "data", "tables", "models", "ppc", "compare", "weights", "report"]
@@ -158,52 +159,21 @@ def _need(module: str, *names: str) -> Any:
     return mod
 
 
-#: Modules whose source each stage's output depends on (their hash is part of the unit's
-#: inputs). Bump FORMAT when the pipeline changes what a stage writes.
-STAGE_MODULES: dict[str, tuple[str, ...]] = {
-    "audit": ("audit", "data.published", "frequentist"),
-    "data": ("data.microdata", "data.published"),
-    "tables": ("frequentist", "data.microdata", "core.disclosure"),
-    "models": ("bayes.models", "bayes.fastlogp", "bayes.pooling", "data.microdata"),
-    "ppc": ("checks.ppc", "bayes.models", "bayes.pooling", "frequentist"),
-    "compare": ("checks.comparison", "bayes.models", "checks.ppc"),
-    "weights": (
-        "weighting.weights",
-        "weighting.design",
-        "weighting.mrp",
-        "weighting.sensitivity",
-        "bayes.models",
-        "data.published",
-    ),
+#: The modules each stage runs; its cache key follows their imports (:mod:`cst_bayes.run.cache`).
+STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
+    "audit": ("cst_bayes.audit",),
+    "data": ("cst_bayes.data.ensemble",),
+    "tables": ("cst_bayes.frequentist",),
+    "models": ("cst_bayes.bayes.models", "cst_bayes.bayes.pooling"),
+    "ppc": ("cst_bayes.checks.ppc",),
+    "compare": ("cst_bayes.checks.comparison",),
+    "weights": ("cst_bayes.weighting.weights",),
 }
-FORMAT = 1
 
 
-def code_hash(stage: str | None = None) -> str:
-    """SHA-256 over the sources a stage runs (all package sources when ``stage`` is None).
-
-    The version number does not move with every commit, so a cached unit is tied to the
-    code that made it: changing ``models.py`` refits the models but keeps the audit.
-    """
-    h = hashlib.sha256(f"format {FORMAT}".encode())
-    root = Path(__file__).parents[1]
-    names = STAGE_MODULES.get(stage or "")
-    files = (
-        sorted(root.rglob("*.py"))
-        if names is None
-        else [root / (n.replace(".", "/") + ".py") for n in names]
-    )
-    for p in files:
-        if p.is_file() and "__pycache__" not in p.parts:
-            h.update(p.relative_to(root).as_posix().encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def input_hash(obj: Any) -> str:
-    """Stable SHA-256 of a JSON-able description of a unit's inputs."""
-    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+def code_hash(stage: str) -> str:
+    """Hash of the code a stage runs: its entry modules and all they import."""
+    return cache.code_hash(STAGE_ENTRIES[stage])
 
 
 def suppress_small(

@@ -47,7 +47,7 @@ from cst_bayes import __version__
 from cst_bayes.core import config
 from cst_bayes.core.errors import InputError, SpecError
 from cst_bayes.core.fileio import atomic_path, sha256_file, write_csv, write_json
-from cst_bayes.run.pipeline import input_hash
+from cst_bayes.run.cache import input_hash
 
 AXES: tuple[str, ...] = ("reconstruction", "scenario", "prior_scale", "model")
 GRID_KEYS: dict[str, str] = {
