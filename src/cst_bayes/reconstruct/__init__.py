@@ -1,29 +1,23 @@
 """Synthetic reconstructions of the agency-level data from the published tables."""
 
 from cst_bayes.data.ensemble import load_ensemble
-from cst_bayes.reconstruct.ensemble import (
-    FIDELITY_COLUMNS,
-    UNTARGETED_COLUMNS,
-    Targets,
-    build_ensemble,
+from cst_bayes.reconstruct.anneal import reconstruct_one
+from cst_bayes.reconstruct.ensemble import build_ensemble, manifest_table, member_filename
+from cst_bayes.reconstruct.families import (
     draw_dependence,
-    ensemble_spread,
-    fidelity,
-    fidelity_summary,
     initial_state,
-    load_targets,
-    manifest_table,
-    member_filename,
-    reconstruct_one,
     swap_move,
     tetrachoric_table2,
-    untargeted_stats,
 )
+from cst_bayes.reconstruct.fidelity import FIDELITY_COLUMNS, fidelity, fidelity_summary
+from cst_bayes.reconstruct.stats import UNTARGETED_COLUMNS, ensemble_spread, untargeted_stats
+from cst_bayes.reconstruct.targets import Targets, _kernel, load_targets
 
 __all__ = [
     "FIDELITY_COLUMNS",
     "UNTARGETED_COLUMNS",
     "Targets",
+    "_kernel",
     "build_ensemble",
     "draw_dependence",
     "ensemble_spread",

@@ -45,7 +45,7 @@ def refit(m, V, strat, beta, hinv, iters):
     p = 13 if m == 1 else (10 if m == 0 else (2 if m == 2 else 5))
     d = np.zeros(13)
     ok = True
-    for it in range(iters):
+    for _ in range(iters):
         H = np.zeros((p, p))
         g = np.zeros(p)
         for i in range(n):
@@ -197,7 +197,7 @@ def count_energy(C, phi_lo, phi_hi, t_lo, t_hi):
 
 
 @njit(cache=True)
-def anneal(
+def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per proposal)
     V,
     strat,
     sstart,
@@ -238,7 +238,6 @@ def anneal(
     status 1: every forced target inside its (shrunk) window after an exact refit.
     """
     np.random.seed(seed)
-    n = V.shape[0]
     for m in range(4):
         refit(m, V, strat, betas[m], hinvs[m], 25)
     ec = count_w * count_energy(C, phi_lo, phi_hi, t_lo, t_hi)
@@ -306,7 +305,7 @@ def anneal(
         width = send[s] - lo_r
         a = -1
         b = -1
-        for tries in range(96):
+        for _ in range(96):
             i = lo_r + int(np.random.random() * width)
             if kk >= 0:
                 if V[i, c] == 1 and a < 0 and V[i, kk] == (1 if want < 0 else 0):
