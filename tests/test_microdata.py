@@ -271,3 +271,124 @@ def test_cli_exits_2_with_one_line_naming_file_column_rows(tmp_path, small, caps
     assert status == 2
     assert err.count("\n") == 1 and str(path) in err and "'stratum'" in err and "rows 4" in err
     assert not (tmp_path / "out" / "table1.csv").exists()
+
+
+# --- fail closed: only the exact banner (or a manifest hash) makes a file synthetic ---------
+
+
+@pytest.mark.parametrize(
+    "first_line",
+    [
+        "# NOT SYNTHETIC",
+        "# see synthetic_check.log",
+        "# synthetic data: " + SYNTHETIC_BANNER.lower(),
+        "#" + SYNTHETIC_BANNER,  # no space: not what write_microdata writes
+        "# " + SYNTHETIC_BANNER + " (edited)",
+        "# RESTRICTED",
+    ],
+)
+def test_any_other_first_line_is_restricted(tmp_path, small, first_line):
+    p = tmp_path / "d.csv"
+    p.write_text(first_line + "\n" + small.to_csv(index=False), encoding="utf-8")
+    df = M.load(p)
+    assert df.attrs["synthetic"] is False and df.attrs["restricted"] is True
+    assert df.attrs["data_class"] == "restricted"
+
+
+def test_banner_on_a_later_line_does_not_count(tmp_path, small):
+    p = tmp_path / "d.csv"
+    p.write_text(f"# hello\n# {SYNTHETIC_BANNER}\n" + small.to_csv(index=False), encoding="utf-8")
+    assert M.load(p).attrs["restricted"] is True
+
+
+def test_write_microdata_round_trip_is_synthetic(tmp_path, small):
+    from cst_bayes.core.fileio import write_microdata
+
+    p = write_microdata(tmp_path / "s.csv", small, synthetic=True, note="member 1")
+    assert M.load(p).attrs["synthetic"] is True
+    q = write_microdata(tmp_path / "r.csv", small, synthetic=False)
+    assert M.load(q).attrs["restricted"] is True
+
+
+def test_manifest_hash_vouches_for_an_unbannered_member(tmp_path, small):
+    from cst_bayes.core.fileio import sha256_file
+
+    p = tmp_path / "reconstruction-001.csv"
+    small.to_csv(p, index=False)
+    man = {"synthetic": True, "members": [{"file": p.name, "sha256": sha256_file(p)}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert M.load(p).attrs["synthetic"] is True
+    # one changed byte and the manifest no longer vouches for it
+    p.write_text(p.read_text().replace("1-49", "4", 1))
+    assert M.load(p).attrs["restricted"] is True
+    # a manifest that does not say synthetic vouches for nothing
+    man = {"synthetic": False, "members": [{"file": p.name, "sha256": sha256_file(p)}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    assert M.load(p).attrs["restricted"] is True
+
+
+def test_data_class_public_restricted_and_unproven_synthetic(tmp_path, small):
+    p = tmp_path / "mine.csv"
+    small.to_csv(p, index=False)
+    pub = M.load(p, data_class="public")
+    assert pub.attrs["data_class"] == "public"
+    assert pub.attrs["restricted"] is False and pub.attrs["synthetic"] is False
+    from cst_bayes.core.provenance import status_of
+
+    assert status_of(pub) == "PUBLIC" and status_of(M.load(p)) == "RESTRICTED"
+    with pytest.raises(InputError, match="declared synthetic"):
+        M.load(p, data_class="synthetic")
+    with pytest.raises(InputError, match="data class"):
+        M.load(p, data_class="secret")
+    s = tmp_path / "syn.csv"
+    s.write_text(f"# {SYNTHETIC_BANNER}\n" + small.to_csv(index=False))
+    forced = M.load(s, data_class="restricted")
+    assert forced.attrs["restricted"] is True and forced.attrs["synthetic"] is False
+
+
+# --- own data with extra columns ------------------------------------------------------------
+
+
+@pytest.fixture
+def stata_with_extras(tmp_path, small):
+    df = small.copy()
+    rng = np.random.default_rng(3)
+    df["weight"] = rng.uniform(1, 5, len(df))
+    df["region"] = rng.choice(["north", "south"], len(df))
+    df["pct_rural"] = rng.uniform(0, 100, len(df))
+    p = tmp_path / "own.dta"
+    pyreadstat.write_dta(df, str(p))
+    return p, df
+
+
+def test_dta_with_extra_columns_refused_by_default_kept_when_asked(stata_with_extras):
+    p, ref = stata_with_extras
+    with pytest.raises(InputError, match="keep-columns") as err:
+        M.load(p)
+    assert err.value.column == "region"
+    kept = M.load(p, keep_columns=["region", "pct_rural"])
+    assert list(kept["region"]) == list(ref["region"])
+    np.testing.assert_allclose(kept["pct_rural"], ref["pct_rural"])
+    np.testing.assert_allclose(kept["weight"], ref["weight"])
+    with pytest.raises(InputError, match="pct_rural"):
+        M.load(p, keep_columns=["region"])  # pct_rural neither kept nor allowed
+    every = M.load(p, allow_extra=True)
+    assert {"region", "pct_rural"} <= set(every.columns)
+    with pytest.raises(InputError, match="not in the file") as err:
+        M.load(p, keep_columns=["county"])
+    assert err.value.column == "county"
+
+
+def test_unreadable_file_is_one_clear_error(tmp_path, small):
+    import os
+
+    p = tmp_path / "locked.csv"
+    small.to_csv(p, index=False)
+    p.chmod(0)
+    try:
+        if os.access(p, os.R_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        with pytest.raises(InputError, match="cannot read"):
+            M.load(p)
+    finally:
+        p.chmod(0o644)

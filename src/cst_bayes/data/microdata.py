@@ -23,14 +23,25 @@ Anything else is an :class:`~cst_bayes.core.errors.InputError` naming file, colu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, get_args
 
 import numpy as np
 import pandas as pd
 
-from cst_bayes.core.config import AGENCY_ID, APPROACHES, COUNT, OUTCOME, STRATA, STRATUM, WEIGHT
+from cst_bayes.core.config import (
+    AGENCY_ID,
+    APPROACHES,
+    COUNT,
+    OUTCOME,
+    STRATA,
+    STRATUM,
+    SYNTHETIC_BANNER,
+    WEIGHT,
+)
 from cst_bayes.core.errors import InputError
+from cst_bayes.core.options import DataClass
 
 NotSureRule = Literal["no", "yes", "error"]
 BINARY_COLUMNS: tuple[str, ...] = (*APPROACHES, OUTCOME)
@@ -94,6 +105,34 @@ def _sniff(path: Path) -> str:
     return "csv"
 
 
+def _file_kind(path: Path) -> str:
+    """:func:`_sniff` after the checks that give one clear line instead of an OSError."""
+    try:
+        if not path.exists():
+            raise InputError("file not found", path=path)
+        if path.is_dir():
+            raise InputError("expected a file, got a folder", path=path)
+        if path.stat().st_size == 0:
+            raise InputError("the file is empty", path=path)
+        return _sniff(path)
+    except OSError as exc:
+        raise InputError(f"cannot read the file ({exc.strerror or exc})", path=path) from None
+
+
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[str]]:
+    """A CSV as text columns, and its leading ``#`` comment lines."""
+    comments: list[str] = []
+    with open(path, encoding="utf-8-sig") as fh:
+        for line in fh:
+            if not line.startswith("#"):
+                break
+            comments.append(line[1:].strip())
+    df = pd.read_csv(
+        path, skiprows=len(comments), dtype=str, keep_default_na=True, encoding="utf-8-sig"
+    )
+    return df, comments
+
+
 def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Read a CSV, Parquet, Stata or SPSS file into a raw DataFrame (no validation).
 
@@ -109,13 +148,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
         Missing, empty, JSON, binary or otherwise unreadable files, and tables without rows.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError("file not found", path=path)
-    if path.is_dir():
-        raise InputError("expected a file, got a folder", path=path)
-    if path.stat().st_size == 0:
-        raise InputError("the file is empty", path=path)
-    kind = _sniff(path)
+    kind = _file_kind(path)
     if kind == "json":
         raise InputError(
             "this is JSON, not a table; expected CSV, Parquet, .dta or .sav", path=path
@@ -139,17 +172,7 @@ def read_table(path: str | Path) -> tuple[pd.DataFrame, list[str]]:
 
             df, _ = pyreadstat.read_sav(str(path), apply_value_formats=True)
         else:
-            with open(path, encoding="utf-8-sig") as fh:
-                skip = 0
-                for line in fh:
-                    if line.startswith("#"):
-                        comments.append(line[1:].strip())
-                        skip += 1
-                    else:
-                        break
-            df = pd.read_csv(
-                path, skiprows=skip, dtype=str, keep_default_na=True, encoding="utf-8-sig"
-            )
+            df, comments = _read_csv(path)
     except InputError:
         raise
     except UnicodeDecodeError:
@@ -217,6 +240,41 @@ def _code_binary(col: pd.Series, name: str, path: str | None, not_sure: NotSureR
     return pd.Series(out, index=raw.index, name=name)
 
 
+def _code_ids(ids: pd.Series, path: str | None) -> pd.Series:
+    miss = ids.isna() | (ids.astype(str).str.strip() == "")
+    if miss.any():
+        raise InputError("missing agency_id", path=path, column=AGENCY_ID, rows=_rows(miss))
+    if pd.api.types.is_float_dtype(ids) and np.all(np.mod(ids.to_numpy(dtype=float), 1) == 0):
+        ids = ids.astype("int64")  # Stata/SPSS store numeric ids as doubles: 17.0 -> "17"
+    ids = ids.astype(str).str.strip()
+    dup = ids.duplicated(keep=False)
+    if dup.any():
+        raise InputError(
+            f"duplicate agency_id values: {sorted(set(ids[dup]))[:5]}",
+            path=path,
+            column=AGENCY_ID,
+            rows=_rows(dup),
+        )
+    return ids
+
+
+def _code_strata(s: pd.Series, path: str | None) -> pd.Categorical:
+    miss = s.isna() | (s.astype(str).str.strip() == "")
+    if miss.any():
+        raise InputError("missing stratum", path=path, column=STRATUM, rows=_rows(miss))
+    s = s.astype(str).str.strip()
+    s = s.str.replace(r"\.0$", "", regex=True).map(lambda v: FRAME_NUMBERS.get(v, v))
+    bad = ~s.isin(STRATA)
+    if bad.any():
+        raise InputError(
+            f"unknown stratum labels {sorted(set(s[bad]))[:5]} (allowed: {list(STRATA)} or frame numbers 1-4)",
+            path=path,
+            column=STRATUM,
+            rows=_rows(bad),
+        )
+    return pd.Categorical(s, dtype=stratum_dtype())
+
+
 def validate(
     df: pd.DataFrame,
     *,
@@ -265,7 +323,8 @@ def validate(
     extra = [c for c in cols if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS and c != COUNT]
     if extra and not allow_extra:
         raise InputError(
-            f"unexpected columns: {extra} (allowed: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)})",
+            f"unexpected columns: {extra} (allowed: {list(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}; "
+            "keep others with --keep-columns)",
             path=path,
             column=extra[0],
         )
@@ -273,38 +332,8 @@ def validate(
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
     df = df.reset_index(drop=True)
     if AGENCY_ID in cols:
-        ids = df[AGENCY_ID]
-        miss = ids.isna() | (ids.astype(str).str.strip() == "")
-        if miss.any():
-            raise InputError("missing agency_id", path=path, column=AGENCY_ID, rows=_rows(miss))
-        if pd.api.types.is_float_dtype(ids) and np.all(np.mod(ids.to_numpy(dtype=float), 1) == 0):
-            ids = ids.astype("int64")  # Stata/SPSS store numeric ids as doubles: 17.0 -> "17"
-        ids = ids.astype(str).str.strip()
-        dup = ids.duplicated(keep=False)
-        if dup.any():
-            raise InputError(
-                f"duplicate agency_id values: {sorted(set(ids[dup]))[:5]}",
-                path=path,
-                column=AGENCY_ID,
-                rows=_rows(dup),
-            )
-        out[AGENCY_ID] = ids
-
-    s = df[STRATUM]
-    miss = s.isna() | (s.astype(str).str.strip() == "")
-    if miss.any():
-        raise InputError("missing stratum", path=path, column=STRATUM, rows=_rows(miss))
-    s = s.astype(str).str.strip()
-    s = s.str.replace(r"\.0$", "", regex=True).map(lambda v: FRAME_NUMBERS.get(v, v))
-    bad = ~s.isin(STRATA)
-    if bad.any():
-        raise InputError(
-            f"unknown stratum labels {sorted(set(s[bad]))[:5]} (allowed: {list(STRATA)} or frame numbers 1-4)",
-            path=path,
-            column=STRATUM,
-            rows=_rows(bad),
-        )
-    out[STRATUM] = pd.Categorical(s, dtype=stratum_dtype())
+        out[AGENCY_ID] = _code_ids(df[AGENCY_ID], path)
+    out[STRATUM] = _code_strata(df[STRATUM], path)
 
     for name in BINARY_COLUMNS:
         out[name] = _code_binary(df[name], name, path, not_sure).to_numpy()
@@ -337,19 +366,123 @@ def validate(
     return out
 
 
-def load(path: str | Path, *, not_sure: NotSureRule = "no") -> pd.DataFrame:
+def _vouched_by_manifest(path: Path) -> bool:
+    """Whether a ``manifest.json`` beside ``path`` records this very file as a synthetic member."""
+    man = path.parent / "manifest.json"
+    if not man.is_file():
+        return False
+    import json
+
+    try:
+        record = json.loads(man.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(record, dict) or record.get("synthetic") is not True:
+        return False
+    members = record.get("members")
+    if not isinstance(members, list):
+        return False
+    from cst_bayes.core.fileio import sha256_file
+
+    digest = sha256_file(path)
+    return any(
+        isinstance(m, dict)
+        and m.get("sha256") == digest
+        and Path(str(m.get("file", ""))).name == path.name
+        for m in members
+    )
+
+
+def declares_synthetic(path: str | Path, comments: list[str]) -> bool:
+    """Fail-closed test of a file's synthetic label.
+
+    A file is synthetic only when its first line is exactly ``# `` + the package banner
+    (:func:`cst_bayes.core.fileio.write_microdata` writes it), or when the ``manifest.json``
+    of its folder lists its SHA-256 as a member. Any other comment, whatever it says about
+    "synthetic", leaves the file restricted: a wrong label would switch suppression off.
+    """
+    path = Path(path)
+    if comments:
+        with open(path, encoding="utf-8-sig") as fh:
+            first = fh.readline().rstrip("\r\n")
+        if first == f"# {SYNTHETIC_BANNER}":
+            return True
+    return _vouched_by_manifest(path)
+
+
+def load(
+    path: str | Path,
+    *,
+    not_sure: NotSureRule = "no",
+    data_class: DataClass | None = None,
+    allow_extra: bool = False,
+    keep_columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """Load and validate an agency-level file (CSV, Parquet, ``.dta``, ``.sav``).
 
-    ``attrs['synthetic']`` is True when a leading ``#`` comment line of a CSV says
-    ``SYNTHETIC`` (how the reconstructions label themselves); such files are never treated
-    as restricted microdata. ``attrs['restricted']`` is its negation: real microdata, to
-    which small-cell suppression applies downstream.
+    Parameters
+    ----------
+    not_sure
+        How ``not sure`` answers are coded (see :func:`validate`).
+    data_class
+        What the file is. ``None`` (default) decides fail-closed: ``synthetic`` when the file
+        opens with the package banner line or its folder's manifest vouches for its hash
+        (:func:`declares_synthetic`), ``restricted`` otherwise. ``"restricted"`` forces
+        suppression even on a synthetic file; ``"public"`` declares the user's own
+        unrestricted data (no suppression, labelled PUBLIC); ``"synthetic"`` on a file
+        that does not prove it is an error.
+    allow_extra
+        Keep every column outside the contract (e.g. ``region``, ``pct_rural``).
+    keep_columns
+        Keep these extra columns (others are still rejected); a name not in the file is an
+        error.
+
+    ``attrs``: ``source``, ``comments``, ``data_class``, ``synthetic`` and ``restricted``
+    (small-cell suppression applies downstream when True).
     """
+    if data_class is not None and data_class not in get_args(DataClass):
+        raise InputError(
+            f"data class must be one of {list(get_args(DataClass))}, got {data_class!r}"
+        )
     raw, comments = read_table(path)
-    df = validate(raw, source=path, not_sure=not_sure)
-    synthetic = any("SYNTHETIC" in c.upper() for c in comments)
+    keep = [str(c) for c in (keep_columns or ())]
+    if keep:
+        cols = {str(c).strip() for c in raw.columns}
+        absent = [c for c in keep if c not in cols]
+        if absent:
+            raise InputError(
+                f"--keep-columns names columns not in the file: {absent}",
+                path=path,
+                column=absent[0],
+            )
+        known = set(REQUIRED_COLUMNS + OPTIONAL_COLUMNS) | {COUNT}
+        stray = [
+            c
+            for c in map(lambda c: str(c).strip(), raw.columns)
+            if c not in known and c not in keep
+        ]
+        if stray and not allow_extra:
+            raise InputError(
+                f"unexpected columns: {stray} (keep them with allow_extra / --keep-columns)",
+                path=path,
+                column=stray[0],
+            )
+    df = validate(raw, source=path, not_sure=not_sure, allow_extra=allow_extra or bool(keep))
+    proven = declares_synthetic(path, comments)
+    if data_class is None:
+        data_class = "synthetic" if proven else "restricted"
+    elif data_class == "synthetic" and not proven:
+        raise InputError(
+            "declared synthetic, but the file neither opens with the package's SYNTHETIC banner "
+            "line nor is vouched for by a reconstruction manifest",
+            path=path,
+        )
     df.attrs.update(
-        source=str(path), comments=comments, synthetic=synthetic, restricted=not synthetic
+        source=str(path),
+        comments=comments,
+        data_class=data_class,
+        synthetic=data_class == "synthetic",
+        restricted=data_class == "restricted",
     )
     return df
 
