@@ -11,7 +11,7 @@ PROFILE ?= full
 # warning on every fit); Chromium for the report's browser test.
 SYSDEPS := libopenblas-dev chromium chromium-driver
 
-.PHONY: reproduce test test-fast sysdeps bench clean-venv sweep
+.PHONY: reproduce test lint sysdeps bench clean-venv sweep
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,13 @@ sweep: $(STAMP)
 
 test: $(STAMP) sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
+
+# Static checks: lint and format, the import layers contract, types against a baseline that only shrinks.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	PYTHONPATH=src $(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy | $(VENV)/bin/mypy-baseline filter
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
