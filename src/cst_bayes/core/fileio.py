@@ -4,7 +4,8 @@ A crash (even ``kill -9``) leaves either the old file or the new one, never half
 Files are readable by collaborators (0644) unless they hold restricted results (0640).
 
 Output tables (:func:`write_csv`) open with their header row, carry a ``data_status``
-column, write booleans as ``true``/``false`` and put banner and notes in a
+column, write booleans as ``TRUE``/``FALSE`` (the one spelling both R's ``read.csv``
+and pandas read as logical) and put banner and notes in a
 ``<name>.meta.json`` sidecar. Microdata files (:func:`write_microdata`) are inputs, not
 results: a synthetic one starts with the package banner line, which is how the loader knows.
 """
@@ -84,7 +85,7 @@ def _csv_ready(df: pd.DataFrame, status: DataStatus) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
         if out[col].dtype == bool or str(out[col].dtype) == "boolean":
-            out[col] = out[col].map({True: "true", False: "false"})
+            out[col] = out[col].map({True: "TRUE", False: "FALSE"})
         elif out[col].dtype == object:
             vals = out[col].dropna()
             if len(vals) and vals.map(lambda v: isinstance(v, bool)).all():
