@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from cst_bayes.core.config import SYNTHETIC_BANNER
@@ -84,14 +85,9 @@ def _infer_status(comment: str | None) -> DataStatus:
 def _csv_ready(df: pd.DataFrame, status: DataStatus) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
-        if out[col].dtype == bool or str(out[col].dtype) == "boolean":
-            out[col] = out[col].map({True: "TRUE", False: "FALSE"})
-        elif out[col].dtype == object:
-            vals = out[col].dropna()
-            if len(vals) and vals.map(lambda v: isinstance(v, bool)).all():
-                out[col] = out[col].map(
-                    lambda v: v if v is None or v != v else ("true" if v else "false")
-                )
+        vals = out[col].dropna()
+        if len(vals) and vals.map(lambda v: isinstance(v, bool | np.bool_)).all():
+            out[col] = out[col].map(lambda v: v if pd.isna(v) else ("TRUE" if v else "FALSE"))
     out[STATUS_COLUMN] = status
     return out
 
@@ -127,9 +123,8 @@ def write_csv(
         ]
     path = Path(path)
     mode = mode_for(status)
-    with atomic_path(path, mode=mode) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            _csv_ready(df, status).to_csv(fh, index=False, lineterminator="\n")
+    with atomic_path(path, mode=mode) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        _csv_ready(df, status).to_csv(fh, index=False, lineterminator="\n")
     write_json(meta_path(path), sidecar(status, notes, **(meta or {})), mode=mode)
     return path
 
@@ -148,13 +143,13 @@ def write_microdata(
     ``note`` becomes a second comment line (e.g. the member's seed); the loader reads a file
     as synthetic only when its first line is the banner, so nothing else can label real data.
     """
-    with atomic_path(path, mode=MODE_PUBLIC if synthetic else MODE_RESTRICTED) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            if synthetic:
-                fh.write(f"# {SYNTHETIC_BANNER}\n")
-                for line in (note or "").splitlines():
-                    fh.write(f"# {line}\n")
-            df.to_csv(fh, index=False, lineterminator="\n")
+    mode = MODE_PUBLIC if synthetic else MODE_RESTRICTED
+    with atomic_path(path, mode=mode) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
+        if synthetic:
+            fh.write(f"# {SYNTHETIC_BANNER}\n")
+            for line in (note or "").splitlines():
+                fh.write(f"# {line}\n")
+        df.to_csv(fh, index=False, lineterminator="\n")
     return Path(path)
 
 
