@@ -27,7 +27,9 @@ r <- table(dat$stratum)[strata]
 ineligible <- list(
   design = c("1-49" = 0, "50-999" = 0, "state" = 0, "1000+" = 0),
   eligibility_uniform = 245 * n / sum(n),
-  eligibility_small = c("1-49" = 245, "50-999" = 0, "state" = 0, "1000+" = 0)
+  eligibility_small = c("1-49" = 245, "50-999" = 0, "state" = 0, "1000+" = 0),
+  eligibility_frame = 245 * N / sum(N),
+  eligibility_large = c("1-49" = 0, "50-999" = 110, "state" = 84, "1000+" = 51)
 )
 
 rows <- list()
@@ -58,7 +60,7 @@ make_design <- function(scenario) {
 }
 
 for (sc in c("unweighted", "design", "eligibility_uniform", "eligibility_small",
-             "design_trimmed", "eligibility_small_trimmed")) {
+             "eligibility_frame", "eligibility_large", "design_trimmed")) {
   des <- make_design(sc)
   w <- weights(des)
   for (s in strata) add(sc, "weight", "", s, "", w[dat$stratum == s][1])
@@ -83,7 +85,9 @@ for (sc in c("unweighted", "design", "eligibility_uniform", "eligibility_small",
     add(sc, "chisq_ddf", v, "any_cst", "", t$parameter[2])
     add(sc, "chisq_p", v, "any_cst", "", t$p.value)
   }
-  # Table 3 Analysis 1 without and with agency size.
+  # Table 3 Analysis 1 without and with agency size. The size-adjusted SEs (stratum contrasts
+  # included) are also the reference of the Williams-Savitsky-adjusted pseudo-posterior SDs
+  # (tests/weighting/test_williams_savitsky.py).
   f0 <- as.formula(paste("any_cst ~", paste(approaches, collapse = "+")))
   f1 <- update(f0, . ~ . + stratum)
   for (adj in c("no", "yes")) {

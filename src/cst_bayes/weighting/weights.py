@@ -219,6 +219,15 @@ def parse_scenario(
         kw["ineligible_allocation"] = alloc
     if "trim_k" in table:
         kw["trim_k"] = _number(table["trim_k"], f"{prefix}.trim_k", path, positive=True)
+    if "trim_k" in table and not table.get("calibrate", False):
+        # Weights are constant within a stratum: trimming alone moves weight between strata, so
+        # a trimmed stratum would stand for more (or fewer) agencies than its eligible frame.
+        raise SpecError(
+            "trimming without calibrate = true contradicts the frame counts "
+            "(weights are constant within a stratum)",
+            path=path,
+            column=f"{prefix}.trim_k",
+        )
     sc = Scenario(**kw)  # type: ignore[arg-type]
     if not sc.weighted:
         used = sorted(set(table) - {"description", "weighted", "stratified", "fpc"})
