@@ -173,6 +173,26 @@ def test_quick_profile_end_to_end(quick_run):
     assert t1["data_status"].eq("SYNTHETIC").all()
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick_run")
+def test_every_table_of_a_quick_run_opens_in_pandas_and_r(quick_run):
+    import shutil
+    import stat
+    import subprocess
+
+    out = quick_run["out"]
+    tables = sorted(out.rglob("*.csv"))
+    assert tables
+    for p in tables:
+        t = pd.read_csv(p)  # defaults only: a header row first, nothing before it
+        assert "data_status" in t.columns and t["data_status"].eq("SYNTHETIC").all(), p
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+        assert p.with_name(p.stem + ".meta.json").is_file(), p
+    if shutil.which("Rscript"):
+        code = "for (f in commandArgs(TRUE)) stopifnot('data_status' %in% names(read.csv(f)))"
+        subprocess.run(["Rscript", "-e", code, *map(str, tables)], check=True, capture_output=True)
+
+
 def test_fidelity_rows_from_a_reconstruction_manifest():
     man = {
         "members": [
