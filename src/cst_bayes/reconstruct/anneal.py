@@ -75,6 +75,9 @@ FINAL_STAGE: tuple[float, float, float, int] = (0.1, 0.003, 0.005, 300_000)
 REHEAT_STAGE: tuple[float, float, float, int] = (0.3, 0.05, 0.01, 200_000)
 #: Energy of one count outside a Table 2 / Figure 1 window (Table 3: one unit per ``scale``).
 COUNT_WEIGHT = 2.0
+#: Kernel arguments that switch the bound search off (plain member construction).
+NO_STAT = np.array([-1, -1, 0, 0, 0], dtype=np.int64)
+_NO_BEST = np.zeros((1, 1), dtype=np.int64)
 
 
 def _anneal_member(
@@ -144,6 +147,10 @@ def _anneal_member(
             p_target,
             COUNT_WEIGHT,
             int(rng.integers(2**31 - 1)),
+            NO_STAT,
+            0.0,
+            _NO_BEST,
+            np.zeros(2),
         )
         steps += st
         acc += ac

@@ -197,6 +197,75 @@ def count_energy(C, phi_lo, phi_hi, t_lo, t_hi):
 
 
 @njit(cache=True)
+def stat_delta(kind, ss, pa, pb, pc, V, rowcnt, a, b, c, s):
+    """Change of statistic ``kind`` when column c goes 1 -> 0 in row a and 0 -> 1 in row b.
+
+    Kinds (all integer-valued, restricted to stratum ``ss`` unless ``ss < 0``):
+    0 sum of squared approach counts; 1 rows whose approach count is ``pa``; 2 sum of approach
+    counts over rows with a case; 3 rows with approach ``pa`` and a case; 4 rows with all of
+    approaches ``pa``, ``pb``, ``pc``.
+    """
+    if kind < 0 or (ss >= 0 and s != ss):
+        return 0.0
+    y = 9
+    ca = rowcnt[a]
+    cb = rowcnt[b]
+    if kind == 0:
+        return 0.0 if c == y else 2.0 * (cb - ca) + 2.0
+    if kind == 1:
+        if c == y:
+            return 0.0
+        d = 0.0
+        d += (1.0 if ca - 1 == pa else 0.0) - (1.0 if ca == pa else 0.0)
+        d += (1.0 if cb + 1 == pa else 0.0) - (1.0 if cb == pa else 0.0)
+        return d
+    if kind == 2:
+        return float(cb - ca) if c == y else float(V[b, y] - V[a, y])
+    if kind == 3:
+        if c == pa:
+            return float(V[b, y] - V[a, y])
+        if c == y:
+            return float(V[b, pa] - V[a, pa])
+        return 0.0
+    if kind == 4:
+        if c != pa and c != pb and c != pc:
+            return 0.0
+        if c == pa:
+            o1, o2 = pb, pc
+        elif c == pb:
+            o1, o2 = pa, pc
+        else:
+            o1, o2 = pa, pb
+        gb = 1.0 if (V[b, o1] == 1 and V[b, o2] == 1) else 0.0
+        ga = 1.0 if (V[a, o1] == 1 and V[a, o2] == 1) else 0.0
+        return gb - ga
+    return 0.0
+
+
+@njit(cache=True)
+def stat_value(kind, ss, pa, pb, pc, V, strat, rowcnt):
+    """Value of statistic ``kind`` (see :func:`stat_delta`) computed from scratch."""
+    tot = 0.0
+    if kind < 0:
+        return tot
+    for i in range(V.shape[0]):
+        if ss >= 0 and strat[i] != ss:
+            continue
+        ci = rowcnt[i]
+        if kind == 0:
+            tot += ci * ci
+        elif kind == 1:
+            tot += 1.0 if ci == pa else 0.0
+        elif kind == 2:
+            tot += ci if V[i, 9] == 1 else 0.0
+        elif kind == 3:
+            tot += 1.0 if (V[i, pa] == 1 and V[i, 9] == 1) else 0.0
+        elif kind == 4:
+            tot += 1.0 if (V[i, pa] == 1 and V[i, pb] == 1 and V[i, pc] == 1) else 0.0
+    return tot
+
+
+@njit(cache=True)
 def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per proposal)
     V,
     strat,
@@ -225,6 +294,10 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
     p_target,
     count_w,
     seed,
+    stat,
+    stat_w,
+    Vbest,
+    best,
 ):
     """Simulated annealing; returns (status, steps, accepted, E_forced, E_soft).
 
@@ -236,13 +309,36 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
     accepted moves and whenever the tracked energy drops below ``near``. A share
     ``p_target`` of proposals is aimed at a violated count. Seeded by ``seed``.
     status 1: every forced target inside its (shrunk) window after an exact refit.
+
+    Bound search: ``stat = (kind, stratum, a, b, c)`` with ``kind >= 0`` adds ``stat_w`` times
+    the statistic (:func:`stat_delta`) to the energy. The run then does not stop at zero
+    energy: it goes through the whole schedule and copies into ``Vbest`` every state that meets
+    every forced target after an exact refit and beats ``best[0]`` (lower ``stat_w * S``);
+    ``best[1]`` is set to 1 once such a state is found. status 1 then means one was found.
     """
     np.random.seed(seed)
+    kind = stat[0]
+    ss = stat[1]
+    pa = stat[2]
+    pb = stat[3]
+    pc = stat[4]
+    search = kind >= 0
+    n = V.shape[0]
+    rowcnt = np.zeros(n, np.int64)
+    for i in range(n):
+        for k in range(9):
+            rowcnt[i] += V[i, k]
+    S = stat_value(kind, ss, pa, pb, pc, V, strat, rowcnt)
     for m in range(4):
         refit(m, V, strat, betas[m], hinvs[m], 25)
     ec = count_w * count_energy(C, phi_lo, phi_hi, t_lo, t_hi)
     emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
-    if ec + emf == 0.0:
+    if search:
+        if ec + emf == 0.0 and (best[1] == 0.0 or stat_w * S < stat_w * best[0]):
+            best[0] = S
+            best[1] = 1.0
+            Vbest[:, :] = V
+    elif ec + emf == 0.0:
         return 1, 0, 0, 0.0, ems
     nb = np.zeros((4, 13))
     nh = np.zeros((4, 13, 13))
@@ -353,10 +449,15 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
             propose_model(m, betas[m], hinvs[m], old, new, s, nb[m], nh[m], wg, wdo, wdn, wu)
         nf, ns = model_energy(nb, nh, tm, tc, win, soft_wt, forced, scale)
         dec *= count_w
-        dE = dec + (nf + ns) - (emf + ems)
+        dS = stat_delta(kind, ss, pa, pb, pc, V, rowcnt, a, b, c, s) if search else 0.0
+        dE = dec + (nf + ns) - (emf + ems) + stat_w * dS
         if dE <= 0 or np.random.random() < np.exp(-dE / T):
             V[a, c] = 0
             V[b, c] = 1
+            if c < 9:
+                rowcnt[a] -= 1
+                rowcnt[b] += 1
+            S += dS
             for k in range(10):
                 if k == c:
                     continue
@@ -374,14 +475,23 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
             ems = ns
             acc += 1
             since += 1
-            if since >= refit_every or ec + emf < near:
+            # A bound search checks (exact refit) only states that would improve its best.
+            improves = search and (best[1] == 0.0 or stat_w * S < stat_w * best[0])
+            if since >= refit_every or (ec + emf < near and (improves or not search)):
                 for m in range(4):
                     refit(m, V, strat, betas[m], hinvs[m], 3)
                 emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
                 since = 0
                 if ec + emf == 0.0:
-                    return 1, step + 1, acc, 0.0, ems
+                    if not search:
+                        return 1, step + 1, acc, 0.0, ems
+                    if improves:
+                        best[0] = S
+                        best[1] = 1.0
+                        Vbest[:, :] = V
     for m in range(4):
         refit(m, V, strat, betas[m], hinvs[m], 25)
     emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
+    if search:
+        return (1 if best[1] == 1.0 else 0), max_steps, acc, ec + emf, ems
     return (1 if ec + emf == 0.0 else 0), max_steps, acc, ec + emf, ems
