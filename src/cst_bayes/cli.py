@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "models": "models",
     "fit": "fit",
     "ppc": "ppc",
+    "prior-check": "prior_check",
     "compare": "compare",
     "weights": "weights",
     "sweep": "sweep",
