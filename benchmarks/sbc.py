@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from scipy import stats
 
     from cst_bayes.bayes import models as M
-    from cst_bayes.core.config import APPROACHES, STRATA, SYNTHETIC_BANNER
+    from cst_bayes.core.config import APPROACHES, STRATA
     from cst_bayes.core.fileio import atomic_path, write_csv
     from cst_bayes.data.simulate import simulate
 
@@ -119,10 +119,10 @@ def main(argv=None) -> int:
     write_csv(
         out / "sbc.csv",
         R.assign(sim=np.arange(len(R))),
-        header_comment=f"SBC ranks, {MODEL}, seed {a.seed}; "
-        f"simulated data ({SYNTHETIC_BANNER.split(':')[0]})",
+        status="SYNTHETIC",
+        notes=f"SBC ranks, {MODEL}, seed {a.seed}; simulated data",
     )
-    write_csv(out / "sbc-uniformity.csv", res)
+    write_csv(out / "sbc-uniformity.csv", res, status="SYNTHETIC", notes=f"SBC uniformity, {MODEL}")
     import matplotlib
 
     matplotlib.use("Agg")

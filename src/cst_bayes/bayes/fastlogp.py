@@ -13,12 +13,15 @@ What it covers (anything else falls back to the PyMC/PyTensor path, see :func:`s
       successes and ``b`` failures per pattern, weighted), Poisson-log (``a * eta - b *
       exp(eta)``), plus a constant;
     * a single intercept, or partially pooled stratum intercepts, centered or non-centered;
-    * fixed coefficients on centred predictors (no varying slopes);
+    * fixed coefficients on any centred design matrix (interactions, fixed strata; no varying
+      slopes), each with its own prior;
     * priors normal, student_t (location slots), halfnormal, halfstudent_t, exponential,
       gamma (scale slot, sampled on the log scale with its Jacobian, as PyMC does).
 
 The density is exactly PyMC's (normalising constants included): the tests compare log-density
 and gradient with the PyMC model's compiled ``logp``/``dlogp`` at random points.
+
+Layout of the ``priors`` rows: intercept (or mu_stratum), sigma_stratum, one per coefficient.
 
 Layout of the unconstrained vector (PyMC's order of free variables)
     no strata: ``[intercept, beta[K]]``;
@@ -89,16 +92,17 @@ def support_point(dist: str, params: dict[str, float]) -> float:
     return float(params["alpha"]) / float(params["beta"])
 
 
-@njit(cache=True, nogil=True, fastmath=False)
+@njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
 def _prior(row, v):
     """Log-density of one prior at ``v`` (natural scale) and its derivative."""
     code = int(row[0])
     c = row[4]
-    if code == NORMAL or code == HALFNORMAL:
+    # integer comparisons, not tuple membership: the cheapest branch in numba's machine code
+    if code == NORMAL or code == HALFNORMAL:  # noqa: SIM109
         s = row[2]
         z = (v - row[1]) / s
         return c - 0.5 * z * z, -z / s
-    if code == STUDENT_T or code == HALFSTUDENT_T:
+    if code == STUDENT_T or code == HALFSTUDENT_T:  # noqa: SIM109
         s, nu = row[2], row[3]
         r = v - row[1]
         q = nu * s * s
@@ -111,58 +115,12 @@ def _prior(row, v):
     return c + (a - 1.0) * math.log(v) - b * v, (a - 1.0) / v - b
 
 
-@njit(cache=True, nogil=True)
-def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
-    """Log-density and gradient at the unconstrained point ``x``.
-
-    ``priors``: rows for the intercept (or mu_stratum), the coefficients, sigma_stratum (the
-    last is ignored without strata). ``sidx``: stratum code per pattern; ``Xc``: centred
-    predictors (P, K); ``a``/``b``: the family's per-pattern weights; ``const``: additive
-    constant of the likelihood.
-    """
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g):
+    """Pattern log-likelihood; adds the coefficients' gradient to ``g`` and returns the
+    log-likelihood, the intercept's gradient and the stratum intercepts' gradients."""
     P, K = Xc.shape
-    n = x.shape[0]
-    g = np.zeros(n)
-    lp = const
-    # intercept / hyper-mean
-    l0, d0 = _prior(priors[0], x[0])
-    lp += l0
-    g[0] += d0
-    S = 0
-    if structure == NO_STRATA:
-        off = 1
-    else:
-        S = n_strata
-        off = 2 + S
-        u = x[1]
-        sig = math.exp(u)
-        ls, ds = _prior(priors[2], sig)
-        lp += ls + u  # log-Jacobian of sigma = exp(u)
-        g[1] += ds * sig + 1.0
-    # coefficients
-    for k in range(K):
-        lk, dk = _prior(priors[1], x[off + k])
-        lp += lk
-        g[off + k] += dk
-    alpha = np.empty(S)
-    if structure == CENTERED:
-        mu = x[0]
-        for j in range(S):
-            aj = x[2 + j]
-            alpha[j] = aj
-            r = (aj - mu) / sig
-            lp += -0.5 * r * r - u - 0.5 * 1.8378770664093453  # log(2 pi)
-            g[2 + j] += -r / sig
-            g[0] += r / sig
-            g[1] += r * r - 1.0
-    elif structure == NONCENTERED:
-        mu = x[0]
-        for j in range(S):
-            zj = x[2 + j]
-            alpha[j] = mu + sig * zj
-            lp += -0.5 * zj * zj - 0.5 * 1.8378770664093453
-            g[2 + j] += -zj
-    # likelihood
+    lp = 0.0
     galpha = np.zeros(S)
     gint = 0.0
     for p in range(P):
@@ -188,6 +146,72 @@ def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
             galpha[sidx[p]] += gp
         for k in range(K):
             g[off + k] += Xc[p, k] * gp
+    return lp, gint, galpha
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
+    """Log-density and gradient at the unconstrained point ``x``.
+
+    ``priors``: rows for the intercept (or mu_stratum), sigma_stratum (ignored without strata)
+    and one per coefficient. ``sidx``: stratum code per pattern; ``Xc``: centred design columns
+    (P, K); ``a``/``b``: the family's per-pattern weights; ``const``: additive constant of the
+    likelihood.
+
+    The scale ``sigma_stratum = exp(u)`` enters only through ``exp(u)`` and ``exp(-u)``
+    (products, never a division), and numpy's error model turns an overflow into inf instead
+    of an exception: far out in the tails the density is -inf with a zero gradient, which the
+    sampler treats as a divergence and rejects, where an exception would abort the sampler.
+    """
+    K = Xc.shape[1]
+    n = x.shape[0]
+    g = np.zeros(n)
+    lp = const
+    # intercept / hyper-mean
+    l0, d0 = _prior(priors[0], x[0])
+    lp += l0
+    g[0] += d0
+    S = 0
+    sig = 1.0
+    inv = 1.0
+    u = 0.0
+    if structure == NO_STRATA:
+        off = 1
+    else:
+        S = n_strata
+        off = 2 + S
+        u = x[1]
+        sig = math.exp(u)
+        inv = math.exp(-u)
+        ls, ds = _prior(priors[1], sig)
+        lp += ls + u  # log-Jacobian of sigma = exp(u)
+        g[1] += ds * sig + 1.0
+    # coefficients
+    for k in range(K):
+        lk, dk = _prior(priors[2 + k], x[off + k])
+        lp += lk
+        g[off + k] += dk
+    alpha = np.empty(S)
+    if structure == CENTERED:
+        mu = x[0]
+        for j in range(S):
+            aj = x[2 + j]
+            alpha[j] = aj
+            r = (aj - mu) * inv
+            lp += -0.5 * r * r - u - 0.5 * 1.8378770664093453  # log(2 pi)
+            g[2 + j] += -r * inv
+            g[0] += r * inv
+            g[1] += r * r - 1.0
+    elif structure == NONCENTERED:
+        mu = x[0]
+        for j in range(S):
+            zj = x[2 + j]
+            alpha[j] = mu + sig * zj
+            lp += -0.5 * zj * zj - 0.5 * 1.8378770664093453
+            g[2 + j] += -zj
+    # likelihood
+    llp, gint, galpha = _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g)
+    lp += llp
     if structure == NO_STRATA:
         g[0] += gint
     elif structure == CENTERED:
@@ -198,4 +222,9 @@ def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
             g[0] += galpha[j]
             g[1] += galpha[j] * sig * x[2 + j]
             g[2 + j] += galpha[j] * sig
+    finite = math.isfinite(lp)
+    for i in range(n):
+        finite = finite and math.isfinite(g[i])
+    if not finite:
+        return -math.inf, np.zeros(n)
     return lp, g

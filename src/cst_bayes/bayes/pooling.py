@@ -23,6 +23,7 @@ ratio excludes 1 in some members and not in others, or excludes it on opposite s
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +36,9 @@ import pandas as pd
 from cst_bayes.core.config import STRATA
 from cst_bayes.core.errors import InputError
 
+#: Group of a pooled file holding the members' pointwise log-likelihoods (not ``log_likelihood``:
+#: ``az.loo`` must not read members as chains of one posterior; it refuses a pooled file).
+LOGLIK_BY_MEMBER = "log_likelihood_by_member"
 #: Columns of the between-reconstruction variance table (``MODEL-between.csv``).
 BETWEEN_COLUMNS: tuple[str, ...] = (
     "term",
@@ -229,6 +233,7 @@ def stack_members(idatas: Sequence[Any]) -> Any:
         raise InputError("no ensemble members to stack")
     groups = [g for g in idatas[0].groups() if "chain" in getattr(idatas[0], g).dims]
     stacked: dict[str, Any] = {}
+    chains_per_member = int(idatas[0].posterior.sizes["chain"])
     for g in groups:
         parts, recon = [], []
         for m, idata in enumerate(idatas, start=1):
@@ -240,14 +245,21 @@ def stack_members(idatas: Sequence[Any]) -> Any:
         ds = ds.assign_coords(
             chain=np.arange(ds.sizes["chain"]), reconstruction=("chain", np.array(recon))
         )
-        stacked[g] = ds
-    out = az.InferenceData(**stacked)
+        # each member's log-likelihood is over its own data: az.loo on the stacked group would
+        # mix members as if they were chains of one posterior, so it is kept under a name
+        # ArviZ does not read; member_idata gives each member's log_likelihood back
+        stacked[LOGLIK_BY_MEMBER if g == "log_likelihood" else g] = ds
+    with warnings.catch_warnings():  # the member-wise group is outside ArviZ's schema on purpose
+        warnings.simplefilter("ignore", UserWarning)
+        out = az.InferenceData(**stacked)
     # Which data each member was fitted on (models.fit records a data hash): lets a PPC given
     # one member's data find that member's posterior. Joined as text: netCDF attrs are flat.
     hashes = [str(i.posterior.attrs.get("data_hash", "")) for i in idatas]
     out.posterior.attrs.update(
         pooled_members=len(idatas),
+        chains_per_member=chains_per_member,
         pooling="stacked draws (multiple imputation)",
+        loo="per member: cst_bayes.bayes.pooling.member_idata(idata, m) has its log_likelihood",
         member_data_hashes=",".join(hashes),
     )
     return out
@@ -265,7 +277,7 @@ def member_idata(idata: Any, member: int) -> Any:
         if "reconstruction" in ds.coords:
             ds = ds.isel(chain=np.flatnonzero(ds["reconstruction"].values == member))
             ds = ds.drop_vars("reconstruction").assign_coords(chain=np.arange(ds.sizes["chain"]))
-        groups[g] = ds
+        groups["log_likelihood" if g == LOGLIK_BY_MEMBER else g] = ds
     if groups["posterior"].sizes["chain"] == 0:
         raise InputError(f"the pooled fit has no member {member}")
     return az.InferenceData(**groups)
@@ -455,15 +467,19 @@ def write_pooled(
 
     name = name or getattr(pooled.spec, "name", "model")
     out = Path(out_dir)
-    head = f"{SYNTHETIC_BANNER}\n{name}: pooled over {pooled.n_members} reconstructions (stacked draws)"
+    note = f"{name}: pooled over {pooled.n_members} reconstructions (stacked draws)"
     paths = {
-        "summary": write_csv(out / f"{name}-summary.csv", pooled.summary, header_comment=head),
-        "between": write_csv(out / f"{name}-between.csv", pooled.between, header_comment=head),
-        "members": write_csv(out / f"{name}-members.csv", pooled.per_member, header_comment=head),
+        key: write_csv(out / f"{name}-{key}.csv", table, status="SYNTHETIC", notes=note)
+        for key, table in (
+            ("summary", pooled.summary),
+            ("between", pooled.between),
+            ("members", pooled.per_member),
+        )
     }
     idata = pooled.idata
     idata.posterior.attrs.update(
-        synthetic="SYNTHETIC reconstruction ensemble",
+        synthetic=1,
+        label=SYNTHETIC_BANNER,
         model=name,
         outcome=str(getattr(pooled.spec, "outcome", "")),
     )

@@ -47,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights", metavar="COLUMN", help="weight column: weighted pseudo-likelihood"
     )
     parser.add_argument(
-        "--prior-scale", type=float, default=1.0, help="multiply the coefficient prior scale"
+        "--prior-scale",
+        action="append",
+        metavar="[SLOT=]K",
+        help="multiply a prior's scale by K (repeatable): SLOT is beta, intercept, sigma_stratum, "
+        "sigma_slope or concentration; a plain K scales the coefficient priors (beta) only. "
+        "normal/student_t/halfnormal/halfstudent_t: sigma x K; exponential: lam / K; gamma: beta / K",
     )
     parser.add_argument(
         "--compare-published",
@@ -63,12 +68,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def parse_prior_scales(values: list[str] | None) -> dict[str, float]:
+    """``["2", "sigma_stratum=0.5"]`` -> ``{"beta": 2.0, "sigma_stratum": 0.5}`` (InputError if bad)."""
+    from cst_bayes.bayes.build import DEFAULT_SCALED_SLOT, prior_scales
+    from cst_bayes.core.errors import InputError
+
+    out: dict[str, float] = {}
+    for v in values or []:
+        slot, _, k = v.rpartition("=")
+        slot = slot.strip() or DEFAULT_SCALED_SLOT
+        try:
+            out[slot] = float(k)
+        except ValueError:
+            raise InputError(
+                f"--prior-scale {v!r}: expected K or SLOT=K with a number K", column="--prior-scale"
+            ) from None
+    prior_scales(out)  # validates slots and values
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     """Fit, write, report diagnostics; exit 0 (2 bad input, 3 sampler trouble under --strict)."""
     from cst_bayes.bayes import models
     from cst_bayes.core.errors import InputError
 
     spec = models.load_spec(args.model)
+    scales = parse_prior_scales(args.prior_scale)
     if args.data.is_dir():
         from cst_bayes.bayes import pooling
         from cst_bayes.data.ensemble import load_frames
@@ -84,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             sampler=args.sampler,
             jobs=args.jobs,
             progress=not args.quiet,
-            prior_scale=args.prior_scale,
+            prior_scale=scales,
         )
         paths = pooling.write_pooled(pooled, args.out)
         for p in paths.values():
@@ -109,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         sampler=args.sampler,
         weights=weights,
-        prior_scale=args.prior_scale,
+        prior_scale=scales,
         progress=not args.quiet,
     )
     nc, csv = models.write_fit(f, args.out)

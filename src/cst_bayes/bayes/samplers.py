@@ -1,0 +1,437 @@
+"""Sampler back ends: nutpie over the numba density, nutpie over PyTensor (numba or C), PyMC.
+
+``sampler="nutpie"`` runs the hand-written numba density of :mod:`cst_bayes.bayes.fastlogp`
+for every spec it covers (bernoulli/binomial logit and Poisson log likelihoods, one intercept or
+partially pooled stratum intercepts, any fixed-effect design matrix: interactions, covariates,
+fixed strata, a prior per term); its machine code is cached on disk, so a fresh process needs no
+compile. Anything else (varying slopes, the beta-binomial, the log-binomial) falls back to
+nutpie's compile of the PyMC model, with a one-line note of the cost on stderr.
+
+Why the compiled model is cached
+    The data enter the PyMC model only as ``pm.Data``; a compiled sampler is cached per
+    (spec, design columns, prior scales, sampler) in the process and re-used with new data
+    (``with_data``), so the ensemble, the sweep and the tests compile each model once.
+
+A sampler that panics (nutpie raises pyo3's ``PanicException``, a ``BaseException``) becomes a
+:class:`~cst_bayes.core.errors.SamplerTrouble`, so callers record a failed unit.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from cst_bayes.bayes.build import (
+    build_from_patterns,
+    column_priors,
+    prior_scales,
+    scales_key,
+    slot_prior,
+)
+from cst_bayes.bayes.design import Patterns
+from cst_bayes.bayes.families import FAMILIES, N_TRIALS
+from cst_bayes.bayes.spec import ModelSpec, Prior
+from cst_bayes.core.config import OUTCOME, STRATA
+from cst_bayes.core.errors import SamplerTrouble
+
+#: NUTS target acceptance. 0.8 left a handful of scattered divergences (not a funnel: at ordinary
+#: values of sigma_stratum) in the stratum models; 0.9 removes them for ~15% more leapfrog steps.
+TARGET_ACCEPT = 0.9
+
+#: Use the hand-written numba log-density (:mod:`cst_bayes.bayes.fastlogp`) for ``sampler="nutpie"`` when
+#: the spec is one it covers; False forces nutpie's PyTensor/numba compile (benchmarks, checks).
+FAST_LOGP = True
+
+#: nutpie's sample-statistic names -> ArviZ's.
+STAT_NAMES = {
+    "depth": "tree_depth",
+    "mean_tree_accept": "acceptance_rate",
+    "divergences": "diverging",
+    "logp": "lp",
+    "n_steps": "n_steps",
+    "step_size": "step_size",
+    "energy": "energy",
+    "energy_error": "energy_error",
+}
+_NOTED: set[str] = set()
+
+_COMPILED: dict[tuple[Any, ...], Any] = {}
+
+
+def _compile_nutpie_numba(model: Any) -> Any:
+    import nutpie
+
+    return nutpie.compile_pymc_model(model)
+
+
+def _compile_nutpie_c(model: Any) -> Any:
+    """nutpie driven by PyTensor's C backend through ``from_pyfunc``.
+
+    Why: PyTensor caches compiled C modules on disk, so a fresh process compiles a known model
+    in ~2-3 s, while the numba backend re-compiles its C callbacks every time (15-25 s here).
+    The price is a Python call per gradient (GIL-serialised across chains), so for repeated
+    fits in one process the numba backend is faster.
+    """
+    import pytensor
+    import pytensor.tensor as pt
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    value_vars = [model.rvs_to_values[v] for v in model.free_RVs]
+    ip = model.initial_point()
+    shapes = [tuple(ip[v.name].shape) for v in value_vars]
+    sizes = [int(np.prod(sh)) for sh in shapes]
+    offs = np.cumsum([0, *sizes])
+    n = int(offs[-1])
+    x = pt.dvector("x")
+    logp = model.logp()
+    grad = pt.concatenate([g.ravel() for g in pytensor.grad(logp, value_vars)])
+    rep = {v: x[offs[i] : offs[i + 1]].reshape(shapes[i]) for i, v in enumerate(value_vars)}
+    logp, grad = pytensor.clone_replace([logp, grad], rep)
+    outs = [v for v in model.unobserved_value_vars if not v.name.endswith("__")]
+    names = [v.name for v in outs]
+    expand_outs = pytensor.clone_replace(outs, rep)
+    f_logp = pytensor.function([x], [logp, grad], mode="FAST_RUN", on_unused_input="ignore")
+    f_exp = pytensor.function([x], expand_outs, mode="FAST_RUN", on_unused_input="ignore")
+    x0 = np.concatenate([np.asarray(ip[v.name], dtype=float).ravel() for v in value_vars])
+    shapes_out = [np.shape(v) for v in f_exp(x0)]
+
+    def make_logp() -> Any:
+        f = f_logp.copy()  # one per chain: a PyTensor function is not thread-safe
+
+        def logp_fn(xv: np.ndarray) -> tuple[float, np.ndarray]:
+            lp, g = f(xv)
+            return float(lp), np.asarray(g, dtype=np.float64)
+
+        return logp_fn
+
+    def make_expand(seed1: int, seed2: int, chain: int) -> Any:
+        f = f_exp.copy()
+
+        def expand(xv: np.ndarray) -> dict[str, np.ndarray]:
+            return {nm: np.asarray(v, dtype=np.float64) for nm, v in zip(names, f(xv))}
+
+        return expand
+
+    def init(
+        seed: int,
+    ) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
+        return x0 + np.random.default_rng(seed).uniform(-1, 1, n)
+
+    dims = {nm: tuple(model.named_vars_to_dims.get(nm, ())) for nm in names}
+    return from_pyfunc(
+        n,
+        make_logp,
+        make_expand,
+        [np.dtype("float64")] * len(names),
+        shapes_out,
+        names,
+        coords={k: list(v) for k, v in model.coords.items()},
+        dims=dims,
+        make_initial_point_fn=init,
+    )
+
+
+def fast_supported(spec: ModelSpec) -> bool:
+    """Whether :mod:`cst_bayes.bayes.fastlogp` implements this spec's density exactly."""
+    from cst_bayes.bayes import fastlogp
+
+    return (
+        FAMILIES[spec.family].fast
+        and not spec.varying_slopes
+        and all(p.dist in fastlogp.PRIOR_CODES for p in spec.priors.values())
+    )
+
+
+def _why_not_fast(spec: ModelSpec) -> str:
+    if not FAMILIES[spec.family].fast:
+        return f"family {spec.family}"
+    if spec.varying_slopes:
+        return "varying slopes"
+    return "a prior distribution"
+
+
+def fast_args(
+    spec: ModelSpec, pat: Patterns, prior_scale: float | Mapping[str, float] = 1.0
+) -> dict[str, Any]:
+    """Data and prior arrays of :func:`cst_bayes.bayes.fastlogp.logp_grad` for ``spec`` on ``pat``."""
+    from scipy.special import gammaln
+
+    from cst_bayes.bayes import fastlogp as F
+
+    scales = prior_scales(prior_scale)
+    sig = (
+        slot_prior(spec, "sigma_stratum", scales)
+        if spec.pooled_strata
+        else Prior("halfnormal", {"sigma": 1.0}, "")
+    )
+    rows = [slot_prior(spec, "intercept", scales), sig, *column_priors(spec, pat.columns, scales)]
+    priors = np.vstack([F.prior_row(p.dist, p.params) for p in rows])
+    w1, w0 = np.asarray(pat.w1, dtype=float), np.asarray(pat.w0, dtype=float)
+    if spec.outcome == OUTCOME:
+        if spec.family == "bernoulli":
+            fam, a, b, const = F.LOGISTIC, w1, w0, 0.0
+        else:  # Poisson working likelihood on 0/1
+            fam, a, b, const = F.LOGLINEAR, w1, w1 + w0, 0.0
+    else:
+        y, m = w1, w0
+        if spec.family == "poisson":
+            fam, a, b, const = F.LOGLINEAR, m * y, m, -float(np.sum(m * gammaln(y + 1)))
+        else:  # binomial(9)
+            lchoose = gammaln(N_TRIALS + 1) - gammaln(y + 1) - gammaln(N_TRIALS - y + 1)
+            fam, a, b, const = F.LOGISTIC, m * y, m * (N_TRIALS - y), float(np.sum(m * lchoose))
+    structure = (
+        F.NO_STRATA
+        if not spec.pooled_strata
+        else F.CENTERED
+        if spec.intercept_parameterisation == "centered"
+        else F.NONCENTERED
+    )
+    K = pat.X.shape[1]
+    Xc = np.ascontiguousarray(pat.X - pat.xbar if K else np.zeros((len(w1), 0)), dtype=float)
+    return dict(
+        structure=structure,
+        family=fam,
+        n_strata=len(STRATA),
+        priors=priors,
+        sidx=np.ascontiguousarray(pat.stratum, dtype=np.int64),
+        Xc=Xc,
+        a=np.ascontiguousarray(a),
+        b=np.ascontiguousarray(b),
+        const=float(const),
+    )
+
+
+def fast_x0(
+    spec: ModelSpec,
+    prior_scale: float | Mapping[str, float] = 1.0,
+    columns: tuple[str, ...] | None = None,
+) -> np.ndarray:
+    """PyMC's initial point (support points, log scale for sigma) in the fast layout."""
+    from cst_bayes.bayes import fastlogp as F
+
+    scales = prior_scales(prior_scale)
+    cols = tuple(spec.predictors) if columns is None else columns
+    ip = slot_prior(spec, "intercept", scales)
+    mu0 = F.support_point(ip.dist, ip.params)
+    parts = [[mu0]]
+    if spec.pooled_strata:
+        sp = slot_prior(spec, "sigma_stratum", scales)
+        parts.append([np.log(F.support_point(sp.dist, sp.params))])
+        parts.append([mu0 if spec.intercept_parameterisation == "centered" else 0.0] * len(STRATA))
+    parts.append([F.support_point(p.dist, p.params) for p in column_priors(spec, cols, scales)])
+    return np.concatenate([np.asarray(p, dtype=float) for p in parts])
+
+
+def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: Any) -> Any:
+    """nutpie over the hand-written numba density of :mod:`cst_bayes.bayes.fastlogp`.
+
+    Why: its machine code is cached on disk by numba (``cache=True``), so a fresh process
+    loads it in well under a second, where nutpie's PyTensor/numba compile takes 15-35 s;
+    each gradient is a cheap call into compiled code (the GIL is released inside it).
+    Same density as the PyMC model (tests compare logp and gradient), same variable names.
+    """
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    from cst_bayes.bayes import fastlogp as F
+
+    args = fast_args(spec, pat, prior_scale)
+    x0 = fast_x0(spec, prior_scale, pat.columns)
+    n, S, K = len(x0), len(STRATA), pat.X.shape[1]
+    off = 2 + S if spec.pooled_strata else 1
+    dim = spec.predictor_dim
+    centered = spec.intercept_parameterisation == "centered"
+    if spec.pooled_strata:
+        names = ["mu_stratum", "sigma_stratum", "alpha" if centered else "z_stratum"]
+        shapes = [(), (), (S,)]
+        dims = {"alpha": ("stratum",), "z_stratum": ("stratum",)}
+    else:
+        names, shapes, dims = ["intercept"], [()], {}
+    if K:
+        names.append("beta")
+        shapes.append((K,))
+        dims["beta"] = (dim,)
+    if spec.pooled_strata and not centered:
+        names.append("alpha")
+        shapes.append((S,))
+    pos = tuple(
+        args[k]
+        for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")
+    )
+    F.logp_grad(x0, *pos)  # load (or compile, once per machine) the cached machine code now
+
+    def make_logp() -> Any:
+        fn = F.logp_grad
+
+        def logp_fn(x: np.ndarray) -> tuple[float, np.ndarray]:
+            return fn(x, *pos)
+
+        return logp_fn
+
+    def make_expand(seed1: int, seed2: int, chain: int) -> Any:
+        def expand(x: np.ndarray) -> dict[str, np.ndarray]:
+            out = {}
+            if spec.pooled_strata:
+                out["mu_stratum"] = np.asarray(x[0])
+                sig = np.exp(x[1])
+                out["sigma_stratum"] = np.asarray(sig)
+                out["alpha" if centered else "z_stratum"] = x[2 : 2 + S].copy()
+                if not centered:
+                    out["alpha"] = x[0] + sig * x[2 : 2 + S]
+            else:
+                out["intercept"] = np.asarray(x[0])
+            if K:
+                out["beta"] = x[off : off + K].copy()
+            return out
+
+        return expand
+
+    def init(
+        seed: int,
+    ) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
+        return x0 + np.random.default_rng(seed).uniform(-1, 1, n)
+
+    coords: dict[str, list] = {"stratum": list(STRATA)}
+    if K:
+        coords[dim] = list(pat.columns)
+    return from_pyfunc(
+        n,
+        make_logp,
+        make_expand,
+        [np.dtype("float64")] * len(names),
+        shapes,
+        names,
+        coords=coords,
+        dims=dims,
+        make_initial_point_fn=init,
+    )
+
+
+def _is_panic(exc: BaseException) -> bool:
+    return type(exc).__name__ == "PanicException"
+
+
+def sample(
+    spec: ModelSpec,
+    pat: Patterns,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    sampler: str,
+    prior_scale: Any,
+    progress: bool,
+) -> tuple[Any, dict[str, float]]:
+    """Sample; return the posterior InferenceData (posterior + sample_stats) and timings.
+
+    Raises
+    ------
+    SamplerTrouble
+        When the sampler panics (nutpie) instead of returning draws.
+    """
+    try:
+        return _sample(
+            spec,
+            pat,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            sampler=sampler,
+            prior_scale=prior_scale,
+            progress=progress,
+        )
+    except BaseException as exc:
+        if not _is_panic(exc):
+            raise
+        raise SamplerTrouble(
+            f"model {spec.name}: the {sampler} sampler panicked (seed {seed}): {exc}"
+        ) from None
+
+
+def _note_fallback(spec: ModelSpec) -> None:
+    if spec.hash in _NOTED:
+        return
+    _NOTED.add(spec.hash)
+    print(
+        f"note: {spec.name}: {_why_not_fast(spec)} is not covered by the fast density; "
+        "nutpie compiles the PyMC model instead (10-35 s once per process)",
+        file=sys.stderr,
+    )
+
+
+def _sample(
+    spec: ModelSpec,
+    pat: Patterns,
+    *,
+    draws: int,
+    tune: int,
+    chains: int,
+    seed: int,
+    sampler: str,
+    prior_scale: Any,
+    progress: bool,
+) -> tuple[Any, dict[str, float]]:
+    import arviz as az
+
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    scales = prior_scales(prior_scale)
+    if sampler == "pymc":
+        import pymc as pm
+
+        model = build_from_patterns(spec, pat, scales)
+        timings["compile_s"] = 0.0  # PyMC compiles inside pm.sample; reported as sampling time
+        t1 = time.perf_counter()
+        with model:
+            idata = pm.sample(
+                draws=draws,
+                tune=tune,
+                chains=chains,
+                cores=min(chains, 2),
+                random_seed=seed,
+                progressbar=progress,
+                target_accept=TARGET_ACCEPT,
+                compute_convergence_checks=False,
+                nuts_sampler="pymc",
+            )
+        timings["sample_s"] = time.perf_counter() - t1
+    else:
+        import nutpie
+
+        key = (spec.hash, pat.columns, scales_key(scales), sampler)
+        compiled = _COMPILED.get(key)
+        if sampler == "nutpie" and FAST_LOGP and fast_supported(spec):
+            compiled = _compile_nutpie_fast(spec, pat, scales)
+        elif compiled is not None:
+            compiled = compiled.with_data(**pat.data(spec))
+        elif sampler == "nutpie":
+            if FAST_LOGP:
+                _note_fallback(spec)
+            compiled = _COMPILED[key] = _compile_nutpie_numba(
+                build_from_patterns(spec, pat, scales)
+            )
+        else:  # the C functions close over this dataset; their compiled modules are cached on disk
+            compiled = _compile_nutpie_c(build_from_patterns(spec, pat, scales))
+        timings["compile_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        idata = nutpie.sample(
+            compiled,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            progress_bar=progress,
+            save_warmup=False,
+            target_accept=TARGET_ACCEPT,
+        )
+        timings["sample_s"] = time.perf_counter() - t1
+    keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
+    post = idata.posterior[keep]
+    stats = idata.sample_stats
+    stats = stats.rename({k: v for k, v in STAT_NAMES.items() if k in stats and v not in stats})
+    return az.InferenceData(posterior=post, sample_stats=stats), timings
