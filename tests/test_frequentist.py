@@ -375,20 +375,46 @@ def test_suppress_small_cells():
 
 
 def test_restricted_outputs_are_suppressed(sim_df):
+    from cst_bayes.core.disclosure import small_cells
+
     tables = F.reproduce(sim_df, link="logit")
     tables["comparison"] = F.compare(tables)
-    sup = F.suppress(tables)
+    sup = F.suppress(tables, sim_df)
+    policy = small_cells(sim_df)
     t1 = sup["table1"]
     numeric = pd.to_numeric(t1["n_yes"], errors="coerce")
     assert (numeric.dropna() >= 5).all()
     assert ((t1["n_stratum"] - numeric).dropna() >= 5).all()  # complements too
     hidden = t1[t1["n_yes"] == "<5"]
     assert len(hidden) > 0 and hidden["pct"].isna().all()  # e.g. 19 state agencies
+    # a variable with a hidden stratum loses its margin and its test: no differencing
+    for v in set(hidden["variable"]):
+        rows = t1[t1["variable"] == v]
+        assert rows.loc[rows["stratum"] == "all", "n_yes"].iloc[0] == "<5"
+        assert rows["chi2"].isna().all() and rows["p_value"].isna().all()
     comp = sup["comparison"]
-    assert (
-        comp[(comp.table == "table1") & (comp.quantity == "n_yes")]["reproduced"] == "<5"
-    ).sum() == len(hidden)
-    pd.testing.assert_frame_equal(sup["table3"], tables["table3"])
+    t1c = comp[(comp.table == "table1") & (comp.quantity == "n_yes")]
+    hidden_items = {f"{v}|{s}" for v, s in zip(hidden["variable"], hidden["stratum"])}
+    shown = t1c[t1c["item"].isin(hidden_items)]["reproduced"]
+    assert len(shown) == len(hidden) and shown.isna().all()
+    assert t1c[t1c["item"].isin(hidden_items)]["matches"].isna().all()  # no flag beside them
+    # phi printed only for pairs whose 2 x 2 table and margins pass
+    t2 = sup["table2"]
+    for r, c, val in zip(t2["row"], t2["col"], t2["r"]):
+        ok = policy.pair_ok(r, c) and policy.cell_ok(r) and policy.cell_ok(c)
+        assert ok or pd.isna(val), (r, c)
+    assert t2["r"].notna().any() or not len(policy.pairs) < 36
+    # Table 3: a stratum term whose outcome cell is small is blank; others stay
+    t3 = sup["table3"]
+    for s in ("state", "1000+", "50-999"):
+        rows = t3[t3["term"] == f"stratum[{s}]"]
+        if not policy.cell_ok("any_cst", s):
+            assert rows["estimate"].isna().all()
+        else:
+            pd.testing.assert_series_equal(
+                rows["estimate"].astype(float),
+                tables["table3"].loc[rows.index, "estimate"].astype(float),
+            )
 
 
 # ---------------------------------------------------------------- CLI
@@ -413,7 +439,6 @@ def test_cli_tables_writes_six_files(tmp_path, sim_df):
     }
     assert sorted(p.name for p in out.glob("*.csv")) == sorted(f"{k}.csv" for k in expected)
     for name, cols in expected.items():
-        text = (out / f"{name}.csv").read_text()
         got = pd.read_csv(out / f"{name}.csv")
         assert got["data_status"].eq("SYNTHETIC").all(), (
             name

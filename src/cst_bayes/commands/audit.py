@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import argparse
 
+from cst_bayes.cli import seed_type
+from cst_bayes.core.options import DEFAULT_SEED
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -24,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the checks as a JSON list instead of a table"
     )
     parser.add_argument(
-        "--seed", type=int, default=20240101, help="seed of the Monte Carlo exact tests"
+        "--seed",
+        type=seed_type,
+        default=DEFAULT_SEED,
+        help="seed of the Monte Carlo exact tests, 0 .. 2**32 - 1",
     )
     parser.add_argument(
         "--out", metavar="FILE", help="also write the checks to FILE (.json: JSON list, else CSV)"

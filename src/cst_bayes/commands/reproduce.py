@@ -3,12 +3,18 @@
 Each stage is cached in the run directory by a hash of its inputs: rerunning after an
 interruption (even kill -9) resumes from the stages already finished. With --data, the
 pipeline runs on that microdata file instead of the shipped reconstructions (restricted
-mode for real microdata: counts below 5 are suppressed as "<5" everywhere).
+mode for real microdata: counts below 5, and every statistic that would give them back,
+are suppressed everywhere). A file is synthetic only when it opens with the package's
+SYNTHETIC banner line; any other file is restricted unless --data-class public says it is
+your own unrestricted data. Seeds are integers from 0 to 2**32 - 1.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from cst_bayes.cli import seed_type
+from cst_bayes.core.options import DEFAULT_SEED, DataClass, choices
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,11 +25,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="quick: CI (2 reconstructions, short chains); full: publication quality (default)",
     )
     parser.add_argument("--out", default="reports", help="run directory (default: reports)")
-    parser.add_argument("--seed", type=int, default=20240101, help="seed of every stochastic step")
+    parser.add_argument(
+        "--seed",
+        type=seed_type,
+        default=DEFAULT_SEED,
+        help=f"seed of every stochastic step, 0 .. 2**32 - 1 (default {DEFAULT_SEED})",
+    )
     parser.add_argument(
         "--data",
         metavar="FILE",
         help="microdata file (CSV, Parquet, .dta, .sav) instead of the reconstructions",
+    )
+    parser.add_argument(
+        "--data-class",
+        choices=choices(DataClass),
+        default=None,
+        help="what --data is: restricted (default unless the file opens with the package's "
+        "SYNTHETIC banner), public (your own unrestricted data: no suppression) or synthetic",
+    )
+    parser.add_argument(
+        "--keep-columns",
+        metavar="COL",
+        nargs="+",
+        default=None,
+        help="extra columns of --data to keep (e.g. region pct_rural)",
     )
     parser.add_argument(
         "--reconstructions",
@@ -82,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         sweep=args.sweep,
         force=args.force,
         progress=not args.no_progress,
+        data_class=args.data_class,
+        keep_columns=args.keep_columns,
     )
     print(summary.text())
     # a failed stage is recorded and the others still ran, but the run is not a success

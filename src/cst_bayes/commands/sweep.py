@@ -27,6 +27,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """One clear line, before any work, when a dask scheduler address cannot be reached."""
+    import socket
+    from urllib.parse import urlparse
+
+    from cst_bayes.core.errors import InputError
+
+    url = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise InputError(f"--scheduler {address!r} is not an address like tcp://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise InputError(
+            f"--scheduler {address}: cannot connect ({exc.strerror or exc}); is the scheduler running?"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
     from cst_bayes.core.errors import InputError
     from cst_bayes.run.sweep import load_grid, run_sweep
@@ -34,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
     grid = load_grid(args.grid)  # validate before anything is written
+    if args.scheduler:
+        check_scheduler(args.scheduler)
     res = run_sweep(
         grid,
         args.out,

@@ -10,11 +10,16 @@ suppressed: they describe no real agency.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from cst_bayes.core.config import SMALL_CELL
+from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, SMALL_CELL, STRATA, STRATUM
 from cst_bayes.core.errors import InputError
 
 #: What a suppressed count is replaced with.
@@ -83,7 +88,7 @@ def suppress_small_cells(
         raise InputError(f"threshold must be a positive integer, got {threshold!r}")
     cols = list(df.columns)
     missing = [c for c in count_columns if c not in cols]
-    for c, ds in (derived or {}).items():
+    for ds in (derived or {}).values():
         missing += [d for d in ds if d not in cols]
     missing += [t for t in (totals or {}).values() if t not in cols]
     if missing:
@@ -110,3 +115,264 @@ def suppress_small_cells(
             out[d] = out[d].astype(float).where(~small, math.nan)
     out.attrs["suppressed_cells"] = n_suppressed
     return out
+
+
+# --------------------------------------------------------------------------- the output policy
+#
+# Counts alone are not the risk: a margin minus the printed strata, a full-precision
+# chi-square or phi beside its margins, or a weighted share with derivable weights gives a
+# hidden count back. The policy therefore works on *what a number depends on*: each output
+# row is read for the variables and strata it is about, and it is printed only when every
+# cell behind it passes. Cells are computed once from the microdata (:func:`small_cells`).
+
+#: Tokens that name the approach count (``n_approaches``; PPC rows ``n_count=K``).
+_COUNT_TOKENS = re.compile(rf"^({COUNT}|n_count)$")
+_TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9_+\-]+")
+#: Columns that are labels or public design numbers, never blanked.
+PUBLIC_COLUMNS: frozenset[str] = frozenset(
+    {"n_stratum", "dof", "df_num", "df_den", "n_draws", "n_chains", "analysis", "n"}
+)
+_COUNT_COLUMN = re.compile(r"^(n_.*|total_.*|observed.*)$")
+
+
+@dataclass(frozen=True)
+class SmallCells:
+    """Which cells of the microdata are small, and so which statistics may not be printed.
+
+    ``cells`` holds ``(variable, stratum)`` pairs (stratum ``all`` for the whole sample)
+    whose count or complement is below the threshold, closed under the rule that a
+    variable with one hidden stratum cell also hides its ``all`` margin (else
+    ``all - other strata`` gives the cell back). ``COUNT`` (``n_approaches``) is a sum of
+    the approaches, so it is hidden in a stratum where any approach is. ``pairs`` are the
+    2 x 2 tables (approach x approach, approach x outcome) over all agencies with a small
+    cell: their phi, chi-square and odds ratios identify the cell with the margins.
+    """
+
+    threshold: int
+    cells: frozenset[tuple[str, str]]
+    pairs: frozenset[frozenset[str]]
+
+    @property
+    def sensitive(self) -> frozenset[str]:
+        """Variables with a hidden cell (their whole-sample statistics are hidden)."""
+        return frozenset(v for v, s in self.cells if s == "all")
+
+    def cell_ok(self, variable: str, stratum: str = "all") -> bool:
+        return (variable, stratum) not in self.cells
+
+    def pair_ok(self, a: str, b: str) -> bool:
+        """Whether the 2 x 2 table of ``a`` and ``b`` over all agencies has no small cell."""
+        return a == b or frozenset((a, b)) not in self.pairs
+
+    def row_ok(
+        self, tokens: Iterable[str], *, about: Sequence[str] = (), pair_with: str | None = None
+    ) -> bool:
+        """Whether a row that names ``tokens`` (plus the variables ``about``) may be printed."""
+        variables, strata = set(about), set()
+        for t in tokens:
+            if t in BINARY_VARIABLES:
+                variables.add(t)
+            elif _COUNT_TOKENS.match(t):
+                variables.add(COUNT)
+            elif t in STRATA or t == "all":
+                strata.add(t)
+        if pair_with is not None:
+            approaches = {v for v in variables if v in APPROACHES}
+            if any(not self.pair_ok(v, pair_with) for v in approaches):
+                return False
+        if len(variables) >= 2:  # a phi or 2 x 2 test: its cells and both margins
+            vs = sorted(variables)
+            return all(self.cell_ok(v) for v in vs) and all(
+                self.pair_ok(a, b) for i, a in enumerate(vs) for b in vs[i + 1 :]
+            )
+        if len(variables) == 1:
+            v = next(iter(variables))
+            where = strata - {"all"} or {"all"}
+            return all(self.cell_ok(v, s) for s in where)
+        # a stratum term without a variable (a model's stratum effect) is about the outcome
+        return all(self.cell_ok(OUTCOME, s) for s in strata - {"all"})
+
+
+#: The 0/1 variables whose cells the policy tracks.
+BINARY_VARIABLES: tuple[str, ...] = (*APPROACHES, OUTCOME)
+
+
+def small_cells(frame: pd.DataFrame, threshold: int = SMALL_CELL) -> SmallCells:
+    """The small cells of an agency-level frame (microdata contract)."""
+    strata = frame[STRATUM].astype(str).to_numpy()
+    n_all = len(frame)
+    cells: set[tuple[str, str]] = set()
+
+    def small(k: int, n: int) -> bool:
+        return 0 <= k < threshold or 0 <= n - k < threshold
+
+    for v in BINARY_VARIABLES:
+        x = frame[v].to_numpy().astype(bool)
+        for s in STRATA:
+            in_s = strata == s
+            if in_s.any() and small(int(x[in_s].sum()), int(in_s.sum())):
+                cells.add((v, s))
+        if small(int(x.sum()), n_all) or any((v, s) in cells for s in STRATA):
+            cells.add((v, "all"))
+    for s in STRATA:
+        if any((a, s) in cells for a in APPROACHES):
+            cells.add((COUNT, s))
+    if any((a, "all") in cells for a in APPROACHES):
+        cells.add((COUNT, "all"))
+    pairs: set[frozenset[str]] = set()
+    xs = {v: frame[v].to_numpy().astype(bool) for v in BINARY_VARIABLES}
+    for i, a in enumerate(BINARY_VARIABLES):
+        for b in BINARY_VARIABLES[i + 1 :]:
+            n11 = int((xs[a] & xs[b]).sum())
+            na, nb = int(xs[a].sum()), int(xs[b].sum())
+            table = (n11, na - n11, nb - n11, n_all - na - nb + n11)
+            if min(table) < threshold:
+                pairs.add(frozenset((a, b)))
+    return SmallCells(threshold, frozenset(cells), frozenset(pairs))
+
+
+def _tokens(row: Iterable[Any]) -> set[str]:
+    out: set[str] = set()
+    for v in row:
+        if isinstance(v, str):
+            out.update(t for t in _TOKEN_SPLIT.split(v) if t)
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    if isinstance(v, bool | int | float | np.integer | np.floating | np.bool_):
+        return True
+    if isinstance(v, str):
+        try:
+            float(v)
+        except ValueError:
+            return v.strip().lower() in {"true", "false"}
+        return True
+    return False
+
+
+def protect(
+    df: pd.DataFrame,
+    policy: SmallCells,
+    *,
+    about: Sequence[str] = (),
+    pair_with: str | None = None,
+    aggregate: Sequence[str] = (),
+    flags: Sequence[str] = ("matches", "flag", "agrees", "significant"),
+) -> pd.DataFrame:
+    """The one gate every restricted-mode table passes before it is written.
+
+    Each row is read for the variables and strata it names (in any text cell: ``court``,
+    ``court|state``, ``stratum[state]``, ``n_count=3``), plus ``about`` for tables whose rows
+    do not name their variable (the ANOVA of ``n_approaches``). A row that depends on a
+    small cell (:meth:`SmallCells.row_ok`) keeps its labels; its counts read ``"<5"`` and
+    every other number, flag or printed value is blanked. ``aggregate`` columns (a test
+    over all strata printed on each stratum's row, e.g. Table 1's chi-square) are blanked
+    on every row of a variable that has any hidden cell. ``pair_with`` adds the 2 x 2 table of
+    each named approach with that variable (Figure 1, Table 3: approach x outcome).
+    Finally any ``n_*`` count below the threshold, or whose complement in ``n_stratum`` is,
+    reads ``"<5"`` whatever the row.
+    """
+    thr = policy.threshold
+    marker = f"<{thr}"
+    out = df.copy().astype(object)
+    cols = list(out.columns)
+    hidden = 0
+    for i in range(len(out)):
+        row = out.iloc[i]
+        toks = _tokens(row.tolist())
+        if not policy.row_ok(toks, about=about, pair_with=pair_with):
+            hidden += 1
+            for c in cols:
+                v = row[c]
+                if c in PUBLIC_COLUMNS or v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                if c in flags or _is_number(v):
+                    out.iat[i, cols.index(c)] = marker if _COUNT_COLUMN.match(str(c)) else math.nan
+        elif aggregate:
+            variables = {t for t in toks if t in BINARY_VARIABLES} | set(about)
+            if any(not policy.cell_ok(v, "all") for v in variables):
+                for c in aggregate:
+                    if c in cols:
+                        out.iat[i, cols.index(c)] = math.nan
+    counts = [c for c in cols if str(c).startswith("n_") and c not in PUBLIC_COLUMNS]
+    if counts:
+        totals = {"n_yes": "n_stratum"} if "n_stratum" in cols else {}
+        derived = {c: [] for c in counts}
+        out = suppress_small_cells(out, counts, thr, derived=derived, totals=totals)
+    out.attrs["hidden_rows"] = hidden
+    return out
+
+
+def protect_tables(
+    tables: Mapping[str, pd.DataFrame], policy: SmallCells
+) -> dict[str, pd.DataFrame]:
+    """The frequentist tables (``table1, anova, table2, fig1, table3, comparison``) after the policy."""
+    rules: dict[str, dict[str, Any]] = {
+        "table1": {"aggregate": ("chi2", "dof", "p_value")},
+        "anova": {"about": (COUNT,), "aggregate": ("F", "p_value")},
+        "fig1": {"pair_with": OUTCOME},
+        "table3": {"pair_with": OUTCOME},
+    }
+    out = {}
+    for name, t in tables.items():
+        kw = rules.get(name, {})
+        df = protect(t, policy, **kw)
+        if name == "anova" and not policy.cell_ok(COUNT, "all"):
+            df[["F", "p_value"]] = math.nan  # F pools every group mean
+        if name == "fig1" and not policy.cell_ok(OUTCOME, "all"):
+            # total_case is the outcome's margin; the shares and the test give it back
+            for c in ("pct_no_case", "pct_case", "total_no_case", "total_case", "chi2", "p_value"):
+                if c in df:
+                    df[c] = math.nan
+        out[name] = df
+    return out
+
+
+# --------------------------------------------------------------------------- row-level arrays
+
+
+def strip_row_level(idata: Any) -> Any:
+    """Keep only parameter-level variables of an InferenceData (restricted data).
+
+    A variable survives only if every one of its dimensions is a dimension of the posterior
+    (chain, draw, stratum, approach, ...); anything indexed by agency or covariate pattern
+    (observed data, pointwise log-likelihood, predictions, design matrices) is dropped, and
+    so are coordinates that carry agency identifiers.
+    """
+    import arviz as az
+
+    allowed = set(idata.posterior.dims)
+    keep = {}
+    for g in idata.groups():
+        ds = getattr(idata, g)
+        ok = [v for v in ds.data_vars if set(ds[v].dims) <= allowed]
+        if ok:
+            sub = ds[ok]
+            sub = sub.drop_vars([c for c in sub.coords if not set(sub[c].dims) <= allowed])
+            keep[g] = sub
+    out = az.InferenceData(**keep)
+    for g in out.groups():
+        getattr(out, g).attrs.update(getattr(idata, g).attrs)
+    return out
+
+
+#: Mode of a file that holds row-level restricted data (owner only).
+MODE_ROW_LEVEL = 0o600
+
+
+def write_row_level(idata: Any, path: str | Path) -> Path:
+    """Write the row-level groups of a restricted fit, explicitly asked for (``--keep-row-level``).
+
+    The file is marked RESTRICTED in every group's attributes and written 0600 (owner only),
+    atomically.
+    """
+    from cst_bayes.core.fileio import atomic_path
+
+    path = Path(path)
+    for g in idata.groups():
+        getattr(idata, g).attrs["data_status"] = "RESTRICTED"
+        getattr(idata, g).attrs["row_level"] = "agency-level restricted microdata: do not share"
+    with atomic_path(path, mode=MODE_ROW_LEVEL) as tmp:
+        idata.to_netcdf(str(tmp), engine="h5netcdf")
+    return path

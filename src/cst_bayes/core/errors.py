@@ -59,3 +59,54 @@ class SamplerTrouble(RuntimeError):
     """Raised under ``--strict`` when divergences, R-hat or ESS fail their thresholds."""
 
     exit_status = 3
+
+
+def validate_seed(seed: object, *, name: str = "seed") -> int:
+    """A seed as an int in ``0 <= seed <= SEED_MAX`` (unsigned 32 bits), else InputError.
+
+    numpy, nutpie and numba all take unsigned 32-bit seeds; a negative or larger one used
+    to surface as an OverflowError deep inside a sampler.
+    """
+    from cst_bayes.core.options import SEED_MAX
+
+    if isinstance(seed, bool) or not isinstance(seed, int | str):
+        raise InputError(f"{name} must be an integer in 0..{SEED_MAX}, got {seed!r}")
+    try:
+        value = int(seed)
+    except ValueError:
+        raise InputError(f"{name} must be an integer in 0..{SEED_MAX}, got {seed!r}") from None
+    if not 0 <= value <= SEED_MAX:
+        raise InputError(f"{name} must be an integer in 0..{SEED_MAX} (2**32 - 1), got {value}")
+    return value
+
+
+def check_out_dir(path: str | Path) -> Path:
+    """Fail before any work when an output folder cannot be created or written.
+
+    An existing file in its place, a parent that is a file, or a folder without write
+    permission (read-only file system included) is an :class:`InputError` naming the path.
+    Nothing is created here.
+    """
+    import os
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InputError("the output path exists and is not a folder", path=p)
+    probe = p
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"cannot create the output folder: {probe} is a file", path=p)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output folder ({probe} is not writable)", path=p)
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return p
+    if st.f_flag & os.ST_RDONLY:
+        raise InputError(
+            f"cannot write the output folder ({probe} is on a read-only file system)", path=p
+        )
+    return p

@@ -23,7 +23,6 @@ row-level data (InferenceData files lose their per-agency groups), and the repor
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import os
 import platform
@@ -38,13 +37,29 @@ from typing import Any, Literal, get_args
 
 import pandas as pd
 
-from cst_bayes import __version__
+from cst_bayes import __version__, audit
+from cst_bayes import frequentist as freq
+from cst_bayes.bayes import models as models_mod
+from cst_bayes.bayes import pooling
+from cst_bayes.checks import comparison, ppc
 from cst_bayes.core import config
-from cst_bayes.core.disclosure import SUPPRESSED
-from cst_bayes.core.errors import InputError
-from cst_bayes.core.fileio import sha256_file, sha256_frame, write_csv, write_json, write_text
+from cst_bayes.core.disclosure import SmallCells, protect, small_cells, strip_row_level
+from cst_bayes.core.errors import InputError, check_out_dir, validate_seed
+from cst_bayes.core.fileio import (
+    DIR_MODE_RESTRICTED,
+    MODE_RESTRICTED,
+    sha256_file,
+    sha256_frame,
+    write_csv,
+    write_json,
+    write_text,
+)
+from cst_bayes.core.options import DataClass, DataStatus
+from cst_bayes.core.provenance import status_of
+from cst_bayes.data import microdata, published
 from cst_bayes.run import cache
 from cst_bayes.run.cache import input_hash
+from cst_bayes.weighting import weights as weights_mod
 
 Profile = Literal["quick", "full"]
 StageName = Literal["audit", "data", "tables", "models", "ppc", "compare", "weights", "report"]
@@ -120,6 +135,8 @@ class RunContext:
     data_source: str = ""
     synthetic: bool = True
     restricted: bool = False
+    status: DataStatus = "SYNTHETIC"
+    policy: SmallCells | None = None
     reconstruction_manifest: dict[str, Any] | None = None
     specs: dict[str, Any] = field(default_factory=dict)
     spec_hashes: dict[str, str] = field(default_factory=dict)
@@ -144,21 +161,6 @@ class RunContext:
 # --------------------------------------------------------------------------- helpers
 
 
-def _need(module: str, *names: str) -> Any:
-    """Import ``cst_bayes.<module>`` and check that it has ``names``; else StageUnavailable."""
-    full = f"cst_bayes.{module}"
-    try:
-        mod = importlib.import_module(full)
-    except ModuleNotFoundError as exc:
-        if exc.name == full:
-            raise StageUnavailable(f"module {full} is not available") from None
-        raise
-    missing = [n for n in names if not hasattr(mod, n)]
-    if missing:
-        raise StageUnavailable(f"{full} has no {', '.join(missing)}")
-    return mod
-
-
 #: The modules each stage runs; its cache key follows their imports (:mod:`cst_bayes.run.cache`).
 STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
     "audit": ("cst_bayes.audit",),
@@ -174,54 +176,6 @@ STAGE_ENTRIES: dict[str, tuple[str, ...]] = {
 def code_hash(stage: str) -> str:
     """Hash of the code a stage runs: its entry modules and all they import."""
     return cache.code_hash(STAGE_ENTRIES[stage])
-
-
-def suppress_small(
-    df: pd.DataFrame,
-    count_columns: Sequence[str] | None = None,
-    derived: dict[str, Sequence[str]] | None = None,
-) -> pd.DataFrame:
-    """Replace counts below SMALL_CELL by ``"<5"`` (restricted-data mode).
-
-    Parameters
-    ----------
-    df
-        A table about real microdata.
-    count_columns
-        Columns holding counts. Default: every column whose name starts with ``n_`` (the
-        package's naming rule for counts) except ``n_draws``-like bookkeeping.
-    derived
-        ``{count_column: [columns that reveal it]}``: when the count is suppressed, these
-        are suppressed too (a percentage and its denominator give the count back).
-
-    Returns
-    -------
-    pandas.DataFrame
-        A copy whose affected columns are strings, ``"<5"`` where suppressed.
-    """
-    out = df.copy()
-    cols = (
-        list(count_columns)
-        if count_columns is not None
-        else [
-            c for c in out.columns if str(c).startswith("n_") and c not in {"n_draws", "n_chains"}
-        ]
-    )
-    derived = derived or {}
-    for c in cols:
-        if c not in out.columns:
-            continue
-        vals = pd.to_numeric(out[c], errors="coerce")
-        small = (vals < config.SMALL_CELL).to_numpy() & vals.notna().to_numpy()
-        if not small.any():
-            continue
-        out[c] = out[c].astype(object)
-        out.loc[small, c] = SUPPRESSED
-        for d in derived.get(c, ()):
-            if d in out.columns:
-                out[d] = out[d].astype(object)
-                out.loc[small, d] = SUPPRESSED
-    return out
 
 
 def _git_commit() -> str:
@@ -283,21 +237,14 @@ def environment() -> dict[str, Any]:
 # --------------------------------------------------------------------------- input preparation
 
 
-def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, str], str | None]:
-    """Load the model specs (all shipped ones when ``names`` is None).
-
-    Returns specs, their hashes, and a note when the models module is missing.
-    """
-    try:
-        models = _need("bayes.models", "load_spec", "list_specs")
-    except StageUnavailable as exc:
-        return {}, {}, str(exc)
+def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Load the model specs (all shipped ones when ``names`` is None) and their hashes."""
     if names is None:
-        listing = models.list_specs()
+        listing = models_mod.list_specs()
         names = list(listing["name"]) if "name" in listing.columns else list(listing.iloc[:, 0])
     specs, hashes = {}, {}
     for name in names:
-        spec = models.load_spec(name)  # raises SpecError naming file and key
+        spec = models_mod.load_spec(name)  # raises SpecError naming file and key
         key = getattr(spec, "name", None) or Path(str(name)).stem
         specs[key] = spec
         path = getattr(spec, "path", None)
@@ -305,7 +252,7 @@ def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, 
             hashes[key] = sha256_file(path)
         else:
             hashes[key] = getattr(spec, "hash", None) or input_hash(repr(spec))
-    return specs, hashes, None
+    return specs, hashes
 
 
 def _load_reconstructions(
@@ -321,42 +268,19 @@ def _check_published(directory: Path) -> None:
     """Fail early on a published-tables folder that the audit would reject."""
     if not directory.is_dir():
         raise InputError("published-tables folder not found", path=directory)
-    try:
-        published = _need("data.published")
-    except StageUnavailable:
-        published = None
-    loader = None
-    if published is not None:
-        for name in ("load_all", "load"):
-            if hasattr(published, name):
-                loader = getattr(published, name)
-                break
-    if loader is not None:
-        loader(directory)  # raises InputError naming file, column and rows
-        return
-    for name in (
-        "sampling_frames.csv",
-        "table1_approaches_by_stratum.csv",
-        "table2_phi_correlations.csv",
-        "table3_odds_ratios.csv",
-    ):
-        if not (directory / name).is_file():
-            raise InputError("missing published table", path=directory / name)
+    published.load_all(directory)  # raises InputError naming file, column and rows
 
 
-def _check_weighting(path: Path) -> str | None:
-    """Validate the weighting scenarios file up front; returns a note if weights is missing."""
-    try:
-        weights = _need("weighting.weights")
-    except StageUnavailable as exc:
-        return str(exc)
-    for name in ("load_scenarios", "read_scenarios"):
-        if hasattr(weights, name):
-            getattr(weights, name)(path)  # raises SpecError naming file and key
-            return None
-    if not path.is_file():
-        raise InputError("weighting scenarios file not found", path=path)
-    return None
+def _check_weighting(path: Path, frames: Sequence[pd.DataFrame], published_dir: Path) -> None:
+    """Validate the scenarios and their feasibility against every dataset before writing.
+
+    Respondents above the sampled count in a stratum, or more ineligibles than a stratum
+    allows, fail here in a second instead of after the models have run.
+    """
+    scenarios = weights_mod.load_scenarios(path)  # raises SpecError naming file and key
+    frame_counts = published.load_sampling_frames(published_dir)
+    for df in frames:
+        weights_mod.weights_table(df, list(scenarios.values()), frame_counts)
 
 
 def prepare(
@@ -371,6 +295,8 @@ def prepare(
     models: Sequence[str] | None = None,
     n_reconstructions: int | None = None,
     progress: bool = True,
+    data_class: DataClass | None = None,
+    keep_columns: Sequence[str] | None = None,
 ) -> RunContext:
     """Validate every input of a run before anything is written.
 
@@ -384,8 +310,7 @@ def prepare(
     """
     if profile not in PROFILES:
         raise InputError(f"unknown profile {profile!r} (choose from {sorted(PROFILES)})")
-    if not isinstance(seed, int) or seed < 0:
-        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    validate_seed(seed)
     settings = PROFILES[profile]
     if n_reconstructions is not None:
         if n_reconstructions < 1:
@@ -403,31 +328,36 @@ def prepare(
         progress=progress,
     )
     _check_published(ctx.published_dir)
-    # specs and scenarios first: they are cheap, and a typo must fail before any data work
-    ctx.specs, ctx.spec_hashes, note = _load_specs(settings.models)
-    if note:
-        ctx.input_notes["models"] = note
-    note = _check_weighting(ctx.weighting_file)
-    if note:
-        ctx.input_notes["weights"] = note
+    # specs first: they are cheap, and a typo must fail before any data work
+    ctx.specs, ctx.spec_hashes = _load_specs(settings.models)
     if data is not None:
-        from cst_bayes.data import microdata
-
-        df = microdata.load(data)
+        if reconstructions is not None:
+            raise InputError("--data and --reconstructions name two inputs; give one")
+        if n_reconstructions is not None:
+            raise InputError(
+                "--n-reconstructions applies to a reconstruction folder, not to --data"
+            )
+        df = microdata.load(data, data_class=data_class, keep_columns=keep_columns)
         ctx.frames, ctx.dataset_ids = [df], ["data"]
-        ctx.synthetic = microdata.is_synthetic(df)
-        ctx.restricted = bool(df.attrs.get("restricted", not ctx.synthetic))
+        ctx.status = status_of(df)
+        ctx.synthetic = ctx.status == "SYNTHETIC"
+        ctx.restricted = ctx.status == "RESTRICTED"
         # the path is not row-level data, but in restricted mode keep only the file name
         ctx.data_source = Path(data).name if ctx.restricted else str(data)
     else:
+        if data_class is not None and data_class != "synthetic":
+            raise InputError("--data-class describes a --data file; reconstructions are synthetic")
         if reconstructions is None:  # the shipped ensemble; built if a checkout lacks it
             _ensure_default_ensemble(settings.n_reconstructions, seed, progress)
         directory = Path(reconstructions) if reconstructions else config.RECONSTRUCTED_DIR
         ctx.frames, ctx.dataset_ids, ctx.reconstruction_manifest = _load_reconstructions(
             directory, settings.n_reconstructions
         )
-        ctx.synthetic, ctx.restricted = True, False
+        ctx.synthetic, ctx.restricted, ctx.status = True, False, "SYNTHETIC"
         ctx.data_source = str(directory)
+    if ctx.restricted:
+        ctx.policy = small_cells(ctx.frames[0])
+    _check_weighting(ctx.weighting_file, ctx.frames, ctx.published_dir)
     ctx.data_hashes = [sha256_frame(f) for f in ctx.frames]
     return ctx
 
@@ -483,8 +413,9 @@ def run_unit(
     The body writes its files into ``scratch_dir``; on success a manifest is added and the
     folder is renamed onto ``RUN_DIR/unit`` (two renames; the old copy is removed after).
     A body that raises leaves ``RUN_DIR/unit`` as it was: :class:`StageUnavailable` gives
-    status ``unavailable``, :class:`InputError` propagates, any other exception gives status
-    ``failed`` (or propagates with ``fail_fast``).
+    status ``unavailable``, :class:`InputError` propagates, any other exception (also a
+    sampler panic, which Rust bindings raise as a ``BaseException``) gives status ``failed``
+    (or propagates with ``fail_fast``); an interrupt propagates.
     """
     target = ctx.out / unit
     h = input_hash({"unit": unit, **inputs})
@@ -495,6 +426,8 @@ def run_unit(
     if scratch.exists():
         shutil.rmtree(scratch)
     scratch.mkdir(parents=True)
+    if ctx.restricted:
+        os.chmod(scratch, DIR_MODE_RESTRICTED)
     t0 = time.perf_counter()
     try:
         info = body(scratch) or {}
@@ -504,22 +437,20 @@ def run_unit(
     except InputError:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    except Exception as exc:
-        # A crash inside one stage must not lose the others: record it, keep going, and let
-        # the CLI exit non-zero. The traceback goes to stderr (not into the run directory:
-        # in restricted mode it could quote data).
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
         shutil.rmtree(scratch, ignore_errors=True)
-        if not fail_fast:
-            import traceback
+        raise
+    except BaseException as exc:  # a sampler panic (PanicException) is a BaseException
+        # A crash inside one stage (a Python error or a sampler panic) must not lose the
+        # others: record it, keep going, and let the CLI exit non-zero. The traceback goes
+        # to stderr (not into the run directory: in restricted mode it could quote data).
+        shutil.rmtree(scratch, ignore_errors=True)
+        if fail_fast:
+            raise
+        import traceback
 
-            traceback.print_exc(file=sys.stderr)
-            return UnitResult(
-                unit, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
-            )
-        raise
-    except BaseException:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
+        traceback.print_exc(file=sys.stderr)
+        return UnitResult(unit, "failed", time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
     secs = time.perf_counter() - t0
     write_json(
         scratch / "manifest.json",
@@ -550,23 +481,21 @@ def _unit_hash(ctx: RunContext, unit: str) -> str | None:
 # --------------------------------------------------------------------------- stages
 
 
-def _write_table(
-    ctx: RunContext,
-    path: Path,
-    df: pd.DataFrame,
-    *,
-    derived: dict[str, Sequence[str]] | None = None,
-) -> None:
-    """Write a table, labelled synthetic or suppressed as the run requires."""
+def _write_table(ctx: RunContext, path: Path, df: pd.DataFrame, **rules: Any) -> None:
+    """Write a table; in restricted mode through the disclosure policy first.
+
+    ``rules`` are the policy's per-table options (``about``, ``pair_with``, ``aggregate``:
+    :func:`cst_bayes.core.disclosure.protect`).
+    """
+    notes: list[str] = []
     if ctx.restricted:
-        df = suppress_small(df, derived=derived)
-        comment = (
-            f"RESTRICTED DATA: counts below {config.SMALL_CELL} suppressed as '{SUPPRESSED}'; "
-            "no row-level data"
+        assert ctx.policy is not None
+        df = protect(df, ctx.policy, **rules)
+        notes.append(
+            f"counts below {config.SMALL_CELL} read '<{config.SMALL_CELL}'; statistics that "
+            "depend on them are blank; no row-level data"
         )
-    else:
-        comment = config.SYNTHETIC_BANNER if ctx.synthetic else None
-    write_csv(path, df, header_comment=comment)
+    write_csv(path, df, status=ctx.status, notes=notes)
 
 
 def _copy_published(ctx: RunContext, work: Path) -> None:
@@ -583,10 +512,8 @@ def _copy_published(ctx: RunContext, work: Path) -> None:
 
 def stage_audit(ctx: RunContext, work: Path) -> dict[str, Any]:
     """Audit of the published tables (``audit.run_audit``) -> ``audit.csv``."""
-    audit = _need("audit", "run_audit")
-    checks = audit.run_audit(ctx.published_dir)
-    checks = pd.DataFrame(checks)
-    write_csv(work / "audit.csv", checks)
+    checks = pd.DataFrame(audit.run_audit(ctx.published_dir))
+    write_csv(work / "audit.csv", checks, status="PUBLIC", notes="audit of the published tables")
     counts = checks["status"].value_counts().to_dict() if "status" in checks else {}
     return {"checks": len(checks), **{str(k): int(v) for k, v in counts.items()}}
 
@@ -602,27 +529,19 @@ def stage_data(ctx: RunContext, work: Path) -> dict[str, Any]:
         "restricted": ctx.restricted,
         "source": ctx.data_source,
     }
-    write_csv(
-        work / "datasets.csv",
-        pd.DataFrame(rows),
-        header_comment=config.SYNTHETIC_BANNER if ctx.synthetic else None,
-    )
+    write_csv(work / "datasets.csv", pd.DataFrame(rows), status=ctx.status)
     _copy_published(ctx, work)
     man = ctx.reconstruction_manifest
     if man is not None:
         write_json(work / "reconstruction_manifest.json", man)
         fid = _fidelity_table(man, ctx.dataset_ids)
         if fid is not None:
-            write_csv(work / "fidelity.csv", fid, header_comment=config.SYNTHETIC_BANNER)
+            write_csv(work / "fidelity.csv", fid, status="SYNTHETIC")
             info["fidelity_met"] = int(fid["met"].sum())
             info["fidelity_total"] = int(fid["total"].sum())
         spread = man.get("untargeted_spread")
         if isinstance(spread, list) and spread:
-            write_csv(
-                work / "untargeted_spread.csv",
-                pd.DataFrame(spread),
-                header_comment=config.SYNTHETIC_BANNER,
-            )
+            write_csv(work / "untargeted_spread.csv", pd.DataFrame(spread), status="SYNTHETIC")
     return info
 
 
@@ -653,21 +572,20 @@ def _fidelity_table(man: dict[str, Any], ids: Sequence[str]) -> pd.DataFrame | N
     return pd.DataFrame(rows) if rows else None
 
 
-TABLE_FUNCS: tuple[str, ...] = ("table1", "anova", "table2", "fig1", "table3")
-
-
 def stage_tables(ctx: RunContext, work: Path) -> dict[str, Any]:
     """Frequentist tables on every dataset, stacked with a leading ``dataset`` column."""
-    freq = _need("frequentist", "reproduce", "compare")
     out: dict[str, list[pd.DataFrame]] = {}
     matched = total = 0
     for ds, df in zip(ctx.dataset_ids, ctx.frames, strict=True):
         res = dict(freq.reproduce(df))
         res["comparison"] = freq.compare(res)
-        matched += int(res["comparison"]["matches"].sum())
-        total += len(res["comparison"])
         if ctx.restricted:
-            res = freq.suppress(res)
+            res = freq.suppress(res, df)
+        # restricted: only the rows still printed, else the count says how many hidden
+        # cells equal the article's
+        shown = res["comparison"]["matches"].dropna().astype(bool)
+        matched += int(shown.sum())
+        total += len(shown)
         for k, v in res.items():
             v = pd.DataFrame(v).copy()
             v.insert(0, "dataset", ds)
@@ -682,50 +600,27 @@ def stage_tables(ctx: RunContext, work: Path) -> dict[str, Any]:
     return info
 
 
-def strip_row_level(idata: Any) -> Any:
-    """Restricted mode: keep only parameter-level variables.
-
-    A variable survives only if every one of its dimensions is a dimension of the posterior
-    (chain, draw, stratum, approach, ...); anything indexed by agency or covariate pattern
-    (observed data, pointwise log-likelihood, predictions, design matrices) is dropped.
-    """
-    import arviz as az
-
-    allowed = set(idata.posterior.dims)
-    keep = {}
-    for g in idata.groups():
-        ds = getattr(idata, g)
-        ok = [v for v in ds.data_vars if set(ds[v].dims) <= allowed]
-        if ok:
-            sub = ds[ok]
-            sub = sub.drop_vars([c for c in sub.coords if not set(sub[c].dims) <= allowed])
-            keep[g] = sub
-    return az.InferenceData(**keep)
-
-
 def _summary_of(fit: Any) -> pd.DataFrame:
     s = getattr(fit, "summary", None)
     if not isinstance(s, pd.DataFrame):
-        raise StageUnavailable(f"fit result {type(fit).__name__} has no summary DataFrame")
+        raise TypeError(f"fit result {type(fit).__name__} has no summary DataFrame")
     return s
 
 
 def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     """Fit one shipped model on every dataset (pooled over the ensemble when there are several)."""
-    models = _need("bayes.models", "fit")
     spec = ctx.specs[name]
     s = ctx.settings
     kw = dict(draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed, sampler=s.sampler)
     info: dict[str, Any] = {"model": name, "datasets": len(ctx.frames)}
     if len(ctx.frames) > 1:
-        pooling = _need("bayes.pooling", "fit_ensemble")
         res = pooling.fit_ensemble(spec, ctx.frames, **kw)
         for attr in ("between", "variance_share", "per_member"):
             v = getattr(res, attr, None)
             if isinstance(v, pd.DataFrame):
-                write_csv(work / f"{attr}.csv", v, header_comment=config.SYNTHETIC_BANNER)
+                write_csv(work / f"{attr}.csv", v, status=ctx.status)
     else:
-        res = models.fit(spec, ctx.frames[0], progress=False, **kw)
+        res = models_mod.fit(spec, ctx.frames[0], progress=False, **kw)
     summary = _summary_of(res)
     idata = getattr(res, "idata", None)
     diag = getattr(res, "diagnostics", None)
@@ -749,7 +644,7 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
         }
         if "ok" not in info["diagnostics"] and "all_ok" in info["diagnostics"]:
             info["diagnostics"]["ok"] = info["diagnostics"]["all_ok"]
-    _write_table(ctx, work / "summary.csv", summary)
+    _write_table(ctx, work / "summary.csv", summary, pair_with=config.OUTCOME)
     text = getattr(spec, "text", None)
     if text:
         write_text(work / "spec.toml", text)
@@ -765,7 +660,6 @@ def stage_model(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
 
 def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     """Table-level posterior predictive checks for one fitted model (on the first dataset)."""
-    ppc = _need("checks.ppc", "ppc_tables", "plot_ppc_tables")
     nc = ctx.out / "models" / name / f"{name}.nc"
     if not nc.exists():
         raise StageUnavailable(f"no fitted model {name} (models/{name} not available)")
@@ -778,8 +672,6 @@ def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
                 f"PPC needs per-agency groups that restricted mode drops ({exc})"
             ) from None
         raise
-    if ctx.restricted:
-        table = ppc.suppress_small_cells(table)
     _write_table(ctx, work / "ppc.csv", table)
     import matplotlib
 
@@ -796,19 +688,8 @@ def stage_ppc(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     return {"statistics": len(table), "flagged": outside}
 
 
-def _accepts(func: Callable[..., Any], kw: str) -> bool:
-    import inspect
-
-    try:
-        return kw in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def stage_compare(ctx: RunContext, work: Path) -> dict[str, Any]:
     """PSIS-LOO comparison of the fitted models (``comparison.loo_table``)."""
-    comparison = _need("checks.comparison", "loo_table")
-    models = _need("bayes.models", "read_fit")
     if ctx.restricted:
         raise StageUnavailable(
             "PSIS-LOO needs the pointwise log-likelihood, which restricted mode does not keep"
@@ -817,14 +698,13 @@ def stage_compare(ctx: RunContext, work: Path) -> dict[str, Any]:
     for name in ctx.specs:
         nc = ctx.out / "models" / name / f"{name}.nc"
         if nc.exists():
-            fits[name] = models.read_fit(nc)
+            fits[name] = models_mod.read_fit(nc)
     if len(fits) < 2:
         raise StageUnavailable(f"{len(fits)} fitted model(s): nothing to compare")
     table = comparison.loo_table(fits)
     _write_table(ctx, work / "loo.csv", table)
     notes = list(table.attrs.get("notes", []))
-    if hasattr(comparison, "summary_text"):
-        write_text(work / "loo.md", comparison.summary_text(table) + "\n")
+    write_text(work / "loo.md", comparison.summary_text(table) + "\n")
     return {"models": len(fits), "notes": notes}
 
 
@@ -834,9 +714,8 @@ def stage_weights(ctx: RunContext, work: Path) -> dict[str, Any]:
     Runs on the first dataset (the weighting question is about the design, not about which
     reconstruction is used; the sweep crosses both).
     """
-    weights = _need("weighting.weights", "run_weights")
     s = ctx.settings
-    res = weights.run_weights(
+    res = weights_mod.run_weights(
         ctx.frames[0],
         scenarios_file=ctx.weighting_file,
         out_dir=None,
@@ -931,7 +810,7 @@ def _units(
                 (
                     "models",
                     "models",
-                    lambda: ({}, _unavailable(ctx.input_notes.get("models", "no model specs"))),
+                    lambda: ({}, _unavailable("no model specs")),
                 )
             )
         for name in ctx.specs:
@@ -1026,7 +905,8 @@ def _ensure_default_ensemble(n: int | None, seed: int, progress: bool) -> None:
     directory = config.RECONSTRUCTED_DIR
     if any(directory.glob("reconstruction-*.csv")):
         return
-    reconstruct = _need("reconstruct", "build_ensemble")
+    from cst_bayes import reconstruct
+
     n = max(n or DEFAULT_ENSEMBLE_SIZE, 2)
     print(
         f"cst-bayes reproduce: {directory} has no reconstructions; building {n} SYNTHETIC members "
@@ -1103,6 +983,14 @@ class RunSummary:
         return "\n".join(lines)
 
 
+def _restrict_modes(out: Path) -> None:
+    """A restricted run folder is group-only: folders 0750, files 0640 (whoever wrote them)."""
+    os.chmod(out, DIR_MODE_RESTRICTED)
+    for p in out.rglob("*"):
+        with contextlib.suppress(OSError):
+            os.chmod(p, DIR_MODE_RESTRICTED if p.is_dir() else MODE_RESTRICTED)
+
+
 def reproduce(
     out: str | Path,
     *,
@@ -1118,6 +1006,8 @@ def reproduce(
     sweep: str | Path | None = None,
     force: bool = False,
     progress: bool = True,
+    data_class: DataClass | None = None,
+    keep_columns: Sequence[str] | None = None,
 ) -> RunSummary:
     """Run the pipeline into ``out``; cached units are skipped.
 
@@ -1132,6 +1022,9 @@ def reproduce(
         Seed for every stochastic step; the same seed gives identical tables.
     data
         Real (or any contract-conforming) microdata file instead of the reconstructions.
+    data_class, keep_columns
+        How ``data`` is read (:func:`cst_bayes.data.microdata.load`): restricted unless it
+        proves it is synthetic or is declared ``public``; extra columns to keep.
     reconstructions
         Folder of ``reconstruction-*.csv`` (default ``data/reconstructed``).
     published, weighting
@@ -1168,13 +1061,18 @@ def reproduce(
         models=models,
         n_reconstructions=n_reconstructions,
         progress=progress,
+        data_class=data_class,
+        keep_columns=keep_columns,
     )
     grid = None
     if sweep is not None:
         from cst_bayes.run.sweep import load_grid
 
         grid = load_grid(sweep)  # validated before anything is written
+    check_out_dir(ctx.out)
     ctx.out.mkdir(parents=True, exist_ok=True)
+    if ctx.restricted:
+        os.chmod(ctx.out, DIR_MODE_RESTRICTED)
     clean_stale(ctx.out)
     results: list[UnitResult] = []
     stage_seconds: dict[str, float] = {}
@@ -1237,6 +1135,8 @@ def reproduce(
             bar.update(1)
         stage_seconds["report"] = time.perf_counter() - t0
         results.append(UnitResult("report", "done", stage_seconds["report"]))
+    if ctx.restricted:
+        _restrict_modes(ctx.out)
     total = time.perf_counter() - t_start
     run_info["stage_seconds"] = {k: round(v, 2) for k, v in stage_seconds.items()}
     run_info["total_seconds"] = round(total, 2)
