@@ -331,9 +331,10 @@ def _load_table3_sources(run_dir: Path) -> pd.DataFrame:
                     "adjusted_for_size": adj,
                     "term": r.term,
                     "source": "Bayesian",
-                    "estimate": float(r.estimate),
-                    "ci_low": float(r.ci_low),
-                    "ci_high": float(r.ci_high),
+                    # blank where restricted mode hid a term
+                    "estimate": pd.to_numeric(r.estimate, errors="coerce"),
+                    "ci_low": pd.to_numeric(r.ci_low, errors="coerce"),
+                    "ci_high": pd.to_numeric(r.ci_high, errors="coerce"),
                 }
             )
     return pd.DataFrame(
