@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from cst_bayes import frequentist as fq
-from cst_bayes.checks import ppc
+from cst_bayes.checks import ppc, tablestats
 from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA
 from cst_bayes.core.errors import InputError
 
@@ -102,7 +102,7 @@ def test_yates_chi2_matches_scipy():
     rng = np.random.default_rng(0)
     tabs = rng.integers(1, 60, size=(50, 2, 2))
     for yates in (False, True):
-        got = ppc._pearson_chi2(tabs, yates=yates)
+        got = tablestats._pearson_chi2(tabs, yates=yates)
         ref = [stats.chi2_contingency(t, correction=yates).statistic for t in tabs]
         np.testing.assert_allclose(got, ref, rtol=1e-12)
 
@@ -156,6 +156,21 @@ def test_ppp_uniform_when_data_come_from_the_replicating_model(sim):
     pooled = p.ravel()
     assert abs(pooled.mean() - 0.5) < 0.05
     assert 0.02 < (pooled < 0.05).mean() < 0.09
+    # The checks outside the published tables: counts and rates are discrete and ties count
+    # on both sides, so their two-sided ppp are conservative (never too many small values)
+    # but not far from uniform.
+    from cst_bayes.checks import outside
+
+    tabs = ("approach_by_case", "rate_by_count")
+    t_rep = outside.outside_statistics(df, reps, tables=tabs)
+    t_obs = outside.outside_statistics(df, ys, tables=tabs)
+    p = np.array([ppc.ppp_values(t_rep, t_obs[i], "two") for i in range(n_sims)])
+    informative = np.median(t_rep, axis=0) >= 3  # cells with a few expected cases
+    pooled = p[:, informative].ravel()
+    pooled = pooled[~np.isnan(pooled)]
+    assert (pooled < 0.05).mean() < 0.06
+    assert (pooled < 0.2).mean() > 0.12
+    assert 0.45 < pooled.mean() < 0.65
 
 
 # --------------------------------------------------------------------- the table
@@ -163,7 +178,7 @@ def test_ppc_from_replicates_table(sim):
     df, truth = sim
     out = ppc.ppc_from_replicates(df, truth_replicates(df, truth, 60, seed=9))
     assert list(out.columns[:9]) == list(ppc.PPC_COLUMNS)
-    assert set(out["table"]) == {"table1", "fig1", "table3"}
+    assert set(out["table"]) == {"table1", "fig1", "table3", "approach_by_case", "rate_by_count"}
     # observed = the frequentist code on the data
     t1 = fq.table1(df)
     n_all = t1[(t1["variable"] == OUTCOME) & (t1["stratum"] == "all")]["n_yes"].iloc[0]
@@ -180,7 +195,7 @@ def test_ppc_from_replicates_table(sim):
     assert court["published"].iloc[0] == 0.8
     assert (out["rep_low"] <= out["rep_median"]).all() and (
         out["rep_median"] <= out["rep_high"]
-    ).all()
+    ).all(), "undefined statistics are left out"
     assert out["ppp"].between(0, 1).all()
     flagged = (out["observed"] < out["rep_low"]) | (out["observed"] > out["rep_high"])
     assert (out["flag"] == flagged).all()
@@ -189,7 +204,7 @@ def test_ppc_from_replicates_table(sim):
 
 
 def test_ppc_flags_a_misfitting_model(sim):
-    df, truth = sim
+    df, _truth = sim
     # replicates with no stratum effect: the outcome-by-stratum chi-square must be flagged
     p = df[OUTCOME].mean()
     y_rep = (np.random.default_rng(0).random((200, len(df))) < p).astype(np.int8)
@@ -258,7 +273,7 @@ def test_plot_has_one_panel_per_table_and_says_synthetic(sim):
     df, truth = sim
     out = ppc.ppc_from_replicates(df, truth_replicates(df, truth, 30, seed=4))
     fig = ppc.plot_ppc_tables(out, title="m", synthetic=True)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 5
     assert "SYNTHETIC" in fig._suptitle.get_text()
     plt.close(fig)
 
@@ -294,7 +309,16 @@ def test_ppc_tables_on_a_real_fit_is_deterministic(small_fit, sim_df):
     c = ppc.ppc_tables(f, sim_df, n_draws=60, seed=2)
     pd.testing.assert_frame_equal(a, b)
     assert not a["rep_median"].equals(c["rep_median"])
-    assert set(a["table"]) == {"table1", "fig1", "table3"} and (a["n_rep"] <= 60).all()
+    assert set(a["table"]) == {
+        "table1",
+        "fig1",
+        "table3",
+        "approach_by_case",
+        "rate_by_count",
+        "calibration",
+        "loo_pit",
+    }
+    assert (a["n_rep"] <= 60).all()
     # the model has stratum intercepts: the outcome-by-stratum counts are reproduced
     t1 = a[(a["table"] == "table1") & (a["statistic"] == "n_yes")]
     assert not t1["flag"].any()
@@ -312,7 +336,7 @@ def test_ppc_cli_writes_table_and_figure(small_fit, tmp_path):
         )
         == 0
     )
-    assert sorted(p.name for p in out.iterdir()) == ["ppc.csv", "ppc.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["ppc.csv", "ppc.meta.json", "ppc.png"]
     text = (out / "ppc.csv").read_text()
     assert pd.read_csv(out / "ppc.csv")["data_status"].eq("SYNTHETIC").all()
     table = pd.read_csv(out / "ppc.csv", comment="#")

@@ -14,6 +14,7 @@ not reliable.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -174,10 +175,8 @@ def _with_outcome(idata: Any, fit: Any) -> Any:
     """Carry the model's outcome onto a member's InferenceData (for grouping)."""
     from cst_bayes.checks.ppc import model_outcome
 
-    try:
+    with contextlib.suppress(InputError):
         idata.posterior.attrs.setdefault("outcome", model_outcome(fit))
-    except InputError:
-        pass
     return idata
 
 
