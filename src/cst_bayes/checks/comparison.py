@@ -334,8 +334,8 @@ def write_comparison(
     """
     from cst_bayes.bayes import models as mdl
     from cst_bayes.bayes.pooling import fit_ensemble
-    from cst_bayes.core.config import SYNTHETIC_BANNER
     from cst_bayes.core.fileio import write_csv
+    from cst_bayes.core.provenance import status_of
     from cst_bayes.data.ensemble import load_frames
 
     names = list(models) if models else mdl.list_specs()["name"].tolist()
@@ -373,11 +373,11 @@ def write_comparison(
             )
     table = loo_table(fits)
     synthetic = any(bool(d.attrs.get("synthetic", False)) for d in frames)
-    head = [f"cst-bayes compare on {data}: PSIS-LOO within outcome groups"]
-    if synthetic:
-        head.insert(0, SYNTHETIC_BANNER)
-    head += [f"note: {n}" for n in table.attrs.get("notes", [])]
-    paths = {"loo": write_csv(Path(out_dir) / "loo.csv", table, header_comment="\n".join(head))}
+    notes = [f"cst-bayes compare on {data}: PSIS-LOO within outcome groups (stacking weights)"]
+    notes += [f"note: {n}" for n in table.attrs.get("notes", [])]
+    paths = {
+        "loo": write_csv(Path(out_dir) / "loo.csv", table, status=status_of(frames[0]), notes=notes)
+    }
     text = summary_text(table)
     if synthetic:
         text = "SYNTHETIC data (reconstruction)\n" + text
