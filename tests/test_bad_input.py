@@ -389,3 +389,89 @@ def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(case, tmp_pat
         assert w in lines[0], (w, lines[0])
     assert not out.exists() or not any(out.iterdir())
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing written anywhere else either
+
+
+# --- no reachable traceback: shared checks --------------------------------------------------
+
+
+def test_sampler_panic_is_a_failed_unit_and_the_run_goes_on(tmp_path):
+    """nutpie raises a pyo3 PanicException, a BaseException: recorded, not fatal."""
+    from cst_bayes.core.config import PUBLISHED_DIR, WEIGHTING_FILE
+    from cst_bayes.run.pipeline import PROFILES, RunContext, run_unit
+
+    class PanicException(BaseException):  # what pyo3 raises on a Rust panic
+        pass
+
+    def panics(_work):
+        raise PanicException("called `Result::unwrap()` on an `Err` value")
+
+    ctx = RunContext(
+        out=tmp_path,
+        profile="quick",
+        settings=PROFILES["quick"],
+        seed=1,
+        published_dir=PUBLISHED_DIR,
+        weighting_file=WEIGHTING_FILE,
+    )
+    r = run_unit(ctx, "models/x", {}, panics)
+    assert r.status == "failed" and "PanicException" in r.message
+    assert not (tmp_path / "models" / "x").exists()
+    ok = run_unit(ctx, "models/y", {}, lambda w: {"fine": True})
+    assert ok.status == "done"
+    with pytest.raises(KeyboardInterrupt):
+        run_unit(ctx, "models/z", {}, lambda w: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
+@pytest.mark.parametrize("seed", [0, 2**32 - 1])
+def test_seed_bounds_are_accepted(seed):
+    from cst_bayes.core.errors import validate_seed
+
+    assert validate_seed(seed) == seed
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, True, 1.5, "x"])
+def test_seed_out_of_bounds_is_input_error(seed):
+    from cst_bayes.core.errors import InputError, validate_seed
+
+    with pytest.raises(InputError, match="2\\*\\*32"):
+        validate_seed(seed)
+
+
+def test_out_dir_checks(tmp_path):
+    from cst_bayes.core.errors import InputError, check_out_dir
+
+    f = tmp_path / "f"
+    f.write_text("x")
+    with pytest.raises(InputError, match="not a folder"):
+        check_out_dir(f)
+    with pytest.raises(InputError, match="is a file"):
+        check_out_dir(f / "sub" / "deeper")
+    assert check_out_dir(tmp_path / "new" / "run") == tmp_path / "new" / "run"
+    assert not (tmp_path / "new").exists()  # nothing created
+
+
+def test_internal_errors_are_one_line_with_exit_1(monkeypatch, capsys):
+    from cst_bayes import cli
+
+    def boom(args):
+        raise RuntimeError("a bug\nwith a second line")
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["report", "x"])
+    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(parser, args, boom))
+    monkeypatch.delenv("CST_BAYES_DEBUG", raising=False)
+    assert cli.main(["report", "x"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "internal error: RuntimeError: a bug" in err
+
+
+class _Fixed:
+    def __init__(self, parser, args, run):
+        self.parser, self.args, self.run = parser, args, run
+
+    def parse_args(self, argv):
+        self.args._run = self.run
+        return self.args
+
+    def print_help(self):
+        self.parser.print_help()

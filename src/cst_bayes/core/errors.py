@@ -70,11 +70,13 @@ def validate_seed(seed: object, *, name: str = "seed") -> int:
     from cst_bayes.core.options import SEED_MAX
 
     if isinstance(seed, bool) or not isinstance(seed, int | str):
-        raise InputError(f"{name} must be an integer in 0..{SEED_MAX}, got {seed!r}")
+        raise InputError(f"{name} must be an integer in 0..{SEED_MAX} (2**32 - 1), got {seed!r}")
     try:
         value = int(seed)
     except ValueError:
-        raise InputError(f"{name} must be an integer in 0..{SEED_MAX}, got {seed!r}") from None
+        raise InputError(
+            f"{name} must be an integer in 0..{SEED_MAX} (2**32 - 1), got {seed!r}"
+        ) from None
     if not 0 <= value <= SEED_MAX:
         raise InputError(f"{name} must be an integer in 0..{SEED_MAX} (2**32 - 1), got {value}")
     return value
