@@ -392,7 +392,7 @@ def test_cli_no_bayes_writes_every_output(tmp_path, capsys):
     columns = {
         "weights.csv": ["scenario", "stratum", "weight"],
         "design_estimates.csv": ["scenario", "estimand", "estimate", "se"],
-        "mrp_estimates.csv": ["scenario", "estimand", "median", "ci_low", "ci_high"],
+        "mrp_estimates.csv": ["scenario", "estimand", "median", "ci_low", "ci_high", "method"],
         "sensitivity.csv": [
             "scenario",
             "method",
@@ -402,6 +402,9 @@ def test_cli_no_bayes_writes_every_output(tmp_path, capsys):
             "estimate",
             "ci_low",
             "ci_high",
+            "p_positive",
+            "mcse_low",
+            "mcse_high",
         ],
     }
     shipped = list(W.load_scenarios())
@@ -413,6 +416,11 @@ def test_cli_no_bayes_writes_every_output(tmp_path, capsys):
     png = (out / "sensitivity.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "hold in every scenario" in (out / "sensitivity.md").read_text()
+    tp = pd.read_csv(out / "tipping_point.csv")
+    assert {"claim", "delta_low", "delta_high", "holds_at_zero"} <= set(tp.columns)
+    assert (out / "tipping_point.png").read_bytes()[:4] == b"\x89PNG"
+    pl = pd.read_csv(out / "pseudo_likelihood_estimates.csv")
+    assert set(pl["method"]) == {"pseudo_likelihood", "pseudo_likelihood_adjusted"}
     # The design-based share under 'design' matches the Python API.
     est = pd.read_csv(out / "design_estimates.csv", comment="#").set_index(["scenario", "estimand"])
     df = microdata.load(REF_DIR / "weights_sim.csv")
@@ -484,74 +492,44 @@ def test_conclusions_are_computed_not_hardcoded(ref_df, scenarios):
 
 @pytest.fixture(scope="module")
 def bayes(ref_df, scenarios):
-    """Pseudo-likelihood and MRP under 'unweighted' and 'design' with short chains."""
-    pytest.importorskip("cst_bayes.bayes.models")
-    fits: dict = {}
-    # nutpie over PyTensor's disk-cached C backend: cheapest for a handful of fits in one process.
-    pl, m = mrp.bayes_weighting(
-        ref_df,
-        [scenarios["unweighted"], scenarios["design"]],
-        draws=100,
-        tune=150,
-        chains=2,
-        seed=11,
-        sampler="nutpie-c",
-        fits_out=fits,
-        max_risk_draws=300,
-    )
-    return pl, m, fits
+    """Pseudo-posterior (raw + adjusted) and MRP under 'unweighted' and 'design', short chains."""
+    from cst_bayes.data.published import load_sampling_frames
+    from cst_bayes.weighting.stage import pseudo_likelihood
 
-
-# Both MCMC tests share one module fixture: keep them on one xdist worker (make test uses loadgroup).
-@pytest.mark.slow
-@pytest.mark.xdist_group("weights_bayes")
-def test_unweighted_scenario_reproduces_the_unweighted_fit(bayes, ref_df):
-    from cst_bayes.bayes import models
-
-    pl, m, fits = bayes
-    # Same seed, no weights: the pseudo-likelihood fit under 'unweighted' is the plain fit.
-    direct = models.fit(
-        mrp.MODEL_ADJUSTED,
-        ref_df,
-        draws=100,
-        tune=150,
-        chains=2,
-        seed=11,
-        sampler="nutpie-c",
-        progress=False,
+    sc = [scenarios["unweighted"], scenarios["design"]]
+    pl = pseudo_likelihood(
+        ref_df, sc, load_sampling_frames(), method="mcmc", draws=300, tune=300, seed=11
     )
-    np.testing.assert_array_equal(
-        fits[("unweighted", "adjusted")].summary["estimate"], direct.summary["estimate"]
+    targets = {}
+    for s in sc:
+        t = W.stratum_weights(s, W.respondent_counts(ref_df))
+        targets[s.name] = (dict(zip(t["stratum"], t["eligible_frame"])), s.weighted)
+    m = mrp.poststratified(
+        ref_df, targets, draws=100, tune=150, chains=2, seed=11, max_risk_draws=300
     )
-    # MRP poststratified to the sample itself equals the unweighted average: same numbers.
-    a = pl[pl["scenario"] == "unweighted"].set_index("estimand")
-    b = m[m["scenario"] == "unweighted"].set_index("estimand").loc[a.index]
-    np.testing.assert_allclose(
-        a[["median", "ci_low", "ci_high"]], b[["median", "ci_low", "ci_high"]], rtol=1e-10
-    )
+    return pl, m
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("weights_bayes")
 def test_weighted_fits_move_toward_the_design_estimate(bayes, ref_df, scenarios):
-    pl, m, fits = bayes
+    pl, m = bayes
     de = W.design_estimates(ref_df, [scenarios["design"]]).set_index("estimand").loc[OUTCOME]
     unw = ref_df[OUTCOME].mean()
-    for table in (pl, m):
+    for table in (pl[pl["method"] == "pseudo_likelihood_adjusted"], pl, m):
         row = table[(table["scenario"] == "design") & (table["estimand"] == OUTCOME)].iloc[0]
         # The weighted share sits near the design-based one (3 SE), far from the unweighted one.
         assert abs(row["median"] - de["estimate"]) < 3 * de["se"]
         assert abs(row["median"] - unw) > 3 * de["se"]
-    # The pseudo-likelihood fit still gives posterior predictive draws and a pointwise log-likelihood.
-    idata = fits[("design", "adjusted")].idata
-    assert {"posterior_predictive", "log_likelihood"} <= set(idata.groups())
-    assert idata.log_likelihood[OUTCOME].shape[-1] == len(ref_df)
-    assert float(idata.constant_data["weight"].sum()) == pytest.approx(len(ref_df))
+    assert set(pl["method"]) == {"pseudo_likelihood", "pseudo_likelihood_adjusted"}
+    assert "or_adjusted:stratum[1000+]" in set(pl["estimand"])
+    assert pl["p_positive"].between(0, 1).all() and (pl["mcse_low"] > 0).all()
     # MRP's odds ratios are the unweighted model's, whatever the scenario.
     ors = m[m["estimand"].str.startswith("or_")].pivot(
         index="estimand", columns="scenario", values="median"
     )
     np.testing.assert_array_equal(ors["design"], ors["unweighted"])
+    assert set(m["method"]) == {"poststratified"}
 
 
 # ----------------------------------------------------------------------------- invariances (hypothesis)

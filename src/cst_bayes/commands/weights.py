@@ -7,13 +7,16 @@ differences), pseudo_likelihood_estimates.csv and mrp_estimates.csv (scenario, e
 median, ci_low, ci_high), sensitivity.csv, sensitivity.png, conclusions.csv and
 sensitivity.md (which of the article's conclusions survive every scenario).
 Scenarios are read from models/weighting.toml (or --scenarios-file); --no-bayes skips the
-MCMC fits (pseudo-likelihood and the logistic MRP) for a quick run.
+MCMC fits for a quick run. Also tipping_point.csv, tipping_curves.csv, manski_bounds.csv
+and tipping_point.png (nonresponse tipping point; --no-tipping-point skips it).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+from cst_bayes.core.options import DEFAULT_SEED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-bayes",
         action="store_true",
-        help="skip the MCMC parts (pseudo-likelihood, logistic MRP); conjugate MRP shares stay",
+        help="no MCMC: the pseudo-posterior by its normal approximation, conjugate MRP shares only",
     )
     parser.add_argument(
         "--draws", type=int, default=1000, help="posterior draws per chain (default 1000)"
@@ -51,12 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tune", type=int, default=1000, help="tuning steps per chain (default 1000)"
     )
-    parser.add_argument("--chains", type=int, default=4, help="chains (default 4)")
-    parser.add_argument("--seed", type=int, default=20240101, help="random seed (default 20240101)")
+    parser.add_argument("--chains", type=int, default=2, help="chains (default 2)")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
+    parser.add_argument(
+        "--tipping-point",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="nonresponse tipping point (tipping_point.csv, tipping_curves.csv, "
+        "manski_bounds.csv, tipping_point.png); default on",
+    )
     parser.add_argument(
         "--sampler",
         default="nutpie",
-        help="sampler passed to cst_bayes.bayes.models.fit (default nutpie-c: one C build per weighted fit)",
+        help="sampler of the MRP fits (cst_bayes.bayes.models.fit; default nutpie)",
     )
     parser.add_argument(
         "--not-sure",
@@ -70,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     """Load the data, run the weighting stage, print what survives; exit status 0."""
     from cst_bayes.core.errors import InputError
     from cst_bayes.data import microdata
-    from cst_bayes.weighting.weights import load_scenarios, run_weights, select_scenarios
+    from cst_bayes.weighting.stage import run_weights
+    from cst_bayes.weighting.weights import load_scenarios, select_scenarios
 
     for name in ("draws", "tune", "chains"):
         if getattr(args, name) < 1:
@@ -89,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         chains=args.chains,
         seed=args.seed,
         sampler=args.sampler,
-        progress=True,
+        tipping_point=args.tipping_point,
     )
     print(res["sensitivity_text"], end="")
     print(

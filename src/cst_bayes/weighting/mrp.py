@@ -105,7 +105,7 @@ def poststratify(
                 f"stratum {s}: frame {N[j]:g} is smaller than its {r:g} respondents", column=STRATUM
             )
         M = max(M, 0.0)
-        k = int(round(M))
+        k = round(M)
         noise = rng.binomial(k, np.clip(P[:, j], 0, 1)) - k * P[:, j] if k > 0 else 0.0
         tot += yes + M * P[:, j] + noise
     return tot / N.sum()
@@ -279,125 +279,96 @@ def _or_from_summary(fit: object) -> dict[str, tuple[float, float, float]]:
     }
 
 
-def bayes_weighting(
+def poststratified(
     df: pd.DataFrame,
-    scenarios: Sequence[object],
+    targets: Mapping[str, tuple[Mapping[str, float], bool]],
     *,
+    mcmc: bool = True,
     draws: int = 1000,
     tune: int = 1000,
-    chains: int = 4,
+    chains: int = 2,
     seed: int = 20240101,
     sampler: str | None = DEFAULT_SAMPLER,
-    frames: pd.DataFrame | None = None,
     max_risk_draws: int = 1000,
-    progress: object | None = None,
-    fits_out: dict[tuple[str, str], object] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Pseudo-likelihood and MRP estimates for every scenario.
+) -> pd.DataFrame:
+    """The stratum model poststratified to each scenario's eligible frame (method ``poststratified``).
 
-    The two models (:data:`MODEL_UNADJUSTED`, :data:`MODEL_ADJUSTED`) are fitted once
-    unweighted (MRP, and pseudo-likelihood under the ``unweighted`` scenario) and once per
-    distinct normalised weight vector (scenarios whose weights are proportional share a fit).
-
-    Returns
-    -------
-    (pseudo_likelihood, mrp)
-        Two tables ``scenario, estimand, median, ci_low, ci_high``. Estimands as in
-        :func:`mrp_summaries`; the pseudo-likelihood ``any_cst`` is the weighted average of
-        the agencies' posterior risks, its ``rd_*`` the weighted average risk difference.
-        ``fits_out``, when given, receives every fit as ``{(scenario, "adjusted" |
-        "unadjusted"): Fit}`` (``("mrp", ...)`` for the unweighted fits behind MRP).
+    ``targets`` maps a scenario name to ``(eligible frame by stratum, fpc)``. The two models
+    (:data:`MODEL_UNADJUSTED`, :data:`MODEL_ADJUSTED`) are fitted once, unweighted; their
+    common-slope risks are poststratified. With the four design strata as the only
+    poststratifier this is the stratified estimator, so its agreement with the design-based
+    results is built in (hence the name). Without ``mcmc`` only the conjugate estimands.
     """
-    from cst_bayes.bayes import models
-    from cst_bayes.weighting.weights import agency_weights, respondent_counts, stratum_weights
+    base: dict[str, tuple[object, RiskDraws]] = {}
+    ors: dict[str, dict[str, tuple[float, float, float]]] = {}
+    if mcmc:
+        from cst_bayes.bayes import models
 
-    specs = {
-        "unadjusted": models.load_spec(MODEL_UNADJUSTED),
-        "adjusted": models.load_spec(MODEL_ADJUSTED),
-    }
-    kw: dict[str, object] = {
-        "draws": draws,
-        "tune": tune,
-        "chains": chains,
-        "seed": seed,
-        "progress": False,
-    }
-    if sampler is not None:
-        kw["sampler"] = sampler
-    cache: dict[bytes, dict[str, tuple[object, RiskDraws]]] = {}
-
-    def fits_for(w: np.ndarray | None) -> dict[str, tuple[object, RiskDraws]]:
-        key = b"unweighted" if w is None else np.round(w, 10).tobytes()
-        if key not in cache:
-            res = {}
-            for label, spec in specs.items():
-                f = models.fit(spec, df, weights=w, **kw)
-                res[label] = (f, risk_draws(f, df, max_draws=max_risk_draws))
-                if progress is not None:
-                    progress.update(1)  # type: ignore[attr-defined]
-            cache[key] = res
-        return cache[key]
-
-    base = fits_for(None)
-    if fits_out is not None:
-        fits_out.update({("mrp", label): f for label, (f, _) in base.items()})
-    or_mrp = {label: _or_from_summary(f) for label, (f, _) in base.items()}
-    pl_rows: list[dict[str, object]] = []
-    mrp_tables = []
-    counts = respondent_counts(df)
-    for sc in scenarios:
-        table = stratum_weights(sc, counts, frames)  # type: ignore[arg-type]
-        frame = dict(zip(table["stratum"], table["eligible_frame"]))
-        fpc = bool(sc.fpc and sc.weighted)  # type: ignore[attr-defined]
+        kw: dict[str, object] = dict(
+            draws=draws, tune=tune, chains=chains, seed=seed, progress=False
+        )
+        if sampler is not None:
+            kw["sampler"] = sampler
+        for label, name in (("unadjusted", MODEL_UNADJUSTED), ("adjusted", MODEL_ADJUSTED)):
+            f = models.fit(name, df, **kw)
+            base[label] = (f, risk_draws(f, df, max_draws=max_risk_draws))
+            ors[label] = _or_from_summary(f)
+    tables = []
+    for name, (frame, fpc) in targets.items():
         m = mrp_summaries(
-            sc.name,
+            name,
             df,
             frame,
             fpc=fpc,
             seed=seed,
-            risk_adjusted=base["adjusted"][1],  # type: ignore[attr-defined]
-            risk_unadjusted=base["unadjusted"][1],
+            risk_adjusted=base["adjusted"][1] if base else None,
+            risk_unadjusted=base["unadjusted"][1] if base else None,
         )
         extra = [
             {
-                "scenario": sc.name,
+                "scenario": name,
                 "estimand": f"or_{label}:{a}",
                 "median": v[0],
                 "ci_low": v[1],
                 "ci_high": v[2],
-            }  # type: ignore[attr-defined]
-            for label, ors in or_mrp.items()
-            for a, v in ors.items()
+            }
+            for label, o in ors.items()
+            for a, v in o.items()
         ]
-        mrp_tables.append(
-            pd.concat([m, pd.DataFrame(extra, columns=MRP_COLUMNS)], ignore_index=True)
+        tables.append(pd.concat([m, pd.DataFrame(extra, columns=MRP_COLUMNS)], ignore_index=True))
+    return pd.concat(tables, ignore_index=True).assign(method="poststratified")
+
+
+MODEL_VARYING = "logit_varying_slopes"
+
+
+def mrp_varying_slopes(
+    df: pd.DataFrame,
+    targets: Mapping[str, tuple[Mapping[str, float], bool]],
+    *,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = 20240101,
+    sampler: str | None = DEFAULT_SAMPLER,
+    max_risk_draws: int = 1000,
+) -> pd.DataFrame:
+    """MRP over ``logit_varying_slopes`` (method ``mrp``): national effects from stratum-specific slopes.
+
+    Each stratum's marginal risk difference uses its own slopes; poststratifying them to the
+    frame weights the strata by their agencies, not by their respondents.
+    """
+    from cst_bayes.bayes import models
+
+    kw: dict[str, object] = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress=False)
+    if sampler is not None:
+        kw["sampler"] = sampler
+    f = models.fit(MODEL_VARYING, df, **kw)
+    risk = risk_draws(f, df, max_draws=max_risk_draws)
+    tables = []
+    for name, (frame, fpc) in targets.items():
+        m = mrp_summaries(name, df, frame, fpc=fpc, seed=seed, risk_adjusted=risk)
+        tables.append(
+            m[~m["estimand"].isin(APPROACHES) & (m["estimand"] != f"{OUTCOME}_saturated")]
         )
-
-        w_raw = agency_weights(df, sc, frames)  # type: ignore[arg-type]
-        w = None if not sc.weighted else normalise_weights(w_raw)  # type: ignore[attr-defined]
-        fits = fits_for(w)
-        if fits_out is not None:
-            fits_out.update({(sc.name, label): f for label, (f, _) in fits.items()})  # type: ignore[attr-defined]
-        avg_w = np.ones(len(df)) if w is None else w
-
-        def add(est: str, d: np.ndarray) -> None:
-            med, lo, hi = summarise(d)
-            pl_rows.append(
-                {"scenario": sc.name, "estimand": est, "median": med, "ci_low": lo, "ci_high": hi}
-            )  # type: ignore[attr-defined]
-
-        add(OUTCOME, weighted_average(fits["adjusted"][1].observed, avg_w))
-        for label, (f, risk) in fits.items():
-            for a in APPROACHES:
-                add(f"rd_{label}:{a}", weighted_average(risk.set1[a] - risk.set0[a], avg_w))
-            for a, v in _or_from_summary(f).items():
-                pl_rows.append(
-                    {
-                        "scenario": sc.name,
-                        "estimand": f"or_{label}:{a}",
-                        "median": v[0],  # type: ignore[attr-defined]
-                        "ci_low": v[1],
-                        "ci_high": v[2],
-                    }
-                )
-    return pd.DataFrame(pl_rows, columns=MRP_COLUMNS), pd.concat(mrp_tables, ignore_index=True)
+    return pd.concat(tables, ignore_index=True).assign(method="mrp")

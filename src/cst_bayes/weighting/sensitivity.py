@@ -31,26 +31,43 @@ SENSITIVITY_COLUMNS = [
     "estimate",
     "ci_low",
     "ci_high",
+    "p_positive",
+    "mcse_low",
+    "mcse_high",
 ]
 CONCLUSION_COLUMNS = [
     "claim",
     "published",
     "holds_in",
     "rows",
+    "share",
     "survives",
     "reproduced_unweighted",
+    "borderline",
     "detail",
 ]
-METHODS: tuple[str, ...] = ("design", "pseudo_likelihood", "mrp")
+METHODS: tuple[str, ...] = (
+    "design",
+    "pseudo_likelihood",
+    "pseudo_likelihood_adjusted",
+    "poststratified",
+    "mrp",
+)
+#: A Bayesian row supports a direction when its posterior probability reaches this.
+P_HOLDS: float = 0.975
 Z95: float = 1.959963984540054
 
 
 def _from_bayes(table: pd.DataFrame | None, method: str) -> list[dict[str, object]]:
-    """Rows of a ``scenario, estimand, median, ci_low, ci_high`` table in the sensitivity shape."""
+    """Rows of a ``scenario, estimand, median, ci_low, ci_high[, method, p_positive, mcse_*]`` table.
+
+    A ``method`` column, when present, names each row's method (else ``method``).
+    """
     rows: list[dict[str, object]] = []
     if table is None or table.empty:
         return rows
     for r in table.itertuples(index=False):
+        rec = r._asdict()
         est = str(r.estimand)
         if est == OUTCOME:
             kind, term, adj = "prevalence", OUTCOME, ""
@@ -63,13 +80,16 @@ def _from_bayes(table: pd.DataFrame | None, method: str) -> list[dict[str, objec
         rows.append(
             {
                 "scenario": r.scenario,
-                "method": method,
+                "method": rec.get("method", method),
                 "estimand": kind,
                 "term": term,
                 "adjusted_for_size": adj,
                 "estimate": r.median,
                 "ci_low": r.ci_low,
                 "ci_high": r.ci_high,
+                "p_positive": rec.get("p_positive", np.nan),
+                "mcse_low": rec.get("mcse_low", np.nan),
+                "mcse_high": rec.get("mcse_high", np.nan),
             }
         )
     return rows
@@ -128,7 +148,7 @@ def sensitivity_table(
             }
         )
     rows += _from_bayes(pseudo_likelihood, "pseudo_likelihood")
-    rows += _from_bayes(mrp, "mrp")
+    rows += _from_bayes(mrp, "poststratified")
     out = pd.DataFrame(rows, columns=SENSITIVITY_COLUMNS)
     order = {m: i for i, m in enumerate(METHODS)}
     scen = {s: i for i, s in enumerate(dict.fromkeys(out["scenario"]))}
@@ -148,6 +168,28 @@ def _sign(lo: float, hi: float, null: float) -> str:
     if hi < null:
         return "-"
     return "0"
+
+
+def _row_verdict(s: object, null: float) -> tuple[str, bool]:
+    """A row's direction and whether it is borderline.
+
+    Bayesian rows (with ``p_positive``): ``+``/``-`` when P(effect > 0) or P(effect < 0)
+    reaches :data:`P_HOLDS`; borderline when an interval end lies within 2 MCSE of the null.
+    Design-based rows: the 95% interval (p < .05); never borderline (no Monte Carlo error).
+    """
+    p = getattr(s, "p_positive", np.nan)
+    if p is None or not np.isfinite(p):
+        return _sign(s.ci_low, s.ci_high, null), False
+    v = "+" if p >= P_HOLDS else "-" if 1 - p >= P_HOLDS else "0"
+    m_lo, m_hi = getattr(s, "mcse_low", np.nan), getattr(s, "mcse_high", np.nan)
+    scale_lo = s.ci_low if null == 0 else np.log(s.ci_low)
+    scale_hi = s.ci_high if null == 0 else np.log(s.ci_high)
+    # MCSEs are on the scale the draws were summarised on (log-OR for ORs).
+    border = bool(
+        (np.isfinite(m_lo) and abs(scale_lo) < 2 * m_lo)
+        or (np.isfinite(m_hi) and abs(scale_hi) < 2 * m_hi)
+    )
+    return v, border
 
 
 def conclusions(
@@ -191,10 +233,10 @@ def conclusions(
             & (sens["term"] == r.term)
             & (sens["adjusted_for_size"] == r.adjusted_for_size)
         ]
-        verdicts = [
-            (_sign(s.ci_low, s.ci_high, 1.0), f"{s.scenario}/{s.method}")
-            for s in sub.itertuples(index=False)
-        ]
+        verdicts = []
+        for s in sub.itertuples(index=False):
+            v, border = _row_verdict(s, 1.0)
+            verdicts.append((v, f"{s.scenario}/{s.method}", border))
         adj = "size-adjusted" if r.adjusted_for_size == "yes" else "unadjusted"
         words = {"+": "positive", "-": "negative", "0": "not significant"}[pub]
         _add(out, f"Table 3: {r.term} OR {adj} is {words}", pub, verdicts)
@@ -205,7 +247,7 @@ def conclusions(
         pub = "+" if sig else "0"
         sub = tests[(tests["by"] == "stratum") & (tests["variable"] == r.variable)]
         verdicts = [
-            ("+" if s.p_value < alpha else "0", f"{s.scenario}/design")
+            ("+" if s.p_value < alpha else "0", f"{s.scenario}/design", False)
             for s in sub.itertuples(index=False)
         ]
         _add(
@@ -221,6 +263,7 @@ def conclusions(
             (
                 ("+" if s.difference > 0 else "-") if s.p_value < alpha else "0",
                 f"{s.scenario}/design",
+                False,
             )
             for s in sub.itertuples(index=False)
         ]
@@ -234,18 +277,20 @@ def conclusions(
 
 
 def _add(
-    out: list[dict[str, object]], claim: str, pub: str, verdicts: list[tuple[str, str]]
+    out: list[dict[str, object]], claim: str, pub: str, verdicts: list[tuple[str, str, bool]]
 ) -> None:
-    bad = [w for v, w in verdicts if v != pub]
-    unweighted = [v for v, w in verdicts if w.startswith("unweighted/")]
+    bad = [w for v, w, _ in verdicts if v != pub]
+    unweighted = [v for v, w, _ in verdicts if w.startswith("unweighted/")]
     out.append(
         {
             "claim": claim,
             "published": pub,
             "holds_in": len(verdicts) - len(bad),
             "rows": len(verdicts),
+            "share": (len(verdicts) - len(bad)) / len(verdicts) if verdicts else np.nan,
             "survives": bool(verdicts) and not bad,
             "reproduced_unweighted": bool(unweighted) and all(v == pub for v in unweighted),
+            "borderline": sum(b for _, _, b in verdicts),
             "detail": "; ".join(bad[:8]) + (" ..." if len(bad) > 8 else ""),
         }
     )
@@ -274,6 +319,12 @@ def conclusions_text(concl: pd.DataFrame, sens: pd.DataFrame, *, synthetic: bool
         lines.append(
             f"National share of agencies with any CST case: {lo:.1%} to {hi:.1%} across scenarios and "
             f"methods{unw}.\n"
+        )
+    if "borderline" in concl and concl["borderline"].sum():
+        lines.append(
+            f"{int((concl['borderline'] > 0).sum())} claims have Bayesian rows within 2 Monte Carlo "
+            f"standard errors of the null ({int(concl['borderline'].sum())} rows): more draws could "
+            "change their verdicts.\n"
         )
     surv = concl[concl["survives"]]
     fragile = concl[~concl["survives"] & concl["reproduced_unweighted"]]
@@ -313,7 +364,13 @@ def plot_sensitivity(sens: pd.DataFrame, path: str | Path, *, synthetic: bool) -
     meth = [m for m in METHODS if m in set(sens["method"])]
     combos = [(s, m) for s in scen for m in meth]
     colours = plt.get_cmap("tab10")
-    markers = {"design": "o", "pseudo_likelihood": "s", "mrp": "^"}
+    markers = {
+        "design": "o",
+        "pseudo_likelihood": "s",
+        "pseudo_likelihood_adjusted": "D",
+        "poststratified": "v",
+        "mrp": "^",
+    }
     panels = [("prevalence", ""), ("or", "no"), ("or", "yes"), ("rd", "no"), ("rd", "yes")]
     titles = {
         ("prevalence", ""): "National share with any CST case",

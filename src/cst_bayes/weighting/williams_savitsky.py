@@ -181,12 +181,15 @@ def _sample_mcmc(
 def rotate(draws: np.ndarray, center: np.ndarray, target_cov: np.ndarray) -> np.ndarray:
     """Rotate ``(..., p)`` draws about ``center`` so their covariance is ``target_cov`` (csSampling).
 
-    ``(theta - center) R2^-1 R1 + center`` with ``R1' R1 = target_cov`` and ``R2' R2`` the
+    ``(theta - center) R2^-1 R1 + center`` with ``R1' R1 = target_cov`` (``R1`` its symmetric square root) and ``R2' R2`` the
     draws' own covariance: a linear map, so the adjusted draws keep the raw draws' shape
     (skewness, chains) and their covariance is exactly ``target_cov``.
     """
     flat = draws.reshape(-1, draws.shape[-1])
-    R1 = np.linalg.cholesky(target_cov).T
+    # Symmetric square root, not Cholesky: a census stratum (fpc = 1) contributes no design
+    # variance, so the target can be singular in its contrast's direction.
+    vals, vecs = np.linalg.eigh(0.5 * (target_cov + target_cov.T))
+    R1 = (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
     R2 = np.linalg.cholesky(np.cov(flat, rowvar=False)).T
     A = np.linalg.solve(R2, R1)  # R2^-1 R1
     return (draws - center) @ A + center

@@ -1,0 +1,272 @@
+"""The weighting stage: every table of one data set (:func:`run_weights`) or of every member.
+
+Orchestration above :mod:`weights` (scenarios, design-based), :mod:`williams_savitsky`
+(pseudo-posterior, raw and design-adjusted), :mod:`mrp` (``poststratified`` and ``mrp``),
+:mod:`tipping` and :mod:`sensitivity`; none of those imports this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cst_bayes.core.config import APPROACHES, OUTCOME
+from cst_bayes.core.options import DEFAULT_SEED
+from cst_bayes.weighting import mrp, sensitivity, tipping
+from cst_bayes.weighting import weights as W
+from cst_bayes.weighting import williams_savitsky as WS
+
+PL_COLUMNS = [
+    "scenario",
+    "method",
+    "estimand",
+    "median",
+    "ci_low",
+    "ci_high",
+    "p_positive",
+    "mcse_low",
+    "mcse_high",
+]
+
+
+def pseudo_likelihood(
+    df: pd.DataFrame,
+    scenarios: Sequence[W.Scenario],
+    frames: pd.DataFrame,
+    *,
+    method: WS.Method = "mcmc",
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = DEFAULT_SEED,
+) -> pd.DataFrame:
+    """Raw (``pseudo_likelihood``) and Williams-Savitsky-adjusted (``pseudo_likelihood_adjusted``) rows.
+
+    Estimands: ``any_cst`` (weighted average risk), ``or_<unadjusted|adjusted>:<term>`` for
+    every approach and stratum contrast (median/interval as ORs; ``p_positive`` and MCSEs on
+    the log-OR scale) and ``rd_<...>:<approach>`` (standardised risk differences).
+    """
+    y = df[OUTCOME].to_numpy(float)
+    rows = []
+    for sc in scenarios:
+        design = W.make_design(df, sc, frames)
+        for adjusted_for_size in (False, True):
+            label = "adjusted" if adjusted_for_size else "unadjusted"
+            X, names = W.model_matrix(df, adjusted_for_size)
+            post = WS.fit_pseudo_posterior(
+                X, y, design, names, method=method, draws=draws, tune=tune, chains=chains, seed=seed
+            )
+            cols = [names.index(a) for a in APPROACHES]
+            for adj in (False, True):
+                meth = "pseudo_likelihood_adjusted" if adj else "pseudo_likelihood"
+                th = post.draws(adj)
+
+                def add(est: str, d: np.ndarray, *, exp: bool = False, sc=sc, meth=meth) -> None:
+                    s = WS.summarise_draws(d)
+                    if exp:
+                        for k in ("median", "ci_low", "ci_high"):
+                            s[k] = float(np.exp(s[k]))
+                    rows.append({"scenario": sc.name, "method": meth, "estimand": est, **s})
+
+                for j, t in enumerate(names):
+                    if t != "(Intercept)":
+                        add(f"or_{label}:{t}", th[..., j], exp=True)
+                der = WS.derived_draws(post, adjusted=adj, columns=cols)
+                if adjusted_for_size:
+                    add(OUTCOME, der["prevalence"])
+                for a, j in zip(APPROACHES, cols):
+                    add(f"rd_{label}:{a}", der[j])
+    return pd.DataFrame(rows, columns=PL_COLUMNS)
+
+
+def run_weights(
+    df: pd.DataFrame,
+    *,
+    scenarios_file: str | Path | None = None,
+    scenario_names: Sequence[str] | None = None,
+    out_dir: str | Path | None = None,
+    mcmc: bool = True,
+    mrp_fits: bool | None = None,
+    tipping_point: bool = True,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = DEFAULT_SEED,
+    sampler: str | None = mrp.DEFAULT_SAMPLER,
+    published_dir: str | Path | None = None,
+) -> dict[str, pd.DataFrame | str]:
+    """Every weighting table of one data set.
+
+    ``mcmc`` false: the pseudo-posterior uses its normal approximation (``laplace``) and the
+    MRP tables hold the conjugate estimands only (``mrp_fits`` overrides the latter).
+    """
+    from cst_bayes.data.published import load_sampling_frames
+
+    frames = load_sampling_frames(published_dir)
+    scenarios = W.select_scenarios(W.load_scenarios(scenarios_file), scenario_names)
+    steps = W.weights_table(df, scenarios, frames)
+    out: dict[str, pd.DataFrame] = {
+        "weights": steps[W.WEIGHTS_COLUMNS].copy(),
+        "weighting_steps": steps,
+        "design_estimates": W.design_estimates(df, scenarios, frames),
+        "design_tests": W.design_tests(df, scenarios, frames),
+        "design_models": W.design_models(df, scenarios, frames),
+    }
+    pl = pseudo_likelihood(
+        df,
+        scenarios,
+        frames,
+        method="mcmc" if mcmc else "laplace",
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+    )
+    targets = {}
+    for sc in scenarios:
+        t = steps[steps["scenario"] == sc.name]
+        targets[sc.name] = (
+            dict(zip(t["stratum"], t["eligible_frame"])),
+            bool(sc.fpc and sc.weighted),
+        )
+    fit_mrp = mcmc if mrp_fits is None else mrp_fits
+    kw = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
+    mrp_table = mrp.poststratified(df, targets, mcmc=fit_mrp, **kw)
+    if fit_mrp:
+        mrp_table = pd.concat(
+            [mrp_table, mrp.mrp_varying_slopes(df, targets, **kw)], ignore_index=True
+        )
+    out["pseudo_likelihood_estimates"] = pl
+    out["mrp_estimates"] = mrp_table
+    sens = sensitivity.sensitivity_table(
+        out["design_estimates"], out["design_models"], pl, mrp_table
+    )
+    out["sensitivity"] = sens
+    out["conclusions"] = sensitivity.conclusions(
+        sens, out["design_tests"], published_dir=published_dir
+    )
+    curves = bounds = None
+    base = next((sc for sc in scenarios if sc.weighted), None)
+    if tipping_point and base is not None:
+        curves, bounds = tipping.delta_curves(
+            df, steps[steps["scenario"] == base.name], W.make_design(df, base, frames), seed=seed
+        )
+        out["tipping_curves"] = curves.assign(scenario=base.name)
+        out["manski_bounds"] = bounds.assign(scenario=base.name)
+        out["tipping_point"] = tipping.tipping_points(
+            curves, tipping.effect_claims(published_dir)
+        ).assign(scenario=base.name)
+    synthetic = bool(df.attrs.get("synthetic", False))
+    text = sensitivity.conclusions_text(out["conclusions"], sens, synthetic=synthetic)
+    if out_dir is not None:
+        write_outputs(out, text, out_dir, synthetic=synthetic)
+    return {**out, "sensitivity_text": text}
+
+
+def _status(synthetic: bool) -> str:
+    return "SYNTHETIC" if synthetic else "RESTRICTED"
+
+
+def write_outputs(
+    out: dict[str, pd.DataFrame], text: str, out_dir: str | Path, *, synthetic: bool
+) -> None:
+    """Every table as ``<key>.csv``, the figures and ``sensitivity.md`` (all atomic)."""
+    from cst_bayes.core.fileio import write_csv, write_text
+
+    out_dir = Path(out_dir)
+    for key, table in out.items():
+        write_csv(
+            out_dir / f"{key}.csv", table, status=_status(synthetic), notes=[f"weighting: {key}"]
+        )
+    sens = out["sensitivity"]
+    if "dataset" in sens:
+        sens = sens[sens["dataset"] == sens["dataset"].iloc[0]]
+    sensitivity.plot_sensitivity(sens, out_dir / "sensitivity.png", synthetic=synthetic)
+    if "tipping_curves" in out:
+        c, b = out["tipping_curves"], out["manski_bounds"]
+        if "dataset" in c:
+            c, b = c[c["dataset"] == c["dataset"].iloc[0]], b[b["dataset"] == b["dataset"].iloc[0]]
+        tipping.plot_tipping(c, b, out_dir / "tipping_point.png", synthetic=synthetic)
+    write_text(out_dir / "sensitivity.md", text)
+
+
+def run_ensemble(
+    frames: Sequence[pd.DataFrame],
+    out_dir: str | Path | None,
+    *,
+    scenarios_file: str | Path | None = None,
+    scenarios: Sequence[str] | None = None,
+    bayes: bool | Collection[str] = False,
+    seed: int = DEFAULT_SEED,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    sampler: str | None = mrp.DEFAULT_SAMPLER,
+    published_dir: str | Path | None = None,
+    tipping_point: bool = True,
+) -> dict[str, pd.DataFrame | str]:
+    """The weighting stage over every member; every table gets a ``dataset`` column.
+
+    ``frames`` carry ``df.attrs["member"]`` (else their position). ``bayes``: MCMC (the
+    pseudo-posterior by nutpie and the MRP fits) for every member (True), none (False: the
+    pseudo-posterior by its normal approximation, conjugate MRP) or the members named.
+    ``conclusions`` reports per claim the share of members x scenarios x methods in which
+    it holds (``share``), pooled over members.
+    """
+    parts: dict[str, list[pd.DataFrame]] = {}
+    texts = []
+    synthetic = True
+    for i, df in enumerate(frames):
+        member = str(df.attrs.get("member", f"{i + 1:03d}"))
+        synthetic = synthetic and bool(df.attrs.get("synthetic", False))
+        use = bayes if isinstance(bayes, bool) else member in set(bayes)
+        res = run_weights(
+            df,
+            scenarios_file=scenarios_file,
+            scenario_names=scenarios,
+            mcmc=use,
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            sampler=sampler,
+            published_dir=published_dir,
+            tipping_point=tipping_point,
+        )
+        for k, v in res.items():
+            if isinstance(v, pd.DataFrame):
+                parts.setdefault(k, []).append(v.assign(dataset=member))
+        texts.append(f"## {member}\n\n{res['sensitivity_text']}")
+    out = {k: pd.concat(v, ignore_index=True) for k, v in parts.items()}
+    member_concl = out.pop("conclusions")
+    out["conclusions_by_member"] = member_concl
+    g = member_concl.groupby("claim", sort=False)
+    out["conclusions"] = pd.DataFrame(
+        {
+            "published": g["published"].first(),
+            "holds_in": g["holds_in"].sum(),
+            "rows": g["rows"].sum(),
+            "members": g["dataset"].nunique(),
+            "members_surviving": g["survives"].sum(),
+            "borderline": g["borderline"].sum(),
+        }
+    ).reset_index()
+    out["conclusions"]["share"] = out["conclusions"]["holds_in"] / out["conclusions"]["rows"]
+    if "tipping_point" in out:
+        tp = out["tipping_point"]
+        out["tipping_point_summary"] = (
+            tp.groupby("claim", sort=False)
+            .agg(
+                holds_at_zero=("holds_at_zero", "mean"),
+                delta_low_median=("delta_low", "median"),
+                delta_high_median=("delta_high", "median"),
+            )
+            .reset_index()
+        )
+    text = "\n".join(texts)
+    if out_dir is not None:
+        write_outputs(out, text, out_dir, synthetic=synthetic)
+    return {**out, "sensitivity_text": text}
