@@ -212,51 +212,56 @@ def test_shipped_ensemble_is_labelled_synthetic_and_matches_manifest(shipped):
         assert len(df) == 1306
 
 
-def test_every_shipped_member_reproduces_every_published_number(shipped):
-    """Acceptance: recompute Tables 1-3 and Figure 1 with cst_bayes.frequentist for each member."""
-    members, _ = shipped
+def assert_meets_every_target(df: pd.DataFrame, k: object) -> None:
+    """Recompute Tables 1-3 and Figure 1 with cst_bayes.frequentist; every number must agree."""
     t2pub = _published("table2_phi_correlations.csv")
     t3pub = _published("table3_odds_ratios.csv")
     t1pub = _published("table1_approaches_by_stratum.csv")
-    for k, df in enumerate(members, start=1):
-        # Table 1: every count exact
-        t1 = fq.table1(df).set_index(["variable", "stratum"])
-        for r in t1pub.itertuples(index=False):
-            assert int(t1.loc[(r.variable, r.stratum), "n_yes"]) == int(r.n_yes), (
-                k,
-                r.variable,
-                r.stratum,
-            )
-        # Table 2: 36 correlations round to the printed value; legible stars hold
-        t2 = fq.table2(df).set_index(["row", "col"])
-        for r in t2pub.itertuples(index=False):
-            got = t2.loc[(r.row, r.col)]
-            assert round(float(got["r"]), 2) == pytest.approx(float(r.r)), (k, r.row, r.col)
-            if r.stars_legible == "yes":
-                assert fq._stars(float(got["p_value"])) == r.stars, (k, r.row, r.col)
-        # Figure 1: 108 of 218 agencies with a case had an offense code; the others significant
-        f1 = fq.fig1(df).set_index("variable")
-        assert (
-            int(f1.loc["offense_code", "n_case"]) == 108
-            and int(f1.loc["offense_code", "total_case"]) == 218
+    # Table 1: every count exact
+    t1 = fq.table1(df).set_index(["variable", "stratum"])
+    for r in t1pub.itertuples(index=False):
+        assert int(t1.loc[(r.variable, r.stratum), "n_yes"]) == int(r.n_yes), (
+            k,
+            r.variable,
+            r.stratum,
         )
-        for a in APPROACHES:
-            sig = f1.loc[a, "p_value"] < 0.05 and f1.loc[a, "pct_case"] > f1.loc[a, "pct_no_case"]
-            assert sig == (a != "offense_code"), (k, a)
-        # Table 3: 26 logistic ORs round to the printed value; CI bounds within rounding or 1% (log)
-        t3 = fq.table3(df, link="logit")
-        t3["analysis"] = t3["analysis"].astype(str)
-        t3 = t3.set_index(["analysis", "term", "adjusted_for_size"])
-        for r in t3pub.itertuples(index=False):
-            got = t3.loc[(r.analysis, r.term, r.adjusted_for_size)]
-            printed_or = r._3
-            assert fq.printed_matches(printed_or, float(got["estimate"])), (
-                k,
-                r.term,
-                r.adjusted_for_size,
-            )
-            assert _ci_ok(r.ci_low, float(got["ci_low"])), (k, r.term, "ci_low")
-            assert _ci_ok(r.ci_high, float(got["ci_high"])), (k, r.term, "ci_high")
+    # Table 2: 36 correlations round to the printed value; legible stars hold
+    t2 = fq.table2(df).set_index(["row", "col"])
+    for r in t2pub.itertuples(index=False):
+        got = t2.loc[(r.row, r.col)]
+        assert round(float(got["r"]), 2) == pytest.approx(float(r.r)), (k, r.row, r.col)
+        if r.stars_legible == "yes":
+            assert fq._stars(float(got["p_value"])) == r.stars, (k, r.row, r.col)
+    # Figure 1: 108 of 218 agencies with a case had an offense code; the others significant
+    f1 = fq.fig1(df).set_index("variable")
+    assert (
+        int(f1.loc["offense_code", "n_case"]) == 108
+        and int(f1.loc["offense_code", "total_case"]) == 218
+    )
+    for a in APPROACHES:
+        sig = f1.loc[a, "p_value"] < 0.05 and f1.loc[a, "pct_case"] > f1.loc[a, "pct_no_case"]
+        assert sig == (a != "offense_code"), (k, a)
+    # Table 3: 26 logistic ORs round to the printed value; CI bounds within rounding or 1% (log)
+    t3 = fq.table3(df, link="logit")
+    t3["analysis"] = t3["analysis"].astype(str)
+    t3 = t3.set_index(["analysis", "term", "adjusted_for_size"])
+    for r in t3pub.itertuples(index=False):
+        got = t3.loc[(r.analysis, r.term, r.adjusted_for_size)]
+        printed_or = r._3
+        assert fq.printed_matches(printed_or, float(got["estimate"])), (
+            k,
+            r.term,
+            r.adjusted_for_size,
+        )
+        assert _ci_ok(r.ci_low, float(got["ci_low"])), (k, r.term, "ci_low")
+        assert _ci_ok(r.ci_high, float(got["ci_high"])), (k, r.term, "ci_high")
+
+
+def test_every_shipped_member_reproduces_every_published_number(shipped):
+    """Acceptance: recompute Tables 1-3 and Figure 1 with cst_bayes.frequentist for each member."""
+    members, _ = shipped
+    for k, df in enumerate(members, start=1):
+        assert_meets_every_target(df, k)
 
 
 def test_shipped_members_differ_where_the_tables_are_silent(shipped):

@@ -168,6 +168,7 @@ def reconstruct_one(
     margin: float = 0.05,
     p_target: float = 0.5,
     steps_scale: float = 1.0,
+    family: str = "copula",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reconstruct one SYNTHETIC 1,306-row dataset that agrees with the published tables.
 
@@ -192,6 +193,8 @@ def reconstruct_one(
     steps_scale
         Multiplies the proposals of every stage (tests use a tiny value for speed; such a
         member does not converge but keeps Table 1 exact).
+    family
+        Generating family of the start (:data:`cst_bayes.reconstruct.families.FAMILIES`).
 
     Returns
     -------
@@ -211,7 +214,7 @@ def reconstruct_one(
     steps = acc = 0
     starts = []
     for _ in range(max_starts):
-        dep = draw_dependence(rng)
+        dep = draw_dependence(rng, family)
         Vi, status, st, ac, energy, n_stages = _anneal_member(
             initial_state(rng, dep, tg).astype(np.int64),
             strat,
@@ -226,9 +229,7 @@ def reconstruct_one(
         acc += ac
         starts.append(
             dict(
-                shrink=round(dep["shrink"], 4),
-                omega=round(dep["omega"], 4),
-                beta_sd=round(dep["beta_sd"], 4),
+                **dep["summary"],
                 converged=bool(status == 1),
                 stages=n_stages,
                 final_energy=round(float(energy), 4),
@@ -248,7 +249,8 @@ def reconstruct_one(
         converged=bool(status == 1),
         seconds=round(elapsed, 2),
         cpu_seconds=round(time.process_time() - cpu_start, 2),
-        dependence=dict(shrink=dep["shrink"], omega=dep["omega"], beta_sd=dep["beta_sd"]),
+        family=family,
+        dependence=dep["summary"],
         forced_targets=int(fid["forced"].sum()),
         forced_targets_met=int((fid["forced"] & fid["agrees"]).sum()),
     )

@@ -505,6 +505,14 @@ def span_table(bounds: pd.DataFrame, members: list[pd.DataFrame]) -> pd.DataFram
     width = out["upper"] - out["lower"]
     share = (out["member_max"] - out["member_min"]) / width.where(width > 0)
     out["span_share"] = share.fillna(1.0).clip(upper=1.0)
+    # A stratum's crude OR is a monotone function of its n_case count (Table 1 fixes the 2x2
+    # margins), and may be infinite at a bound: its share is the count's.
+    key = out.set_index(["statistic", "stratum"])["span_share"]
+    is_or = out["statistic"].str.startswith("or_")
+    for i in out.index[is_or]:
+        src = ("n_case_" + out.at[i, "statistic"][3:], out.at[i, "stratum"])
+        if src in key.index:
+            out.at[i, "span_share"] = key[src]
     return out[SPAN_COLUMNS]
 
 

@@ -46,12 +46,46 @@ def _member_job(
     return i, df, fid, dict(df.attrs["reconstruction"])
 
 
+def _run_members(
+    jobs_list: list[tuple[int, np.random.SeedSequence, dict[str, Any]]], jobs: int, progress: bool
+) -> dict[int, tuple[pd.DataFrame, pd.DataFrame, dict]]:
+    """Run :func:`_member_job` for every (i, seed, kwargs), in ``jobs`` processes."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    results: dict[int, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs_list), desc="reconstructing (synthetic)", unit="member")
+    if jobs == 1:
+        for i, ss, kw in jobs_list:
+            _, df, fid, info = _member_job(i, ss, kw)
+            results[i] = (df, fid, info)
+            if bar is not None:
+                bar.update(1)
+    else:
+        with ProcessPoolExecutor(max_workers=jobs) as ex:
+            futs = [ex.submit(_member_job, *job) for job in jobs_list]
+            for fut in as_completed(futs):
+                i, df, fid, info = fut.result()
+                results[i] = (df, fid, info)
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    return results
+
+
 def build_ensemble(
     n: int,
     seed: int,
     out_dir: str | Path,
     jobs: int | None = None,
     progress: bool = True,
+    families: tuple[str, ...] = ("copula",),
+    extra: list[pd.DataFrame] | None = None,
+    bounds: pd.DataFrame | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Reconstruct ``n`` SYNTHETIC members in parallel and write them with a manifest.
@@ -71,6 +105,16 @@ def build_ensemble(
         Worker processes (default: the available cores).
     progress
         Show a tqdm progress bar.
+    families
+        Generating families, in turn: member ``i`` uses ``families[(i - 1) % len(families)]``
+        (:data:`cst_bayes.reconstruct.families.FAMILIES`).
+    extra
+        Datasets that meet every target found otherwise (e.g. the attaining datasets of
+        :func:`cst_bayes.reconstruct.bounds.compute_bounds`), appended as members after the
+        ``n`` generated ones; ``attrs['extreme']`` (the bounds they attain) goes to the manifest.
+    bounds
+        The bounds table: written as ``bounds.csv`` beside the members, and the manifest gets
+        ``span`` (:func:`cst_bayes.reconstruct.bounds.span_table`).
     **kwargs
         Passed to :func:`reconstruct_one`.
 
@@ -79,8 +123,6 @@ def build_ensemble(
     dict
         The manifest (also written to ``out_dir/manifest.json``).
     """
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     from cst_bayes import __version__
     from cst_bayes.core.fileio import sha256_file, write_csv, write_json, write_microdata
 
@@ -95,28 +137,11 @@ def build_ensemble(
     load_targets()  # fail fast on a bad published table, before spawning workers
     _kernel()  # compile once here so the workers load numba's cache instead of compiling
     seeds = np.random.SeedSequence(int(seed)).spawn(n)
-    results: dict[int, tuple[pd.DataFrame, pd.DataFrame, dict]] = {}
-    bar = None
-    if progress:
-        from tqdm import tqdm
 
-        bar = tqdm(total=n, desc="reconstructing (synthetic)", unit="member")
-    if jobs == 1:
-        for i, ss in enumerate(seeds, start=1):
-            _, df, fid, info = _member_job(i, ss, kwargs)
-            results[i] = (df, fid, info)
-            if bar is not None:
-                bar.update(1)
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as ex:
-            futs = [ex.submit(_member_job, i, ss, kwargs) for i, ss in enumerate(seeds, start=1)]
-            for fut in as_completed(futs):
-                i, df, fid, info = fut.result()
-                results[i] = (df, fid, info)
-                if bar is not None:
-                    bar.update(1)
-    if bar is not None:
-        bar.close()
+    def _kw(i: int) -> dict[str, Any]:
+        return dict(kwargs, family=families[(i - 1) % len(families)])
+
+    results = _run_members([(i, ss, _kw(i)) for i, ss in enumerate(seeds, start=1)], jobs, progress)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # The manifest goes first and comes back last: a crash while writing leaves members
@@ -128,12 +153,26 @@ def build_ensemble(
         *out_dir.glob("fidelity-*.csv"),
     ]:
         old.unlink(missing_ok=True)
+    from cst_bayes.reconstruct.fidelity import fidelity
+
+    for k, df in enumerate(extra or [], start=n + 1):
+        info = dict(
+            spawn_key=None,
+            seconds=None,
+            steps=None,
+            converged=True,
+            starts=[],
+            family="extreme",
+            dependence=dict(family="extreme", **df.attrs.get("extreme", {})),
+        )
+        results[k] = (df, fidelity(df), info)
+    n_all = len(results)
     members = []
-    for i in range(1, n + 1):
+    for i in range(1, n_all + 1):
         df, fid, info = results[i]
         name = member_filename(i)
         note = (
-            f"SYNTHETIC member {i} of {n}; master seed {seed}; "
+            f"SYNTHETIC member {i} of {n_all}; master seed {seed}; "
             f"cst_bayes {__version__}; see manifest.json for its fidelity to the published tables"
         )
         cols = [AGENCY_ID, STRATUM, *APPROACHES, OUTCOME]
@@ -154,11 +193,19 @@ def build_ensemble(
                 steps=info["steps"],
                 converged=info["converged"],
                 starts=info["starts"],
+                family=info.get("family", "copula"),
                 dependence=info["dependence"],
                 targets=fidelity_summary(fid),
             )
         )
-    spread = ensemble_spread([results[i][0] for i in range(1, n + 1)])
+    frames = [results[i][0] for i in range(1, n_all + 1)]
+    spread = ensemble_spread(frames)
+    span = None
+    if bounds is not None:
+        from cst_bayes.reconstruct.bounds import span_table, write_bounds
+
+        write_bounds(out_dir, bounds, {}, {"see": "bounds.meta.json of the bound search"})
+        span = span_table(bounds, frames)
     import numba
     import scipy
 
@@ -175,7 +222,9 @@ def build_ensemble(
             numba=numba.__version__,
         ),
         master_seed=int(seed),
-        n_members=n,
+        n_members=n_all,
+        n_generated=n,
+        families=list(families),
         jobs=jobs,
         member_seeds="numpy.random.SeedSequence(master_seed).spawn(n_members)",
         settings=dict(
@@ -190,6 +239,16 @@ def build_ensemble(
         members=members,
         untargeted_spread=spread.round(4).to_dict(orient="records"),
     )
+    if span is not None:
+        manifest["span"] = (
+            span.round(4)
+            .replace([np.inf, -np.inf], np.nan)
+            .astype(object)
+            .where(span.notna() & ~span.isin([np.inf, -np.inf]), None)
+            .to_dict(orient="records")
+        )
+        manifest["span_share_min"] = round(float(span["span_share"].min()), 4)
+        manifest["span_share_below_60pct"] = int((span["span_share"] < 0.6).sum())
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 
