@@ -69,7 +69,9 @@ def _formula_design(
             column=missing[0],
         )
     d = df[names].copy()
-    d[STRATUM] = pd.Categorical(df[STRATUM].astype(str), categories=list(STRATA))
+    # ordered: formulae keeps the order of ordered categories (reference = first level) and sorts
+    # the others, which would make 1000+ the second stratum
+    d[STRATUM] = pd.Categorical(df[STRATUM].astype(str), categories=list(STRATA), ordered=True)
     levels = dict(levels or {})
     for c in names:
         if c == STRATUM or pd.api.types.is_numeric_dtype(d[c]) or pd.api.types.is_bool_dtype(d[c]):
@@ -80,7 +82,7 @@ def _formula_design(
             else sorted(d[c].astype(str).unique())
         )
         levels[c] = [str(v) for v in cats]
-        d[c] = pd.Categorical(d[c].astype(str), categories=levels[c])
+        d[c] = pd.Categorical(d[c].astype(str), categories=levels[c], ordered=True)
         if d[c].isna().any():
             raise InputError(
                 f"values of {c!r} outside the levels of the fit ({levels[c]})",

@@ -346,10 +346,15 @@ def sample(
             progress=progress,
         )
     except BaseException as exc:
-        if not _is_panic(exc):
+        if _is_panic(exc):
+            what = "panicked"
+        elif isinstance(exc, RuntimeError) and sampler.startswith("nutpie"):
+            what = "failed"  # nutpie's errors, e.g. every initial point with a failing density
+        else:
             raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise SamplerTrouble(
-            f"model {spec.name}: the {sampler} sampler panicked (seed {seed}): {exc}"
+            f"model {spec.name}: the {sampler} sampler {what} (seed {seed}): {first}"
         ) from None
 
 

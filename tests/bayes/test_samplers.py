@@ -1,0 +1,107 @@
+"""Sampler back ends: the numba density on formula designs, its guards, panics, ArviZ names."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cst_bayes.bayes import fastlogp as F
+from cst_bayes.bayes import samplers
+from cst_bayes.bayes.build import build_from_patterns
+from cst_bayes.bayes.design import collapse, normalise_weights
+from cst_bayes.bayes.fit import fit
+from cst_bayes.bayes.spec import load_spec
+from cst_bayes.core.config import DATA_DIR
+from cst_bayes.core.errors import SamplerTrouble
+
+ARGS = ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")
+
+
+def test_fast_density_equals_pymc_on_a_formula_design(interaction_spec, sim_df):
+    """Interaction, fixed strata, a Student-t prior on one term, weights and per-slot scales."""
+    spec = interaction_spec
+    assert samplers.fast_supported(spec)
+    rng = np.random.default_rng(5)
+    w = normalise_weights(rng.uniform(0.3, 3.0, len(sim_df)), len(sim_df))
+    pat = collapse(spec, sim_df, w)
+    assert pat.columns == (
+        "court",
+        "victim_service",
+        "task_force",
+        "victim_service:task_force",
+        "stratum[50-999]",
+        "stratum[state]",
+        "stratum[1000+]",
+    )
+    # the interaction column is the product, computed here independently of formulae
+    Xraw = sim_df[["victim_service", "task_force"]].to_numpy(float)
+    np.testing.assert_allclose(pat.xbar[3], (Xraw[:, 0] * Xraw[:, 1]).mean())
+    scales = {"beta": 1.7, "intercept": 0.5}
+    model = build_from_patterns(spec, pat, scales)
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    ip = model.initial_point()
+    vals = [model.rvs_to_values[rv] for rv in model.free_RVs]
+    x0 = samplers.fast_x0(spec, scales, pat.columns)
+    np.testing.assert_allclose(x0, np.concatenate([np.ravel(ip[v.name]) for v in vals]))
+    a = samplers.fast_args(spec, pat, scales)
+    offsets = []
+    for _ in range(5):
+        x = x0 + rng.normal(0, 0.8, len(x0))
+        point, o = {}, 0
+        for v in vals:
+            sz = int(np.prod(ip[v.name].shape))
+            point[v.name] = x[o : o + sz].reshape(ip[v.name].shape)
+            o += sz
+        lp, g = F.logp_grad(x, *[a[k] for k in ARGS])
+        # PyMC's per-term RVs come in the order of the design columns, as the fast layout
+        np.testing.assert_allclose(g, dlogp(point), rtol=1e-7, atol=1e-8)
+        offsets.append(lp - logp(point))
+    assert np.ptp(offsets) < 1e-7  # equal up to PyTensor's float32 constants
+
+
+def test_fast_density_far_in_the_tail_is_minus_inf_not_an_error(sim_df):
+    spec = load_spec("logit_count_strata")
+    a = samplers.fast_args(spec, collapse(spec, sim_df))
+    x = samplers.fast_x0(spec)
+    for u in (-800.0, 800.0):
+        x[1] = u  # log sigma_stratum: exp(u) under- or overflows
+        lp, g = F.logp_grad(x, *[a[k] for k in ARGS])
+        assert lp == -np.inf and np.all(g == 0)
+
+
+@pytest.mark.slow
+def test_seed_that_crashed_the_fast_density_fits():
+    from cst_bayes.data.microdata import load
+
+    df = load(DATA_DIR / "reconstructed" / "reconstruction-001.csv")
+    f = fit(
+        "logit_count_strata", df, seed=2335161427, draws=200, tune=200, chains=2, progress=False
+    )
+    assert np.isfinite(f.idata.posterior["beta"].to_numpy()).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after,what", [(400, "panicked"), (1, "failed")])
+def test_sampler_panic_becomes_sampler_trouble(sim_df, monkeypatch, after, what):
+    """An exception in the density while sampling makes nutpie panic (pyo3's PanicException, a
+    BaseException); at the initial points it makes nutpie raise. Both are SamplerTrouble."""
+    real = F.logp_grad
+    calls = {"n": 0}
+
+    def flaky(x, *args):
+        calls["n"] += 1
+        if calls["n"] > after:
+            raise ZeroDivisionError("float division by zero")
+        return real(x, *args)
+
+    monkeypatch.setattr(F, "logp_grad", flaky)
+    with pytest.raises(SamplerTrouble, match=what):
+        fit("logit_count_strata", sim_df, draws=200, tune=200, chains=1, progress=False)
+
+
+@pytest.mark.slow
+def test_sample_stats_use_arviz_names(sim_df):
+    f = fit("logit_count", sim_df, draws=100, tune=100, chains=2, progress=False)
+    names = set(f.idata.sample_stats.data_vars)
+    assert {"tree_depth", "acceptance_rate", "diverging", "energy", "lp"} <= names
+    assert not {"depth", "mean_tree_accept"} & names
