@@ -117,11 +117,12 @@ def _sample_mcmc(
 
     Xc = np.ascontiguousarray(Zc[:, 1:])
     K = Xc.shape[1]
+    # fastlogp's layout: intercept, sigma_stratum (unused without strata), one row per coefficient.
     priors = np.vstack(
         [
             F.prior_row("normal", {"mu": INTERCEPT_PRIOR[0], "sigma": INTERCEPT_PRIOR[1]}),
-            F.prior_row("normal", {"mu": 0.0, "sigma": prior_sd}),
-            F.prior_row("halfnormal", {"sigma": 1.0}),  # unused without strata
+            F.prior_row("halfnormal", {"sigma": 1.0}),
+            *[F.prior_row("normal", {"mu": 0.0, "sigma": prior_sd})] * K,
         ]
     )
     pos = (
