@@ -301,16 +301,29 @@ def test_tables_leak_nothing(tmp_path, which):
     assert attack(planted, [out], [res.stdout, res.stderr]) == []
 
 
-@pytest.mark.parametrize("which", [0, 2])
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "which",
+    [
+        pytest.param(
+            0,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="the weights verb (weighting helper) writes design_estimates.csv without "
+                "core.disclosure.protect: weighted shares + weights + other strata solve the "
+                "hidden state cells",
+            ),
+        ),
+        2,
+    ],
+)
 def test_weights_leak_nothing(tmp_path, which):
     planted = plant(tmp_path, which)
     tables, out = tmp_path / "tables", tmp_path / "weights"
     assert run_cli(["tables", "--data", str(planted.path), "--out", str(tables)]).returncode == 0
     res = run_cli(["weights", "--data", str(planted.path), "--out", str(out), "--no-bayes"])
     assert res.returncode == 0, res.stderr[-2000:]
-    leaks = attack(planted, [tables, out], [res.stdout, res.stderr])
-    if leaks:
-        pytest.xfail(f"weights verb (weighting helper) leaks: {leaks[:3]}")
+    assert attack(planted, [tables, out], [res.stdout, res.stderr]) == []
 
 
 @pytest.mark.slow
