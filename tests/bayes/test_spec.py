@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from bayes_support import INTERACTION, write_spec
 
 from cst_bayes.bayes.spec import load_spec
 from cst_bayes.core.errors import SpecError
-
-from bayes_support import INTERACTION, write_spec
 
 
 def test_formula_spec_terms_and_priors(interaction_spec):
