@@ -397,7 +397,8 @@ def test_bad_input_exits_2_with_a_clear_message_and_writes_nothing(case, tmp_pat
 def test_sampler_panic_is_a_failed_unit_and_the_run_goes_on(tmp_path):
     """nutpie raises a pyo3 PanicException, a BaseException: recorded, not fatal."""
     from cst_bayes.core.config import PUBLISHED_DIR, WEIGHTING_FILE
-    from cst_bayes.run.pipeline import PROFILES, RunContext, run_unit
+    from cst_bayes.run.context import PROFILES, RunContext
+    from cst_bayes.run.units import run_unit
 
     class PanicException(BaseException):  # what pyo3 raises on a Rust panic
         pass
@@ -413,13 +414,13 @@ def test_sampler_panic_is_a_failed_unit_and_the_run_goes_on(tmp_path):
         published_dir=PUBLISHED_DIR,
         weighting_file=WEIGHTING_FILE,
     )
-    r = run_unit(ctx, "models/x", {}, panics)
+    r = run_unit(ctx.out, "models/x", {}, panics)
     assert r.status == "failed" and "PanicException" in r.message
     assert not (tmp_path / "models" / "x").exists()
-    ok = run_unit(ctx, "models/y", {}, lambda w: {"fine": True})
+    ok = run_unit(ctx.out, "models/y", {}, lambda w: {"fine": True})
     assert ok.status == "done"
     with pytest.raises(KeyboardInterrupt):
-        run_unit(ctx, "models/z", {}, lambda w: (_ for _ in ()).throw(KeyboardInterrupt()))
+        run_unit(ctx.out, "models/z", {}, lambda w: (_ for _ in ()).throw(KeyboardInterrupt()))
 
 
 @pytest.mark.parametrize("seed", [0, 2**32 - 1])

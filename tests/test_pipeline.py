@@ -8,16 +8,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from cst_bayes.core.disclosure import suppress_small_cells
 from cst_bayes.core.errors import InputError
-from cst_bayes.run import pipeline
+from cst_bayes.run import pipeline, units
+from cst_bayes.run.cache import input_hash
+from cst_bayes.run.context import PROFILES, RunContext
+from cst_bayes.run.stages.data import fidelity_table
 from pipeline_support import check_outputs_intact, write_sim
 
 
-def _ctx(tmp_path: Path) -> pipeline.RunContext:
-    return pipeline.RunContext(
+def _ctx(tmp_path: Path) -> RunContext:
+    return RunContext(
         out=tmp_path / "run",
         profile="quick",
-        settings=pipeline.PROFILES["quick"],
+        settings=PROFILES["quick"],
         seed=1,
         published_dir=Path("."),
         weighting_file=Path("."),
@@ -33,13 +37,13 @@ def test_unit_is_cached_by_input_hash(tmp_path):
         (work / "x.csv").write_text("a\n1\n")
         return {"n": 1}
 
-    r1 = pipeline.run_unit(ctx, "stage/a", {"k": 1}, body)
-    r2 = pipeline.run_unit(ctx, "stage/a", {"k": 1}, body)
-    r3 = pipeline.run_unit(ctx, "stage/a", {"k": 2}, body)
+    r1 = units.run_unit(ctx.out, "stage/a", {"k": 1}, body)
+    r2 = units.run_unit(ctx.out, "stage/a", {"k": 1}, body)
+    r3 = units.run_unit(ctx.out, "stage/a", {"k": 2}, body)
     assert [r1.status, r2.status, r3.status] == ["done", "cached", "done"]
     assert len(calls) == 2
     man = json.loads((ctx.out / "stage/a/manifest.json").read_text())
-    assert man["input_hash"] == pipeline.input_hash({"unit": "stage/a", "k": 2})
+    assert man["input_hash"] == input_hash({"unit": "stage/a", "k": 2})
     assert sorted(p.name for p in (ctx.out / "stage").iterdir()) == [
         "a"
     ]  # no scratch or old copy left
@@ -47,33 +51,32 @@ def test_unit_is_cached_by_input_hash(tmp_path):
 
 def test_failing_unit_leaves_previous_output_and_no_scratch(tmp_path):
     ctx = _ctx(tmp_path)
-    pipeline.run_unit(ctx, "u", {"k": 1}, lambda w: (w / "f.txt").write_text("old") and {})
+    units.run_unit(ctx.out, "u", {"k": 1}, lambda w: (w / "f.txt").write_text("old") and {})
 
     def boom(work: Path) -> dict:
         (work / "f.txt").write_text("half")
         raise RuntimeError("crash in the middle")
 
     with pytest.raises(RuntimeError):
-        pipeline.run_unit(ctx, "u", {"k": 2}, boom, fail_fast=True)
+        units.run_unit(ctx.out, "u", {"k": 2}, boom, fail_fast=True)
     assert (ctx.out / "u" / "f.txt").read_text() == "old"
     assert [p.name for p in ctx.out.iterdir()] == ["u"]
     # by default the crash is recorded and the run goes on; the old output stays untouched
-    r = pipeline.run_unit(ctx, "u", {"k": 2}, boom)
+    r = units.run_unit(ctx.out, "u", {"k": 2}, boom)
     assert r.status == "failed" and "crash in the middle" in r.message
     assert (ctx.out / "u" / "f.txt").read_text() == "old"
     assert [p.name for p in ctx.out.iterdir()] == ["u"]
     # and the next run recomputes it (the stored hash is still the old input's)
-    assert pipeline.run_unit(ctx, "u", {"k": 2}, lambda w: {}).status == "done"
+    assert units.run_unit(ctx.out, "u", {"k": 2}, lambda w: {}).status == "done"
 
 
 def test_unavailable_stage_is_reported_not_faked(tmp_path):
     ctx = _ctx(tmp_path)
 
     def body(work: Path) -> dict:
-        pipeline._need("no_such_module_xyz")
-        return {}
+        raise units.StageUnavailable("models/x is not available: no fitted model")
 
-    r = pipeline.run_unit(ctx, "models/x", {}, body)
+    r = units.run_unit(ctx.out, "models/x", {}, body)
     assert r.status == "unavailable" and "not available" in r.message
     assert not (ctx.out / "models" / "x").exists()
 
@@ -84,7 +87,7 @@ def test_clean_stale_removes_scratch(tmp_path):
     (out / "models" / ".m.old-9").mkdir(parents=True)
     (out / "audit").mkdir()
     (out / "audit" / ".audit.csv.abc.tmp").write_text("x")
-    removed = pipeline.clean_stale(out)
+    removed = units.clean_stale(out)
     assert len(removed) == 3
     assert sorted(p.name for p in out.rglob("*")) == ["audit", "models"]
 
@@ -93,9 +96,9 @@ def test_suppress_small_counts_and_what_reveals_them():
     df = pd.DataFrame(
         {"variable": ["a", "b"], "n_yes": [3, 40], "pct": [15.8, 50.0], "r": [0.1, 0.2]}
     )
-    out = pipeline.suppress_small(df, derived={"n_yes": ["pct"]})
+    out = suppress_small_cells(df, ["n_yes"], derived={"n_yes": ["pct"]})
     assert out["n_yes"].tolist() == ["<5", 40]
-    assert out["pct"].tolist() == ["<5", 50.0]
+    assert pd.isna(out["pct"].iloc[0]) and out["pct"].iloc[1] == 50.0  # blank, not a number
     assert out["r"].tolist() == [0.1, 0.2]
 
 
@@ -213,7 +216,7 @@ def test_fidelity_rows_from_a_reconstruction_manifest():
             },
         ]
     }
-    fid = pipeline._fidelity_table(man, ["reconstruction-001"])
+    fid = fidelity_table(man, ["reconstruction-001"])
     assert fid[["table", "met", "total"]].values.tolist() == [
         ["table1", 40, 40],
         ["table3", 25, 26],

@@ -14,15 +14,16 @@ from __future__ import annotations
 import argparse
 
 from cst_bayes.cli import seed_type
-from cst_bayes.core.options import DEFAULT_SEED, DataClass, choices
+from cst_bayes.core.options import DEFAULT_SEED, DataClass, Profile, choices
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
-        choices=("quick", "full"),
-        default="full",
-        help="quick: CI (2 reconstructions, short chains); full: publication quality (default)",
+        choices=choices(Profile),
+        default="standard",
+        help="quick: CI (2 reconstructions, short chains); standard (default): every member and "
+        "model, 2 x 500 draws; full: 2 x 1000 draws and MCMC weighting on every member",
     )
     parser.add_argument("--out", default="reports", help="run directory (default: reports)")
     parser.add_argument(
@@ -79,7 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stages",
         metavar="STAGE",
         nargs="+",
-        help="run only these stages (audit data tables models ppc compare weights report)",
+        help="run only these stages (audit data tables models prior_check ppc compare weights "
+        "report)",
     )
     parser.add_argument(
         "--sweep",

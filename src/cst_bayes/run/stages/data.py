@@ -1,0 +1,80 @@
+"""Stage ``data``: provenance of the datasets (never their rows) and reconstruction fidelity."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from cst_bayes.core.fileio import write_csv, write_json, write_text
+
+if TYPE_CHECKING:
+    from cst_bayes.run.context import RunContext
+
+
+def fidelity_table(man: dict[str, Any], ids: Sequence[str]) -> pd.DataFrame | None:
+    """Targets met per member and table, from the reconstruction manifest."""
+    members = man.get("members")
+    if not isinstance(members, list):
+        return None
+    rows = []
+    for m in members:
+        if not isinstance(m, dict) or not isinstance(m.get("targets"), dict):
+            continue
+        ds = Path(str(m.get("file", ""))).stem
+        if ids and ds not in ids:
+            continue
+        for table, t in m["targets"].items():
+            if isinstance(t, dict) and "met" in t:
+                rows.append(
+                    {
+                        "dataset": ds,
+                        "table": table,
+                        "met": int(t["met"]),
+                        "total": int(t["total"]),
+                        "reported_only": int(t.get("reported_only", 0)),
+                        "all_forced_met": bool(m["targets"].get("all_forced_met", False)),
+                    }
+                )
+    return pd.DataFrame(rows) if rows else None
+
+
+def _copy_published(ctx: RunContext, work: Path) -> None:
+    """Keep the published tables the run used beside its outputs (the report reads them).
+
+    In restricted mode Table 1 is left out: it is public, but its small printed counts would
+    sit among outputs that promise no count below the threshold.
+    """
+    for p in sorted(ctx.published_dir.glob("*.csv")):
+        if ctx.restricted and p.name.startswith("table1"):
+            continue
+        write_text(work / "published" / p.name, p.read_text(encoding="utf-8"))
+
+
+def run(ctx: RunContext, work: Path) -> dict[str, Any]:
+    rows = [
+        {"dataset": ds, "n_rows": len(df), "sha256": h, "synthetic": ctx.synthetic}
+        for ds, df, h in zip(ctx.dataset_ids, ctx.frames, ctx.data_hashes, strict=True)
+    ]
+    info: dict[str, Any] = {
+        "datasets": len(rows),
+        "synthetic": ctx.synthetic,
+        "restricted": ctx.restricted,
+        "source": ctx.data_source,
+    }
+    write_csv(work / "datasets.csv", pd.DataFrame(rows), status=ctx.status)
+    _copy_published(ctx, work)
+    man = ctx.reconstruction_manifest
+    if man is not None:
+        write_json(work / "reconstruction_manifest.json", man)
+        fid = fidelity_table(man, ctx.dataset_ids)
+        if fid is not None:
+            write_csv(work / "fidelity.csv", fid, status="SYNTHETIC")
+            info["fidelity_met"] = int(fid["met"].sum())
+            info["fidelity_total"] = int(fid["total"].sum())
+        spread = man.get("untargeted_spread")
+        if isinstance(spread, list) and spread:
+            write_csv(work / "untargeted_spread.csv", pd.DataFrame(spread), status="SYNTHETIC")
+    return info

@@ -1,0 +1,40 @@
+"""Stage ``weights``: weighting scenarios on every member, design-based and Bayesian."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from cst_bayes.run.stages.common import write_table
+from cst_bayes.weighting import stage as weighting
+
+if TYPE_CHECKING:
+    from cst_bayes.run.context import RunContext
+
+
+def run(ctx: RunContext, work: Path) -> dict[str, Any]:
+    s = ctx.settings
+    bayes = s.weights_mcmc if isinstance(s.weights_mcmc, bool) else set(s.weights_mcmc)
+    res = weighting.run_ensemble(
+        ctx.frames,
+        None,
+        scenarios_file=ctx.weighting_file,
+        bayes=bayes,
+        seed=ctx.seed,
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        sampler=s.sampler,
+        published_dir=ctx.published_dir,
+    )
+    tables = {k: v for k, v in res.items() if isinstance(v, pd.DataFrame)}
+    info: dict[str, Any] = {"datasets": len(ctx.frames), "mcmc": s.weights_mcmc}
+    info.update({k: len(v) for k, v in tables.items()})
+    if ctx.restricted:  # every table through the policy; figures would bypass it
+        for k, v in tables.items():
+            write_table(ctx, work / f"{k}.csv", v)
+    else:
+        weighting.write_outputs(tables, str(res["sensitivity_text"]), work, synthetic=ctx.synthetic)
+    return info
