@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.cst-bayes-installed
-PROFILE ?= full
+PROFILE ?= standard
 # Debian packages the project uses: OpenBLAS so PyTensor's C backend links a BLAS (faster, no
 # warning on every fit); Chromium for the report's browser test.
 SYSDEPS := libopenblas-dev chromium chromium-driver
