@@ -269,6 +269,25 @@ def compare(reproduced: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
+#: The link whose Table 3 estimates the article printed: the other link's rows are compared
+#: to show which model the printed numbers agree with, not counted as reproductions.
+EXPECTED_LINK: dict[str, str] = {"table3": "logit"}
+
+
+def reproduced_count(comparison: pd.DataFrame) -> tuple[int, int]:
+    """(matched, compared) over comparison rows of the expected link (:data:`EXPECTED_LINK`).
+
+    Rows of tables without a link all count; blank ``matches`` (numbers that restricted
+    mode hid) are not compared.
+    """
+    link = comparison["link"].fillna("").astype(str)
+    want = comparison["table"].map(EXPECTED_LINK).fillna("")
+    keep = (want == "") | (link == want)
+    m = comparison.loc[keep, "matches"].astype(str).str.strip().str.lower()
+    shown = m[m.isin(["true", "false", "1", "0"])]
+    return int(shown.isin(["true", "1"]).sum()), len(shown)
+
+
 def summarise_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
     """Matches per table (and link for Table 3): columns ``table, link, matched, total``."""
     g = comparison.groupby(["table", "link"], sort=False)["matches"]

@@ -3,7 +3,8 @@
 Stages, in order::
 
     audit -> data (reconstruction ensemble or --data) -> tables -> models/<MODEL>
-          -> prior_check/<MODEL> -> ppc/<MODEL> -> compare -> weights -> report
+          -> prior_check/<MODEL> -> ppc/<MODEL> -> psense/<MODEL> -> compare -> weights
+          -> report
 
 Each stage body is a module of :mod:`cst_bayes.run.stages`; each unit is computed and cached
 by :mod:`cst_bayes.run.units` under a hash of its inputs and of the code it runs (the stage
@@ -41,6 +42,7 @@ from cst_bayes.run.stages import data as data_stage
 from cst_bayes.run.stages import models as models_stage
 from cst_bayes.run.stages import ppc as ppc_stage
 from cst_bayes.run.stages import prior_check as prior_check_stage
+from cst_bayes.run.stages import psense as psense_stage
 from cst_bayes.run.stages import tables as tables_stage
 from cst_bayes.run.stages import weights as weights_stage
 from cst_bayes.run.units import StageUnavailable, UnitResult, clean_stale, run_unit, unit_hash
@@ -58,6 +60,7 @@ BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "models": models_stage.run,
     "prior_check": prior_check_stage.run,
     "ppc": ppc_stage.run,
+    "psense": psense_stage.run,
     "compare": compare_stage.run,
     "weights": weights_stage.run,
 }

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cst_bayes.core import config
+from cst_bayes.frequentist import reproduced_count
 from cst_bayes.run.report.base import (
     RESTRICTED_NOTE,
     Block,
@@ -37,7 +38,6 @@ TABLE3_MODELS: dict[str, tuple[int, str]] = {
 }
 #: The link each table's published numbers are expected to match: Table 3 prints logistic
 #: odds ratios (the frequentist reproduction shows it), the log-link refit is the comparison.
-EXPECTED_LINK: dict[str, str] = {"table3": "logit"}
 
 
 # --------------------------------------------------------------------------- sections
@@ -120,18 +120,6 @@ def _section_data(run: dict[str, Any], run_dir: Path, figs: Figures) -> Section:
             "fixes: what the tables cannot tell us.",
         )
     return sec
-
-
-def reproduced_count(comp: pd.DataFrame) -> tuple[int, int]:
-    """(matched, compared) over ``tables/comparison.csv`` rows whose link is the expected one
-    (:data:`EXPECTED_LINK`; rows of tables without a link all count). Blank ``matches``
-    (numbers restricted mode hid) are not compared."""
-    link = comp["link"].fillna("").astype(str)
-    want = comp["table"].map(EXPECTED_LINK).fillna("")
-    keep = (want == "") | (link == want)
-    m = comp.loc[keep, "matches"].astype(str).str.strip().str.lower()
-    shown = m[m.isin(["true", "false", "1", "0"])]
-    return int(shown.isin(["true", "1"]).sum()), len(shown)
 
 
 def _section_tables(run: dict[str, Any], run_dir: Path) -> Section:

@@ -10,9 +10,9 @@ from typing import Final
 
 #: Stages in run order; ``per_model`` stages have one unit per model spec.
 ORDER: Final[tuple[str, ...]] = (
-    "audit", "data", "tables", "models", "prior_check", "ppc", "compare", "weights",
+    "audit", "data", "tables", "models", "prior_check", "ppc", "psense", "compare", "weights",
 )  # fmt: skip
-PER_MODEL: Final[frozenset[str]] = frozenset({"models", "prior_check", "ppc"})
+PER_MODEL: Final[frozenset[str]] = frozenset({"models", "prior_check", "ppc", "psense"})
 
 
 def module_name(stage: str) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from cst_bayes.core.fileio import write_csv, write_json, write_text
+from cst_bayes.reconstruct.bounds import member_values, read_bounds, span_table
 
 if TYPE_CHECKING:
     from cst_bayes.run.context import RunContext
@@ -77,4 +78,15 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
         spread = man.get("untargeted_spread")
         if isinstance(spread, list) and spread:
             write_csv(work / "untargeted_spread.csv", pd.DataFrame(spread), status="SYNTHETIC")
+    bounds_file = Path(ctx.data_source) / "bounds.csv"
+    if ctx.synthetic and bounds_file.is_file():
+        # what the tables leave open, beside where the members used here fall
+        bounds = read_bounds(bounds_file)
+        write_csv(work / "bounds.csv", bounds, status="SYNTHETIC", notes="certified bounds")
+        values = member_values(ctx.frames)
+        write_csv(work / "bounds_members.csv", values, status="SYNTHETIC")
+        span = span_table(bounds, ctx.frames)
+        write_csv(work / "bounds_span.csv", span, status="SYNTHETIC")
+        info["bounds"] = len(bounds)
+        info["min_span_share"] = round(float(span["span_share"].min()), 3)
     return info

@@ -22,11 +22,10 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
         res["comparison"] = freq.compare(res)
         if ctx.restricted:
             res = freq.suppress(res, df)
-        # restricted: only the rows still printed, else the count says how many hidden
-        # cells equal the article's
-        shown = res["comparison"]["matches"].dropna().astype(bool)
-        matched += int(shown.sum())
-        total += len(shown)
+        # restricted: only the rows still printed (the count must not say how many hidden
+        # cells equal the article's); Table 3 on the link the article printed
+        m, n = freq.reproduced_count(res["comparison"])
+        matched, total = matched + m, total + n
         for k, v in res.items():
             v = pd.DataFrame(v).copy()
             v.insert(0, "dataset", ds)
