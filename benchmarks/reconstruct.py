@@ -2,7 +2,12 @@
 
 Usage: ``python benchmarks/reconstruct.py [--members 3] [--jobs N]``. Prints one run's figures
 (no repetition: the machine is shared, so read them as ratios, not as precise timings).
-Target (issue 3): <= 20 s per member on one core.
+Target: <= 20 s per member on one core.
+
+``python benchmarks/reconstruct.py --bounds [--starts 2] [--steps-scale 0.6] [--all]``: CPU
+seconds per bound (one statistic, both directions) of the bound search, on a sample of
+statistics (every kind, every stratum) or on all of them, and the projected time of all bounds
+on 2 cores. Target: all bounds <= 15 min on 2 cores (1,800 CPU s).
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ def main() -> None:
         "--jobs", type=int, default=os.cpu_count() or 1, help="processes for the parallel run"
     )
     ap.add_argument("--seed", type=int, default=99)
+    ap.add_argument("--bounds", action="store_true", help="benchmark the bound search instead")
+    ap.add_argument("--starts", type=int, default=2)
+    ap.add_argument("--steps-scale", type=float, default=0.6)
+    ap.add_argument("--all", action="store_true", help="every statistic, not a sample")
     args = ap.parse_args()
+    if args.bounds:
+        bench_bounds(args)
+        return
 
     import numpy as np
 
@@ -39,7 +51,7 @@ def main() -> None:
     times, cpu, steps, ok = [], [], [], 0
     for ss in seeds:
         t, c = time.perf_counter(), time.process_time()
-        df, fid = rc.reconstruct_one(ss)
+        df, _ = rc.reconstruct_one(ss)
         times.append(time.perf_counter() - t)
         cpu.append(time.process_time() - c)
         steps.append(df.attrs["reconstruction"]["steps"])
@@ -62,6 +74,42 @@ def main() -> None:
         f"{args.jobs} processes: {n_par} members in {el:.1f} s -> {60 * n_par / el:.1f} members per minute "
         f"({sum(m['targets']['all_forced_met'] for m in man['members'])}/{n_par} agree); "
         f"load average now {os.getloadavg()[0]:.1f}"
+    )
+
+
+SAMPLE = [
+    "count_sd|1-49",
+    "count_sd|state",
+    "count_share_5|50-999",
+    "count_mean_case|1000+",
+    "n_case_court|state",
+    "count_share_0|all",
+    "all3_training+task_force+advocates|all",
+]
+
+
+def bench_bounds(args: argparse.Namespace) -> None:
+    from cst_bayes.reconstruct import bounds as B
+
+    t = time.perf_counter()
+    b, _ = B.compute_bounds(
+        None,
+        n_starts=args.starts,
+        steps_scale=args.steps_scale,
+        jobs=args.jobs,
+        only=None if args.all else SAMPLE,
+    )
+    wall = time.perf_counter() - t
+    searched = b[~b["statistic"].str.startswith(("or_", "count_mean_nocase"))]
+    per = searched["seconds"]
+    n_all = sum(st.kind >= 0 for st in B.statistics())
+    total = per.mean() * n_all
+    print(b[["statistic", "stratum", "lower", "upper", "lower_half", "upper_half", "seconds"]])
+    print(
+        f"{len(per)} searched statistics ({args.starts} starts, steps x {args.steps_scale}): "
+        f"{per.mean():.1f} CPU s per bound pair (min {per.min():.1f}, max {per.max():.1f}); "
+        f"wall {wall:.0f} s; all {n_all} -> {total:.0f} CPU s = {total / 2 / 60:.1f} min on 2 "
+        f"free cores (target 15); load average now {os.getloadavg()[0]:.1f}"
     )
 
 

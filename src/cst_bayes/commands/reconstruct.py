@@ -24,6 +24,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--families",
+        nargs="+",
+        default=["copula"],
+        help="generating families, in turn over members (copula, copula_strata, latent_class)",
+    )
+    parser.add_argument(
+        "--span-from",
+        default=None,
+        help="folder written by --bounds: add its attaining datasets as members until the "
+        "ensemble spans 60%% of every bound, and ship its bounds.csv (widened to the members)",
+    )
+    parser.add_argument(
         "--bounds",
         action="store_true",
         help="instead of members: min and max of every statistic the tables leave open, over "
@@ -61,14 +73,30 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--jobs must be at least 1, got {args.jobs}", column="jobs")
     if args.bounds:
         return _run_bounds(args)
+    from cst_bayes.reconstruct.families import FAMILIES
+
+    bad = [f for f in args.families if f not in FAMILIES]
+    if bad:
+        raise InputError(f"--families: unknown {bad}; choose from {FAMILIES}", column="families")
     manifest = build_ensemble(
-        args.n, args.seed, args.out, jobs=args.jobs, progress=not args.no_progress
+        args.n,
+        args.seed,
+        args.out,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        families=tuple(args.families),
+        span_from=args.span_from,
     )
     print("SYNTHETIC reconstructions (not the study's microdata)")
     print(manifest_table(manifest).to_string(index=False))
     print(
         f"{manifest['n_members']} members in {manifest['seconds_total']} s -> {args.out}/manifest.json"
     )
+    if "span" in manifest:
+        print(
+            f"span share of the bounds: min {manifest['span_share_min']}, "
+            f"{manifest['span_share_below_60pct']} statistics below 60%"
+        )
     if not manifest["all_members_agree"]:
         print(
             "WARNING: some members miss a forced target (see the 'agrees' column and manifest.json)"

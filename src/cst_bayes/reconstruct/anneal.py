@@ -90,6 +90,7 @@ def _anneal_member(
     margin: float,
     p_target: float,
     steps_scale: float = 1.0,
+    link: int = 0,
 ) -> tuple[np.ndarray, int, int, int, float, int]:
     """Run the stage schedule on one start; returns (state, status, steps, accepted, energy, stages)."""
     k = _kernel()
@@ -107,8 +108,10 @@ def _anneal_member(
     tm, tc, win, forced = _kernel_targets(tg, margin)
     betas = np.zeros((4, 13))
     hinvs = np.zeros((4, 13, 13))
+    meats = np.zeros((4, 13, 13))
+    p_case = tg.counts[:, Y].sum() / tg.n
     for m in range(4):
-        betas[m, 0] = math.log(tg.counts[:, Y].sum() / (tg.n - tg.counts[:, Y].sum()))
+        betas[m, 0] = math.log(p_case) if link == 1 else math.log(p_case / (1 - p_case))
     status, steps, acc, energy = 0, 0, 0, math.inf
     # When the final stage stalls (typically one count off by one, which no single move can
     # fix without pushing an OR out), go back to a coarser tolerance and cool again.
@@ -151,6 +154,8 @@ def _anneal_member(
             0.0,
             _NO_BEST,
             np.zeros(2),
+            link,
+            meats,
         )
         steps += st
         acc += ac

@@ -260,6 +260,8 @@ def _search(
             w * sign / _MAX_STEP[st.kind],
             Vbest,
             best,
+            0,
+            np.zeros((4, 13, 13)),
         )
         total += int(n_steps)
     if best[1] != 1.0:

@@ -86,6 +86,7 @@ def build_ensemble(
     families: tuple[str, ...] = ("copula",),
     extra: list[pd.DataFrame] | None = None,
     bounds: pd.DataFrame | None = None,
+    span_from: str | Path | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Reconstruct ``n`` SYNTHETIC members in parallel and write them with a manifest.
@@ -115,6 +116,11 @@ def build_ensemble(
     bounds
         The bounds table: written as ``bounds.csv`` beside the members, and the manifest gets
         ``span`` (:func:`cst_bayes.reconstruct.bounds.span_table`).
+    span_from
+        A folder written by ``cst-bayes reconstruct --bounds``: its attaining datasets are
+        added as members (:func:`cst_bayes.reconstruct.span.extremes_for`) until every
+        statistic's span share reaches 60%, and its bounds, widened to the members, are used
+        as ``bounds``.
     **kwargs
         Passed to :func:`reconstruct_one`.
 
@@ -155,6 +161,10 @@ def build_ensemble(
         old.unlink(missing_ok=True)
     from cst_bayes.reconstruct.fidelity import fidelity
 
+    if span_from is not None:
+        from cst_bayes.reconstruct.span import extremes_for
+
+        extra, bounds = extremes_for(span_from, [results[i][0] for i in range(1, n + 1)])
     for k, df in enumerate(extra or [], start=n + 1):
         info = dict(
             spawn_key=None,

@@ -39,8 +39,23 @@ def design_row(m, v, s, out):
 
 
 @njit(cache=True)
-def refit(m, V, strat, beta, hinv, iters):
-    """Newton iterations of logistic model m from beta; hinv = inverse information."""
+def _mean_weight(eta, link):
+    """Mean and IRLS weight of a canonical-link GLM: logit (Bernoulli) or log (Poisson)."""
+    if link == 1:
+        mu = np.exp(eta)
+        return mu, mu
+    mu = 1.0 / (1.0 + np.exp(-eta))
+    return mu, mu * (1.0 - mu)
+
+
+@njit(cache=True)
+def refit(m, V, strat, beta, hinv, iters, link, meat):
+    """Newton iterations of model m from beta; hinv = inverse information.
+
+    ``link`` 0: logistic regression; 1: Poisson regression with log link, whose standard
+    errors are the HC0 sandwich ``hinv meat hinv``; ``meat`` (sum of d d' (y - mu)^2) is
+    recomputed at the final coefficients.
+    """
     n = V.shape[0]
     p = 13 if m == 1 else (10 if m == 0 else (2 if m == 2 else 5))
     d = np.zeros(13)
@@ -53,8 +68,7 @@ def refit(m, V, strat, beta, hinv, iters):
             eta = 0.0
             for k in range(p):
                 eta += d[k] * beta[k]
-            mu = 1.0 / (1.0 + np.exp(-eta))
-            w = mu * (1.0 - mu)
+            mu, w = _mean_weight(eta, link)
             r = V[i, 9] - mu
             for k in range(p):
                 g[k] += d[k] * r
@@ -79,7 +93,35 @@ def refit(m, V, strat, beta, hinv, iters):
         # hinv is at the pre-step beta; after a step this small the difference is ~1e-10
         if mx < 1e-10:
             break
+    if link == 1:
+        sandwich_meat(m, V, strat, beta, meat)
     return ok
+
+
+@njit(cache=True)
+def sandwich_meat(m, V, strat, beta, meat):
+    """meat = sum over rows of d d' (y - exp(d'beta))^2 (the HC0 sandwich's middle)."""
+    p = 13 if m == 1 else (10 if m == 0 else (2 if m == 2 else 5))
+    d = np.zeros(13)
+    for k in range(p):
+        for l in range(p):
+            meat[k, l] = 0.0
+    for i in range(V.shape[0]):
+        design_row(m, V[i], strat[i], d)
+        eta = 0.0
+        for k in range(p):
+            eta += d[k] * beta[k]
+        r = V[i, 9] - np.exp(eta)
+        _meat_update(meat, p, d, r * r)
+
+
+@njit(cache=True)
+def _meat_update(meat, p, d, c):
+    if c == 0.0:
+        return
+    for k in range(p):
+        for l in range(p):
+            meat[k, l] += c * d[k] * d[l]
 
 
 @njit(cache=True)
@@ -100,16 +142,18 @@ def sm_update(hinv, p, d, c, u):
 
 
 @njit(cache=True)
-def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u):
+def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u, link, meat, nmeat):
     """One Newton step for model m after rows old[0..1] -> new[0..1] (same stratum).
 
-    g, do, dn, u are work buffers (no allocation in the hot loop).
+    g, do, dn, u are work buffers (no allocation in the hot loop). With ``link`` 1 the
+    sandwich's meat is updated for the changed rows too (at the current coefficients).
     """
     p = 13 if m == 1 else (10 if m == 0 else (2 if m == 2 else 5))
     for k in range(p):
         g[k] = 0.0
         for l in range(p):
             nhinv[k, l] = hinv[k, l]
+            nmeat[k, l] = meat[k, l]
     for r in range(2):
         design_row(m, old[r], s, do)
         design_row(m, new[r], s, dn)
@@ -121,21 +165,26 @@ def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u):
         eta = 0.0
         for k in range(p):
             eta += do[k] * beta[k]
-        mo = 1.0 / (1.0 + np.exp(-eta))
+        mo, wo = _mean_weight(eta, link)
         if same:
             dy = new[r, 9] - old[r, 9]
             if dy != 0:
                 for k in range(p):
                     g[k] += do[k] * dy
+                dr = (new[r, 9] - mo) ** 2 - (old[r, 9] - mo) ** 2
+                _meat_update(nmeat, p, do, dr * link)
             continue
         eta = 0.0
         for k in range(p):
             eta += dn[k] * beta[k]
-        mn = 1.0 / (1.0 + np.exp(-eta))
+        mn, wn = _mean_weight(eta, link)
         for k in range(p):
             g[k] += dn[k] * (new[r, 9] - mn) - do[k] * (old[r, 9] - mo)
-        sm_update(nhinv, p, do, -mo * (1.0 - mo), u)
-        sm_update(nhinv, p, dn, mn * (1.0 - mn), u)
+        sm_update(nhinv, p, do, -wo, u)
+        sm_update(nhinv, p, dn, wn, u)
+        # the meat only matters (and is only kept up to date) with the log link
+        _meat_update(nmeat, p, do, -link * (old[r, 9] - mo) ** 2)
+        _meat_update(nmeat, p, dn, link * (new[r, 9] - mn) ** 2)
     for k in range(p):
         acc = 0.0
         for l in range(p):
@@ -144,10 +193,11 @@ def propose_model(m, beta, hinv, old, new, s, nbeta, nhinv, g, do, dn, u):
 
 
 @njit(cache=True)
-def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
+def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale, link, meats):
     """Distance of each Table 3 estimate and CI bound outside its log window, in ``scale`` units.
 
     Returns (forced energy, soft energy); soft terms (not forced) are weighted by ``wt``.
+    ``link`` 1: standard errors from the sandwich ``hinv meat hinv`` (HC0).
     """
     ef = 0.0
     es = 0.0
@@ -155,7 +205,16 @@ def model_energy(betas, hinvs, tm, tc, win, wt, forced, scale):
         m = tm[q]
         c = tc[q]
         b = betas[m, c]
-        v = hinvs[m, c, c]
+        if link == 1:
+            v = 0.0
+            for k in range(13):
+                hk = hinvs[m, c, k]
+                if hk == 0.0:
+                    continue
+                for l in range(13):
+                    v += hk * meats[m, k, l] * hinvs[m, l, c]
+        else:
+            v = hinvs[m, c, c]
         se = np.sqrt(v) if v > 0 else 1e9
         for k in range(3):
             x = (
@@ -298,6 +357,8 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
     stat_w,
     Vbest,
     best,
+    link,
+    meats,
 ):
     """Simulated annealing; returns (status, steps, accepted, E_forced, E_soft).
 
@@ -315,6 +376,9 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
     energy: it goes through the whole schedule and copies into ``Vbest`` every state that meets
     every forced target after an exact refit and beats ``best[0]`` (lower ``stat_w * S``);
     ``best[1]`` is set to 1 once such a state is found. status 1 then means one was found.
+
+    ``link`` 1 reads the Table 3 targets as log-link (Poisson, HC0 sandwich) estimates;
+    ``meats`` (4, 13, 13) holds the sandwich's middle matrices (unused with ``link`` 0).
     """
     np.random.seed(seed)
     kind = stat[0]
@@ -330,9 +394,9 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
             rowcnt[i] += V[i, k]
     S = stat_value(kind, ss, pa, pb, pc, V, strat, rowcnt)
     for m in range(4):
-        refit(m, V, strat, betas[m], hinvs[m], 25)
+        refit(m, V, strat, betas[m], hinvs[m], 25, link, meats[m])
     ec = count_w * count_energy(C, phi_lo, phi_hi, t_lo, t_hi)
-    emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
+    emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale, link, meats)
     if search:
         if ec + emf == 0.0 and (best[1] == 0.0 or stat_w * S < stat_w * best[0]):
             best[0] = S
@@ -342,6 +406,7 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
         return 1, 0, 0, 0.0, ems
     nb = np.zeros((4, 13))
     nh = np.zeros((4, 13, 13))
+    nmeats = np.zeros((4, 13, 13))
     old = np.zeros((2, 10))
     wg = np.zeros(13)
     wdo = np.zeros(13)
@@ -446,8 +511,24 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
         new[0, c] = 0
         new[1, c] = 1
         for m in range(4):
-            propose_model(m, betas[m], hinvs[m], old, new, s, nb[m], nh[m], wg, wdo, wdn, wu)
-        nf, ns = model_energy(nb, nh, tm, tc, win, soft_wt, forced, scale)
+            propose_model(
+                m,
+                betas[m],
+                hinvs[m],
+                old,
+                new,
+                s,
+                nb[m],
+                nh[m],
+                wg,
+                wdo,
+                wdn,
+                wu,
+                link,
+                meats[m],
+                nmeats[m],
+            )
+        nf, ns = model_energy(nb, nh, tm, tc, win, soft_wt, forced, scale, link, nmeats)
         dec *= count_w
         dS = stat_delta(kind, ss, pa, pb, pc, V, rowcnt, a, b, c, s) if search else 0.0
         dE = dec + (nf + ns) - (emf + ems) + stat_w * dS
@@ -469,6 +550,8 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
                     betas[m, k] = nb[m, k]
                     for l in range(13):
                         hinvs[m, k, l] = nh[m, k, l]
+                        if link == 1:
+                            meats[m, k, l] = nmeats[m, k, l]
             ec += dec
             dirty = True
             emf = nf
@@ -479,8 +562,10 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
             improves = search and (best[1] == 0.0 or stat_w * S < stat_w * best[0])
             if since >= refit_every or (ec + emf < near and (improves or not search)):
                 for m in range(4):
-                    refit(m, V, strat, betas[m], hinvs[m], 3)
-                emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
+                    refit(m, V, strat, betas[m], hinvs[m], 3, link, meats[m])
+                emf, ems = model_energy(
+                    betas, hinvs, tm, tc, win, soft_wt, forced, scale, link, meats
+                )
                 since = 0
                 if ec + emf == 0.0:
                     if not search:
@@ -490,8 +575,8 @@ def anneal(  # noqa: C901 (one compiled hot loop: splitting it costs a call per 
                         best[1] = 1.0
                         Vbest[:, :] = V
     for m in range(4):
-        refit(m, V, strat, betas[m], hinvs[m], 25)
-    emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale)
+        refit(m, V, strat, betas[m], hinvs[m], 25, link, meats[m])
+    emf, ems = model_energy(betas, hinvs, tm, tc, win, soft_wt, forced, scale, link, meats)
     if search:
         return (1 if best[1] == 1.0 else 0), max_steps, acc, ec + emf, ems
     return (1 if ec + emf == 0.0 else 0), max_steps, acc, ec + emf, ems

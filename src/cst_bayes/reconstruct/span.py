@@ -1,0 +1,138 @@
+"""Choosing ensemble members that span the bounds (SYNTHETIC).
+
+The bound searches of :mod:`cst_bayes.reconstruct.bounds` leave one dataset per bound, each
+meeting every published target. An ensemble spans the open range of a statistic when its
+members' values cover much of [lower, upper]; :func:`select_extremes` adds attaining datasets
+to generated members, greedily, until every statistic is covered to a target share.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cst_bayes.core.errors import InputError
+from cst_bayes.reconstruct.bounds import span_table, statistic_values
+
+
+def widen_with(bounds: pd.DataFrame, members: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Bounds widened to every given dataset's value (each must meet every target).
+
+    A member more extreme than a searched bound is itself a dataset meeting every target, so
+    the bound moves to it and ``file_min``/``file_max`` name it.
+    """
+    out = bounds.copy()
+    key = ["statistic", "stratum"]
+    for name, df in members.items():
+        v = out[key].merge(statistic_values(df), on=key, how="left")["value"].to_numpy()
+        lo = v < out["lower"].to_numpy()
+        hi = v > out["upper"].to_numpy()
+        out.loc[lo, "lower"] = v[lo]
+        out.loc[lo, "file_min"] = name
+        out.loc[hi, "upper"] = v[hi]
+        out.loc[hi, "file_max"] = name
+    return out
+
+
+def select_extremes(
+    bounds: pd.DataFrame,
+    members: list[pd.DataFrame],
+    candidates: dict[str, pd.DataFrame],
+    *,
+    target: float = 0.6,
+    max_extra: int = 16,
+) -> list[str]:
+    """Candidate names to add, greedily, until every statistic's span share reaches ``target``.
+
+    Each step adds the candidate that brings the most statistics to ``target`` (ties: the
+    largest gain in total span share). Stops at ``max_extra`` or when nothing improves.
+    """
+    if not members:
+        raise InputError("no members to extend")
+    key = ["statistic", "stratum"]
+    rows = bounds[key]
+
+    def vals(df: pd.DataFrame) -> np.ndarray:
+        return rows.merge(statistic_values(df), on=key, how="left")["value"].to_numpy()
+
+    lo, hi = bounds["lower"].to_numpy(), bounds["upper"].to_numpy()
+    finite = np.isfinite(lo) & np.isfinite(hi) & ~rows["statistic"].str.startswith("or_").to_numpy()
+    width = np.where(hi > lo, hi - lo, np.nan)
+    cur = np.vstack([vals(m) for m in members])
+    mn, mx = cur.min(axis=0), cur.max(axis=0)
+    names = list(candidates)
+    cand = np.vstack([vals(candidates[n]) for n in names])
+
+    def score(a: np.ndarray, b: np.ndarray) -> tuple[int, float]:
+        share = np.where(np.isnan(width), 1.0, (b - a) / width)[finite]
+        return int((share >= target).sum()), float(np.minimum(share, 1).sum())
+
+    chosen: list[str] = []
+    while len(chosen) < max_extra:
+        base = score(mn, mx)
+        if base[0] == int(finite.sum()):
+            break
+        best, best_s = None, base
+        for q, n in enumerate(names):
+            if n in chosen:
+                continue
+            s = score(np.minimum(mn, cand[q]), np.maximum(mx, cand[q]))
+            if s > best_s:
+                best, best_s = q, s
+        if best is None:
+            break
+        chosen.append(names[best])
+        mn, mx = np.minimum(mn, cand[best]), np.maximum(mx, cand[best])
+    return chosen
+
+
+__all__ = ["select_extremes", "span_table", "widen_with"]
+
+
+def extremes_for(
+    bounds_dir, generated: list[pd.DataFrame], *, target: float = 0.6, max_extra: int = 16
+) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """Extreme members for an ensemble: attaining datasets from ``bounds_dir`` chosen to span.
+
+    Reads ``bounds_dir/bounds.csv`` and its ``extreme-*.csv`` datasets, widens the bounds to
+    the generated members (named ``reconstruction-NNN.csv`` in order), picks extremes with
+    :func:`select_extremes` and returns them (``attrs['extreme']`` lists the bounds each
+    attains; their file names become the members' names in the bounds table) and the bounds.
+    """
+    from pathlib import Path
+
+    from cst_bayes.data.microdata import load
+    from cst_bayes.reconstruct.bounds import read_bounds
+    from cst_bayes.reconstruct.ensemble import member_filename
+
+    bounds_dir = Path(bounds_dir)
+    bounds = read_bounds(bounds_dir)
+    names = sorted(set(bounds["file_min"].dropna()) | set(bounds["file_max"].dropna()))
+    cands = {n: load(bounds_dir / n) for n in names if (bounds_dir / n).exists()}
+    if not cands:
+        raise InputError("no extreme-*.csv datasets beside bounds.csv", path=bounds_dir)
+    # identical datasets (a derived statistic shares its source's) are one candidate
+    uniq: dict[int, str] = {}
+    for n, df in cands.items():
+        uniq.setdefault(int(pd.util.hash_pandas_object(df.iloc[:, 1:], index=False).sum()), n)
+    cands = {n: cands[n] for n in uniq.values()}
+    gen_names = {member_filename(i): df for i, df in enumerate(generated, start=1)}
+    bounds = widen_with(bounds, gen_names)
+    chosen = select_extremes(bounds, generated, cands, target=target, max_extra=max_extra)
+    extra = []
+    for k, n in enumerate(chosen, start=len(generated) + 1):
+        df = cands[n]
+        new = member_filename(k)
+        sv = statistic_values(df).set_index(["statistic", "stratum"])["value"]
+        same = [
+            f"{r.statistic}|{r.stratum}|{side}"
+            for r in bounds.itertuples(index=False)
+            for side in ("min", "max")
+            if sv[(r.statistic, r.stratum)] == (r.lower if side == "min" else r.upper)
+        ]
+        df.attrs["extreme"] = dict(source=n, attains=same)
+        extra.append(df)
+        for col, side in (("file_min", "min"), ("file_max", "max")):
+            hit = [f"{r.statistic}|{r.stratum}|{side}" in same for r in bounds.itertuples()]
+            bounds.loc[hit, col] = new
+    return extra, bounds
