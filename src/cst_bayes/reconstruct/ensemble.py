@@ -77,6 +77,29 @@ def _run_members(
     return results
 
 
+def _reuse_members(
+    folder: Path, n: int, seed: int, families: tuple[str, ...]
+) -> dict[int, tuple[pd.DataFrame, pd.DataFrame, dict]]:
+    """The generated members of an ensemble built before with the same n, seed and families."""
+    from cst_bayes.data.ensemble import load_ensemble, read_manifest
+    from cst_bayes.reconstruct.fidelity import fidelity
+
+    man = read_manifest(folder)
+    if (
+        man is None
+        or man.get("master_seed") != int(seed)
+        or man.get("n_generated", man.get("n_members")) != n
+        or tuple(man.get("families", ("copula",))) != tuple(families)
+    ):
+        raise InputError("cannot reuse: not the same seed, n and families", path=folder)
+    frames = load_ensemble(folder, n)
+    out = {}
+    for i, (df, info) in enumerate(zip(frames, man["members"][:n]), start=1):
+        info = dict(info, family=info.get("family", families[(i - 1) % len(families)]))
+        out[i] = (df, fidelity(df), info)
+    return out
+
+
 def build_ensemble(
     n: int,
     seed: int,
@@ -87,6 +110,7 @@ def build_ensemble(
     extra: list[pd.DataFrame] | None = None,
     bounds: pd.DataFrame | None = None,
     span_from: str | Path | None = None,
+    reuse: str | Path | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Reconstruct ``n`` SYNTHETIC members in parallel and write them with a manifest.
@@ -121,6 +145,10 @@ def build_ensemble(
         added as members (:func:`cst_bayes.reconstruct.span.extremes_for`) until every
         statistic's span share reaches 60%, and its bounds, widened to the members, are used
         as ``bounds``.
+    reuse
+        A folder holding this very ensemble (same ``n``, ``seed``, ``families``, settings) built
+        before: its members are read instead of rebuilt (the same seed gives the same members,
+        so this only saves time; the manifest's seeds and families must match).
     **kwargs
         Passed to :func:`reconstruct_one`.
 
@@ -147,7 +175,11 @@ def build_ensemble(
     def _kw(i: int) -> dict[str, Any]:
         return dict(kwargs, family=families[(i - 1) % len(families)])
 
-    results = _run_members([(i, ss, _kw(i)) for i, ss in enumerate(seeds, start=1)], jobs, progress)
+    if reuse is not None:
+        results = _reuse_members(Path(reuse), n, seed, families)
+    else:
+        jl = [(i, ss, _kw(i)) for i, ss in enumerate(seeds, start=1)]
+        results = _run_members(jl, jobs, progress)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     # The manifest goes first and comes back last: a crash while writing leaves members
