@@ -127,7 +127,7 @@ def test_write_pooled_round_trips(tmp_path):
     back = az.from_netcdf(paths["idata"])
     np.testing.assert_array_equal(back.posterior["reconstruction"].values, [1, 1, 2, 2])
     between = pd.read_csv(paths["between"], comment="#")
-    assert list(between.columns) == list(pooling.BETWEEN_COLUMNS)
+    assert list(between.columns) == [*pooling.BETWEEN_COLUMNS, "data_status"]
 
 
 def test_member_seeds_are_deterministic_and_distinct():
@@ -346,3 +346,26 @@ def test_pooled_loo_is_the_member_average_against_a_common_top_model():
         )
     with pytest.raises(InputError):
         loo_table({"strata": pooled["strata"], "single": common[0]})
+
+
+def test_arviz_refuses_loo_on_a_pooled_file_and_gives_it_per_member(tmp_path):
+    """Stacked members are not chains of one posterior: az.loo on the pooled file must refuse,
+    member_idata gives each member's own LOO; attributes are typed."""
+    import arviz as az
+
+    fits = [normal_member({"court": m}, 0.3, seed=i, draws=200) for i, m in enumerate([0.0, 2.0])]
+    for f in fits:
+        f.idata.posterior.attrs["chains"] = 2
+    pooled = pooling.pool_fits("spec", fits)
+    path = pooling.write_pooled(pooled, tmp_path, "toy")["idata"]
+    back = az.from_netcdf(path)
+    with pytest.raises(TypeError, match="log likelihood not found"):
+        az.loo(back)
+    for m in (1, 2):
+        own = pooling.member_idata(back, m)
+        got = az.loo(own)
+        want = az.loo(fits[m - 1].idata)
+        assert got.elpd_loo == pytest.approx(want.elpd_loo)
+    attrs = back.posterior.attrs
+    assert int(attrs["pooled_members"]) == 2 and int(attrs["chains_per_member"]) == 2
+    assert not isinstance(attrs["synthetic"], str) and int(attrs["synthetic"]) == 1

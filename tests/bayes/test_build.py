@@ -144,3 +144,46 @@ def test_logbinomial_density_equals_scipy_bernoulli(sim_df):
         + stats.norm.logpdf(point["beta"], 0, 1.0).sum()
     )
     assert got == pytest.approx(ll + pri, rel=1e-9)
+
+
+def test_prior_and_posterior_predictive_sampling_work(sim_df):
+    """The observed variable makes PyMC's predictive sampling work; the prior predictive total
+    of cases equals a NumPy simulation from the priors within Monte Carlo error."""
+    import pymc as pm
+
+    from cst_bayes.bayes.design import collapse
+
+    spec = load_spec("logit_count_strata")
+    m = build(spec, sim_df)
+    pat = collapse(spec, sim_df)
+    n = pat.n1 + pat.n0
+    with m:
+        pp = pm.sample_prior_predictive(draws=2000, random_seed=1)
+    y = pp.prior_predictive["any_cst"].to_numpy().reshape(2000, -1)
+    assert y.shape[1] == len(n) and (y <= n).all() and (y >= 0).all()
+    rng = np.random.default_rng(2)
+    D = 20000
+    mu = rng.normal(-1.5, 2.5, D)
+    sig = np.abs(rng.normal(0, 2.0, D))
+    alpha = mu[:, None] + sig[:, None] * rng.normal(size=(D, 4))
+    pr = spec.priors
+    beta = rng.normal(pr["beta"].params["mu"], pr["beta"].params["sigma"], D)
+    assert pr["intercept"].params == {"mu": -1.5, "sigma": 2.5}
+    assert pr["sigma_stratum"].params == {"sigma": 2.0}
+    eta = alpha[:, pat.stratum] + beta[:, None] * (pat.X[:, 0] - pat.xbar[0])[None, :]
+    total = (n / (1 + np.exp(-eta))).sum(axis=1)
+    se = np.sqrt(y.sum(1).var() / 2000 + total.var() / D)
+    assert abs(y.sum(1).mean() - total.mean()) < 4 * se
+    with m:
+        idata = pm.sample(
+            draws=100,
+            tune=100,
+            chains=1,
+            random_seed=1,
+            progressbar=False,
+            compute_convergence_checks=False,
+        )
+        post = pm.sample_posterior_predictive(idata, random_seed=1, progressbar=False)
+    yrep = post.posterior_predictive["any_cst"].to_numpy().reshape(100, -1)
+    # the posterior predictive total of cases is centred near the observed total
+    assert abs(yrep.sum(1).mean() - pat.n1.sum()) < 4 * yrep.sum(1).std()

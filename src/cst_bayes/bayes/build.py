@@ -5,10 +5,11 @@ Free variables: ``intercept`` or (``mu_stratum``, ``sigma_stratum``, ``alpha`` [
 ``sigma_slope`` and ``z_slope`` / ``beta_stratum`` [stratum, slope columns]; ``concentration``
 for the beta-binomial. The data are ``pm.Data`` (re-used with new data by the samplers).
 
-The likelihood is the weighted pattern log-likelihood (a ``pm.Potential``), which equals the
-agency-level likelihood exactly and is the Savitsky-Toth pseudo-likelihood under survey
-weights. :func:`build_predictive` adds an observed variable for prior and posterior predictive
-sampling.
+The likelihood is an observed variable on the patterns (Binomial successes per covariate
+pattern, or the count per pattern row) plus a Potential that makes the total exactly the
+agency-level likelihood, and under survey weights the Savitsky-Toth pseudo-likelihood
+(:func:`cst_bayes.bayes.families.observe`). So ``pm.sample_prior_predictive`` and
+``pm.sample_posterior_predictive`` work on the model, and a user can extend it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cst_bayes.bayes.design import Patterns, collapse, column_term, normalise_weights, slope_columns
-from cst_bayes.bayes.families import PRIOR_SLOTS, loglik_pt
+from cst_bayes.bayes.families import PRIOR_SLOTS, observe
 from cst_bayes.bayes.spec import ModelSpec, Prior, load_spec
 from cst_bayes.core.config import STRATA
 from cst_bayes.core.errors import InputError, SpecError
@@ -133,8 +134,8 @@ def build(
     Returns
     -------
     pymc.Model
-        Data ``w1, w0`` and, where used, ``stratum_idx, X, xbar`` on collapsed covariate
-        patterns; the likelihood is the ``pm.Potential`` ``loglik``.
+        Data ``w1, w0, n1, n0`` and, where used, ``stratum_idx, X, xbar`` on collapsed
+        covariate patterns; the observed variable is named after the outcome.
     """
     if not isinstance(spec, ModelSpec):
         spec = load_spec(spec)
@@ -163,7 +164,7 @@ def build_from_patterns(
         coords["slope"] = [pat.columns[i] for i in sl]
     with pm.Model(coords=coords) as model:
         data = {k: pm.Data(k, v) for k, v in pat.data(spec).items()}
-        w1, w0 = data["w1"], data["w0"]
+        w1 = data["w1"]
         if spec.pooled_strata:
             s_idx = data["stratum_idx"]
             mu = _prior_rv(pm, "mu_stratum", slot_prior(spec, "intercept", scales))
@@ -201,5 +202,5 @@ def build_from_patterns(
             if spec.family == "betabinomial"
             else None
         )
-        pm.Potential("loglik", loglik_pt(spec.family, spec.link, spec.outcome, eta, w1, w0, kappa))
+        observe(pm, spec.family, spec.outcome, eta, data, kappa)
     return model

@@ -186,10 +186,14 @@ class Patterns:
     xbar: np.ndarray  # (K,) agency means of the design columns (centring)
     columns: tuple[str, ...] = ()
     levels: dict[str, list[str]] = field(default_factory=dict)
+    n1: np.ndarray | None = None  # unweighted: successes (binary) or the count (count outcome)
+    n0: np.ndarray | None = None  # unweighted: failures (binary) or the multiplicity (count)
 
     def data(self, spec: ModelSpec) -> dict[str, np.ndarray]:
         """The ``pm.Data`` values the spec's model uses (a compiled model knows no others)."""
         d = {"w1": self.w1, "w0": self.w0}
+        if self.n1 is not None and self.n0 is not None:
+            d.update(n1=self.n1, n0=self.n0)
         if spec.pooled_strata:
             d["stratum_idx"] = self.stratum
         if self.X.shape[1]:
@@ -215,10 +219,13 @@ def collapse(spec: ModelSpec, df: pd.DataFrame, weights: np.ndarray | None = Non
     if spec.outcome == COUNT:
         w1 = uniq[:, -1].astype(float)
         w0 = np.bincount(inv, weights=w, minlength=P)
+        n1, n0 = w1.astype(np.int64), np.bincount(inv, minlength=P).astype(np.int64)
         Xu = uniq[:, 1:-1]
     else:
         w1 = np.bincount(inv, weights=w * y, minlength=P)
         w0 = np.bincount(inv, weights=w * (1.0 - y), minlength=P)
+        n1 = np.bincount(inv, weights=y, minlength=P).round().astype(np.int64)
+        n0 = np.bincount(inv, weights=1.0 - y, minlength=P).round().astype(np.int64)
         Xu = uniq[:, 1:]
     xbar = X.mean(axis=0) if X.shape[1] else np.zeros(0)
     return Patterns(
@@ -229,6 +236,8 @@ def collapse(spec: ModelSpec, df: pd.DataFrame, weights: np.ndarray | None = Non
         xbar,
         dz.columns,
         dz.levels,
+        n1,
+        n0,
     )
 
 

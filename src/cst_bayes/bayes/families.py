@@ -98,32 +98,56 @@ def log_risk(eta: Any, xp: Any = np) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# PyTensor: summed pattern log-likelihood
+# PyTensor: the observed variable of the patterns
 # --------------------------------------------------------------------------------------------
-def loglik_pt(
-    family: str, link: str, outcome: str, eta: Any, w1: Any, w0: Any, kappa: Any = None
+def observe(
+    pm: Any, family: str, outcome: str, eta: Any, data: dict[str, Any], kappa: Any = None
 ) -> Any:
-    """Summed (weighted) log-likelihood of the patterns as a PyTensor expression."""
+    """Observed variable of the pattern data, and the Potential that makes the model's
+    log-density exactly the (weighted) agency-level one.
+
+    Binary outcome: a pattern's unweighted successes ``n1`` of ``n1 + n0`` agencies are
+    Binomial (Poisson for the working likelihood); the Potential ``weights_and_constant``
+    removes the binomial coefficient (the agency-level likelihood has none) and adds the
+    difference between the weighted and the unweighted pattern sums (zero without weights).
+    Count outcome: one observed row per (stratum, design row, count); the Potential
+    ``multiplicity`` adds the row's log-density (weighted multiplicity - 1) times more.
+    Prior and posterior predictive sampling ignore Potentials, so they draw from the
+    generative model: cases per pattern, or a count per row.
+    """
     import pytensor.tensor as pt
 
+    w1, w0, n1, n0 = data["w1"], data["w0"], data["n1"], data["n0"]
     if outcome == OUTCOME:
-        if family == "logbinomial":
-            lr = log_risk(eta, pt)
-            return (w1 * lr + w0 * pt.log1mexp(lr)).sum()
-        if family == "bernoulli":  # w1 log p + w0 log(1-p), p = logistic(eta)
-            return (-w1 * pt.softplus(-eta) - w0 * pt.softplus(eta)).sum()
-        # Poisson working likelihood on 0/1: y*eta - exp(eta) (log y! = 0)
-        return (w1 * eta - (w1 + w0) * pt.exp(eta)).sum()
-    y, m = w1, w0
+        n = n1 + n0
+        if family == "poisson":  # working likelihood: the sum of n Poisson(exp(eta)) agencies
+            obs = pm.Poisson(outcome, mu=n * pt.exp(eta), observed=n1)
+            corr = (
+                (w1 - n1) * eta - (w1 + w0 - n) * pt.exp(eta) - n1 * pt.log(n) + pt.gammaln(n1 + 1)
+            )
+        else:
+            if family == "logbinomial":
+                lp1 = log_risk(eta, pt)
+                lp0 = pt.log1mexp(lp1)
+                obs = pm.Binomial(outcome, n=n, p=pt.exp(lp1), observed=n1)
+            else:
+                lp1, lp0 = -pt.softplus(-eta), -pt.softplus(eta)
+                obs = pm.Binomial(outcome, n=n, logit_p=eta, observed=n1)
+            lchoose = pt.gammaln(n + 1) - pt.gammaln(n1 + 1) - pt.gammaln(n0 + 1)
+            corr = (w1 - n1) * lp1 + (w0 - n0) * lp0 - lchoose
+        pm.Potential("weights_and_constant", corr.sum())
+        return obs
     if family == "poisson":
-        return (m * (y * eta - pt.exp(eta) - pt.gammaln(y + 1))).sum()
-    lchoose = pt.gammaln(N_TRIALS + 1) - pt.gammaln(y + 1) - pt.gammaln(N_TRIALS - y + 1)
-    if family == "binomial":
-        return (m * (lchoose - y * pt.softplus(-eta) - (N_TRIALS - y) * pt.softplus(eta))).sum()
-    p = pt.sigmoid(eta)
-    a, b = p * kappa, (1 - p) * kappa
-    betaln = lambda u, v: pt.gammaln(u) + pt.gammaln(v) - pt.gammaln(u + v)  # noqa: E731
-    return (m * (lchoose + betaln(y + a, N_TRIALS - y + b) - betaln(a, b))).sum()
+        obs = pm.Poisson(outcome, mu=pt.exp(eta), observed=n1)
+    elif family == "binomial":
+        obs = pm.Binomial(outcome, n=N_TRIALS, logit_p=eta, observed=n1)
+    else:
+        p = pt.sigmoid(eta)
+        obs = pm.BetaBinomial(
+            outcome, alpha=p * kappa, beta=(1 - p) * kappa, n=N_TRIALS, observed=n1
+        )
+    pm.Potential("multiplicity", ((w0 - 1.0) * pm.logp(obs, n1)).sum())
+    return obs
 
 
 # --------------------------------------------------------------------------------------------

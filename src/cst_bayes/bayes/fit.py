@@ -21,6 +21,7 @@ import pandas as pd
 
 from cst_bayes.bayes import families as fam
 from cst_bayes.bayes.build import prior_scales
+from cst_bayes.bayes.decisions import DECISION_COLUMNS, DEFAULT_ROPE, decisions
 from cst_bayes.bayes.design import collapse, design, normalise_weights, outcome, slope_columns
 from cst_bayes.bayes.samplers import sample
 from cst_bayes.bayes.spec import ModelSpec, load_spec
@@ -33,7 +34,18 @@ RHAT_MAX = 1.01
 ESS_MIN = 400
 BFMI_MIN = 0.3
 
-SUMMARY_COLUMNS = ["term", "estimate", "ci_low", "ci_high", "r_hat", "ess_bulk", "ess_tail"]
+#: Summary columns: posterior median ratio and 95% interval, convergence, and the decision
+#: quantities of :mod:`cst_bayes.bayes.decisions` (P(ratio > 1), P(ratio in the ROPE), MCSEs).
+SUMMARY_COLUMNS = [
+    "term",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "r_hat",
+    "ess_bulk",
+    "ess_tail",
+    *DECISION_COLUMNS,
+]
 
 
 class SamplerWarning(UserWarning):
@@ -140,13 +152,17 @@ def term_draws(spec: ModelSpec, idata: Any) -> dict[str, np.ndarray]:
     return out
 
 
-def summarise(spec: ModelSpec, idata: Any) -> pd.DataFrame:
+def summarise(
+    spec: ModelSpec, idata: Any, *, rope: tuple[float, float] = DEFAULT_ROPE
+) -> pd.DataFrame:
     """Posterior median ratio (OR for logit, PR/rate ratio for log) with 95% equal-tailed interval.
 
     Returns ``DataFrame[term, estimate, ci_low, ci_high, r_hat, ess_bulk, ess_tail]``: one
     row per design column (approach, ``n_approaches``, interaction, ``stratum[LABEL]`` for
     fixed strata), per ``stratum[LABEL]`` contrast of pooled intercepts with the reference
-    ``1-49``, and with varying slopes per ``TERM[STRATUM]``.
+    ``1-49``, and with varying slopes per ``TERM[STRATUM]``; then ``p_gt_1``, ``p_rope``
+    (``rope`` on the ratio scale) and the Monte Carlo errors ``mcse_estimate``,
+    ``mcse_ci_low``, ``mcse_ci_high`` (:func:`cst_bayes.bayes.decisions.decisions`).
     """
     import arviz as az
 
@@ -162,6 +178,7 @@ def summarise(spec: ModelSpec, idata: Any) -> pd.DataFrame:
                 r_hat=float(az.rhat(d)),
                 ess_bulk=float(az.ess(d, method="bulk")),
                 ess_tail=float(az.ess(d, method="tail")),
+                **decisions(d, rope=rope),
             )
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

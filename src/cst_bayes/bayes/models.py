@@ -17,6 +17,7 @@ from cst_bayes.bayes.design import Design, Patterns, collapse, design, normalise
 from cst_bayes.bayes.effects import (
     COMPARE_COLUMNS,
     PR_COLUMNS,
+    compare_prevalence_ratios,
     compare_published,
     frame_populations,
     predict_risk,
@@ -89,6 +90,7 @@ __all__ = [
     "build",
     "check_diagnostics",
     "collapse",
+    "compare_prevalence_ratios",
     "compare_published",
     "describe_spec",
     "design",

@@ -1,0 +1,37 @@
+"""Fit files are ArviZ-native: az.loo and az.rhat work on them, attributes are typed."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_written_fit_works_with_arviz_and_keeps_typed_attributes(sim_df, tmp_path):
+    import arviz as az
+
+    from cst_bayes.cli import main
+    from cst_bayes.core.fileio import write_microdata
+
+    data = tmp_path / "data.csv"
+    write_microdata(data, sim_df.drop(columns=["n_approaches"]), synthetic=True)
+    args = ["fit", "logit_count_strata", "--data", str(data), "--out", str(tmp_path / "o")]
+    args += ["--draws", "200", "--tune", "200", "--chains", "2", "--quiet"]
+    args += ["--prior-scale", "sigma_stratum=2", "--prior-scale", "0.5"]
+    assert main(args) == 0
+    idata = az.from_netcdf(tmp_path / "o" / "logit_count_strata.nc")
+    loo = az.loo(idata)
+    assert loo.n_data_points == len(sim_df) and np.isfinite(loo.elpd_loo)
+    rh = az.rhat(idata)
+    assert set(rh.data_vars) >= {"beta", "alpha", "mu_stratum", "sigma_stratum"}
+    a = idata.posterior.attrs
+    for key in ("seed", "draws", "tune", "chains", "synthetic", "weighted", "n_agencies"):
+        assert isinstance(a[key], (int, np.integer)), key
+    assert isinstance(a["prior_scale"], (float, np.floating)) and a["prior_scale"] == 0.5
+    scales = json.loads(a["prior_scales"])
+    assert scales["sigma_stratum"] == 2.0 and scales["beta"] == 0.5 and scales["intercept"] == 1.0
+    assert {"tree_depth", "acceptance_rate", "diverging"} <= set(idata.sample_stats.data_vars)
+    assert main([*args[:-4], "--prior-scale", "sigmas=2"]) == 2  # unknown slot: exit 2
