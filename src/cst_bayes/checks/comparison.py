@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from cst_bayes.checks.fits import check_fitted_on
 from cst_bayes.core.errors import InputError
 
 #: Columns of ``loo.csv``.
@@ -349,6 +350,7 @@ def write_comparison(
         nc = Path(fits_dir) / f"{spec.name}.nc" if fits_dir is not None else None
         if nc is not None and nc.exists():
             fits[spec.name] = mdl.read_fit(nc)
+            check_fitted_on(fits[spec.name], frames)
         elif ensemble:
             fits[spec.name] = fit_ensemble(
                 spec,

@@ -96,6 +96,28 @@ def _member_of(fit: Any, df: pd.DataFrame) -> int:
     return hashes.index(h) + 1
 
 
+def check_fitted_on(fit: Any, frames: list[pd.DataFrame]) -> None:
+    """Refuse data other than what a fit was fitted on (its stored data hash says which).
+
+    A pooled fit stores one hash per member; a single fit one. Checks and comparisons on
+    other data would run and print meaningless numbers.
+    """
+    from cst_bayes.bayes.models import _data_hash
+
+    attrs = fit.idata.posterior.attrs
+    stored = str(attrs.get("member_data_hashes") or attrs.get("data_hash") or "")
+    if not stored:
+        return  # a fit written before hashes were stored: nothing to compare
+    known = set(stored.split(","))
+    for df in frames:
+        if _data_hash(df, fit.spec) not in known:
+            raise InputError(
+                f"the fit {fit.spec.name} was not fitted on these data (their hash differs from "
+                "the one stored in the fit); pass the data it was fitted on",
+                path=df.attrs.get("source"),
+            )
+
+
 def is_pooled(fit: Any) -> bool:
     """Whether a fit (or InferenceData) is stacked over reconstructions."""
     idata = getattr(fit, "idata", fit)

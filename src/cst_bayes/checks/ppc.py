@@ -31,6 +31,7 @@ from cst_bayes.checks.fits import (
     _as_fit,
     _member_of,
     _MemberFit,
+    check_fitted_on,
     is_pooled,
     model_outcome,
 )
@@ -505,6 +506,7 @@ def ppc_tables(
             raise InputError(
                 "a single (not pooled) fit takes one dataset; fit the ensemble with fit_ensemble"
             )
+        check_fitted_on(fit, frames)
         per = n_draws
         fits = [fit]
     seeds = np.random.SeedSequence(seed).spawn(len(frames))

@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cst_bayes.cli import seed_type
+from cst_bayes.core.options import DEFAULT_SAMPLER, DEFAULT_SEED, Sampler, choices
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes compare``."""
@@ -36,11 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--tune", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=seed_type, default=DEFAULT_SEED, help="seed (0 .. 2**32 - 1)"
+    )
     parser.add_argument(
         "--sampler",
-        default="nutpie",
-        choices=("nutpie", "nutpie-c", "pymc"),
+        default=DEFAULT_SAMPLER,
+        choices=choices(Sampler),
         help="sampler passed to cst_bayes.bayes.models.fit",
     )
     parser.add_argument(

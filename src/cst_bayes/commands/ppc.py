@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cst_bayes.cli import seed_type
+from cst_bayes.core.options import DEFAULT_SEED
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes ppc``."""
@@ -33,7 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--draws", type=int, default=500, help="posterior predictive replicates (default 500)"
     )
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the replicate draws (default 0)"
+        "--seed",
+        type=seed_type,
+        default=DEFAULT_SEED,
+        help=f"seed of the replicate draws (0 .. 2**32 - 1; default {DEFAULT_SEED})",
     )
     parser.add_argument(
         "--prob", type=float, default=0.95, help="width of the replicated interval (default 0.95)"

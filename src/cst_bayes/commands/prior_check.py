@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from cst_bayes.cli import seed_type
+from cst_bayes.core.options import DEFAULT_SEED
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes prior-check``."""
@@ -22,7 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", required=True, type=Path, help="output folder (created if missing)"
     )
     parser.add_argument("--draws", type=int, default=500, help="prior replicates (default 500)")
-    parser.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    parser.add_argument(
+        "--seed",
+        type=seed_type,
+        default=DEFAULT_SEED,
+        help=f"seed (0 .. 2**32 - 1; default {DEFAULT_SEED})",
+    )
     parser.add_argument("--prob", type=float, default=0.95, help="interval width (default 0.95)")
 
 
