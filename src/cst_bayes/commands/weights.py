@@ -7,16 +7,23 @@ differences), pseudo_likelihood_estimates.csv and mrp_estimates.csv (scenario, e
 median, ci_low, ci_high), sensitivity.csv, sensitivity.png, conclusions.csv and
 sensitivity.md (which of the article's conclusions survive every scenario).
 Scenarios are read from models/weighting.toml (or --scenarios-file); --no-bayes skips the
-MCMC fits for a quick run. Also tipping_point.csv, tipping_curves.csv, manski_bounds.csv
+MCMC fits for a quick run. --weight-column COL [--strata-column COL --fpc-column COL]
+analyses the file under its own design (scenario file_weights, beside unweighted) instead of
+weights rebuilt from the published sampling frames; stderr says which weights were used. Also tipping_point.csv, tipping_curves.csv, manski_bounds.csv
 and tipping_point.png (nonresponse tipping point; --no-tipping-point skips it).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cst_bayes.core.options import DEFAULT_SEED
+from cst_bayes.core.options import DEFAULT_SEED, DataClass, choices
+
+if TYPE_CHECKING:
+    from cst_bayes.weighting.filedesign import DesignColumns
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +78,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="sampler of the MRP fits (cst_bayes.bayes.models.fit; default nutpie)",
     )
     parser.add_argument(
+        "--weight-column",
+        metavar="COL",
+        default=None,
+        help="use the file's own survey weights in COL (scenario file_weights) instead of "
+        "weights rebuilt from the published sampling frames",
+    )
+    parser.add_argument(
+        "--strata-column",
+        metavar="COL",
+        default=None,
+        help="strata of the file's own design (default: the stratum column); needs --weight-column",
+    )
+    parser.add_argument(
+        "--fpc-column",
+        metavar="COL",
+        default=None,
+        help="finite population correction of the file's own design: stratum population or "
+        "sampling fraction (default: none); needs --weight-column",
+    )
+    parser.add_argument(
+        "--keep-columns", metavar="COL", nargs="+", default=None, help="extra columns to keep"
+    )
+    parser.add_argument(
+        "--data-class",
+        choices=choices(DataClass),
+        default=None,
+        help="restricted (default unless the file opens with the SYNTHETIC banner), public "
+        "(your own unrestricted data) or synthetic",
+    )
+    parser.add_argument(
         "--not-sure",
         choices=("no", "yes", "error"),
         default="no",
@@ -80,8 +117,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the data, run the weighting stage, print what survives; exit status 0."""
+    from cst_bayes.core.config import COUNT, WEIGHT
     from cst_bayes.core.errors import InputError
     from cst_bayes.data import microdata
+    from cst_bayes.weighting import filedesign
     from cst_bayes.weighting.stage import run_weights
     from cst_bayes.weighting.weights import load_scenarios, select_scenarios
 
@@ -90,7 +129,35 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"--{name} must be a positive integer, got {getattr(args, name)}")
     # Validate the scenarios before loading data or fitting anything: a typo fails in a second.
     select_scenarios(load_scenarios(args.scenarios_file), args.scenario)
-    df = microdata.load(args.data, not_sure=args.not_sure)
+    cols = _design_columns(args)
+    keep = list(args.keep_columns or [])
+    if cols is not None:
+        raw, _ = microdata.read_table(args.data)
+        header = {str(c).strip() for c in raw.columns}
+        for flag, c in (
+            ("--weight-column", cols.weight),
+            ("--strata-column", cols.strata),
+            ("--fpc-column", cols.fpc),
+        ):
+            if c is not None and c not in header:
+                raise InputError(
+                    f"{flag} names no column of the file: {c!r}", path=args.data, column=c
+                )
+        known = set(microdata.REQUIRED_COLUMNS + microdata.OPTIONAL_COLUMNS) | {COUNT}
+        keep += [c for c in cols.names() if c not in known and c not in keep]
+    df = microdata.load(
+        args.data, not_sure=args.not_sure, data_class=args.data_class, keep_columns=keep or None
+    )
+    if cols is not None:
+        filedesign.check(df, cols)
+        print(cols.describe(), file=sys.stderr)
+    else:
+        unused = " (the file's 'weight' column is not used: pass --weight-column weight)"
+        print(
+            "weights: rebuilt from the published sampling frames"
+            + (unused if WEIGHT in df else ""),
+            file=sys.stderr,
+        )
     res = run_weights(
         df,
         scenarios_file=args.scenarios_file,
@@ -103,9 +170,28 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         sampler=args.sampler,
         tipping_point=args.tipping_point,
+        design_columns=cols,
     )
     print(res["sensitivity_text"], end="")
     print(
         f"wrote {args.out}/ (weights.csv, design_estimates.csv, mrp_estimates.csv, sensitivity.csv, sensitivity.png, ...)"
     )
     return 0
+
+
+def _design_columns(args: argparse.Namespace) -> DesignColumns | None:
+    """The file's own design columns, or None (weights rebuilt from the published frames)."""
+    from cst_bayes.core.errors import InputError
+    from cst_bayes.weighting.filedesign import DesignColumns
+
+    if args.weight_column is None:
+        for flag in ("strata_column", "fpc_column"):
+            if getattr(args, flag) is not None:
+                raise InputError(f"--{flag.replace('_', '-')} needs --weight-column")
+        return None
+    return DesignColumns(
+        weight=args.weight_column,
+        strata=args.strata_column,
+        fpc=args.fpc_column,
+        source=str(args.data),
+    )

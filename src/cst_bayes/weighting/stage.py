@@ -15,10 +15,13 @@ import pandas as pd
 
 from cst_bayes.core.config import APPROACHES, OUTCOME
 from cst_bayes.core.options import DEFAULT_SEED
-from cst_bayes.weighting import mrp, sensitivity, tipping
+from cst_bayes.core.provenance import DataStatus, status_of
+from cst_bayes.weighting import filedesign, mrp, sensitivity, tipping
 from cst_bayes.weighting import weights as W
 from cst_bayes.weighting import williams_savitsky as WS
 
+#: ``dataset`` of the tables pooled over every member.
+ENSEMBLE = "ensemble"
 PL_COLUMNS = [
     "scenario",
     "method",
@@ -97,16 +100,25 @@ def run_weights(
     seed: int = DEFAULT_SEED,
     sampler: str | None = mrp.DEFAULT_SAMPLER,
     published_dir: str | Path | None = None,
+    design_columns: filedesign.DesignColumns | None = None,
 ) -> dict[str, pd.DataFrame | str]:
     """Every weighting table of one data set.
 
     ``mcmc`` false: the pseudo-posterior uses its normal approximation (``laplace``) and the
     MRP tables hold the conjugate estimands only (``mrp_fits`` overrides the latter).
+    ``design_columns``: the file's own design becomes scenario ``file_weights``, analysed
+    beside ``unweighted`` (and the scenarios named in ``scenario_names``, if any).
     """
     from cst_bayes.data.published import load_sampling_frames
 
     frames = load_sampling_frames(published_dir)
-    scenarios = W.select_scenarios(W.load_scenarios(scenarios_file), scenario_names)
+    loaded = W.load_scenarios(scenarios_file)
+    if design_columns is not None and not scenario_names:
+        scenarios = [loaded[n] for n in ("unweighted",) if n in loaded]
+    else:
+        scenarios = W.select_scenarios(loaded, scenario_names)
+    if design_columns is not None:
+        scenarios = [*scenarios, filedesign.scenario(design_columns)]
     steps = W.weights_table(df, scenarios, frames)
     out: dict[str, pd.DataFrame] = {
         "weights": steps[W.WEIGHTS_COLUMNS].copy(),
@@ -162,25 +174,20 @@ def run_weights(
     synthetic = bool(df.attrs.get("synthetic", False))
     text = sensitivity.conclusions_text(out["conclusions"], sens, synthetic=synthetic)
     if out_dir is not None:
-        write_outputs(out, text, out_dir, synthetic=synthetic)
+        write_outputs(out, text, out_dir, status=status_of(df))
     return {**out, "sensitivity_text": text}
 
 
-def _status(synthetic: bool) -> str:
-    return "SYNTHETIC" if synthetic else "RESTRICTED"
-
-
 def write_outputs(
-    out: dict[str, pd.DataFrame], text: str, out_dir: str | Path, *, synthetic: bool
+    out: dict[str, pd.DataFrame], text: str, out_dir: str | Path, *, status: DataStatus
 ) -> None:
     """Every table as ``<key>.csv``, the figures and ``sensitivity.md`` (all atomic)."""
     from cst_bayes.core.fileio import write_csv, write_text
 
     out_dir = Path(out_dir)
+    synthetic = status == "SYNTHETIC"
     for key, table in out.items():
-        write_csv(
-            out_dir / f"{key}.csv", table, status=_status(synthetic), notes=[f"weighting: {key}"]
-        )
+        write_csv(out_dir / f"{key}.csv", table, status=status, notes=[f"weighting: {key}"])
     sens = out["sensitivity"]
     if "dataset" in sens:
         sens = sens[sens["dataset"] == sens["dataset"].iloc[0]]
@@ -218,10 +225,10 @@ def run_ensemble(
     """
     parts: dict[str, list[pd.DataFrame]] = {}
     texts = []
-    synthetic = True
+    statuses = set()
     for i, df in enumerate(frames):
         member = str(df.attrs.get("member", f"{i + 1:03d}"))
-        synthetic = synthetic and bool(df.attrs.get("synthetic", False))
+        statuses.add(status_of(df))
         use = bayes if isinstance(bayes, bool) else member in set(bayes)
         res = run_weights(
             df,
@@ -255,6 +262,8 @@ def run_ensemble(
         }
     ).reset_index()
     out["conclusions"]["share"] = out["conclusions"]["holds_in"] / out["conclusions"]["rows"]
+    # Pooled tables carry the dataset column too, naming the pool.
+    out["conclusions"]["dataset"] = ENSEMBLE
     if "tipping_point" in out:
         tp = out["tipping_point"]
         out["tipping_point_summary"] = (
@@ -265,8 +274,11 @@ def run_ensemble(
                 delta_high_median=("delta_high", "median"),
             )
             .reset_index()
+            .assign(dataset=ENSEMBLE)
         )
     text = "\n".join(texts)
     if out_dir is not None:
-        write_outputs(out, text, out_dir, synthetic=synthetic)
+        # A mixed ensemble is as restricted as its most restricted member.
+        status = next(s for s in ("RESTRICTED", "PUBLIC", "SYNTHETIC") if s in statuses)
+        write_outputs(out, text, out_dir, status=status)
     return {**out, "sensitivity_text": text}

@@ -1,9 +1,7 @@
 """Survey weights for the LEA-CST sample under named scenarios, and design-based estimates.
 
-The published analysis is unweighted. The sample is stratified by agency size with very
-different sampling fractions (all of the 85 largest agencies and 103 state agencies, 38% of
-the 2,244 mid-size and 20% of the 12,701 small agencies), so unweighted shares over-represent
-large agencies. Eligibility (245 ineligible of 3,591 sampled) and response (1,306) are
+The published analysis is unweighted; the sample is stratified by agency size with very
+different sampling fractions, so unweighted shares over-represent large agencies. Eligibility (245 ineligible of 3,591 sampled) and response (1,306) are
 published only in total or by stratum respectively, so weights are built under explicit,
 named **scenarios** read from ``models/weighting.toml`` (:func:`load_scenarios`).
 
@@ -125,6 +123,8 @@ class Scenario:
     calibrate: bool = False
     stratified: bool = True
     fpc: bool = True
+    #: A file's own design columns (:class:`filedesign.DesignColumns`); never from the TOML.
+    columns: object = None
 
     def ineligible_by_stratum(self, frames: pd.DataFrame) -> dict[str, float]:
         """Ineligible sampled agencies per stratum under this scenario (fractional allowed)."""
@@ -424,6 +424,8 @@ def agency_weights(
     df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | None = None
 ) -> np.ndarray:
     """One weight per agency (row of ``df``) under a scenario."""
+    if scenario.columns is not None:
+        return make_design(df, scenario, frames).weights
     table = stratum_weights(scenario, respondent_counts(df), frames)
     by = dict(zip(table["stratum"], table["weight"]))
     return df[STRATUM].astype(str).map(by).to_numpy(dtype=float)
@@ -436,6 +438,10 @@ def make_design(df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | Non
     subsample of that frame. Trimming changes the weights, not the sampling fraction, so a
     trimmed scenario keeps its base scenario's fpc (as R's ``trimWeights`` does).
     """
+    if scenario.columns is not None:
+        from cst_bayes.weighting import filedesign
+
+        return filedesign.design(df, scenario.columns)  # type: ignore[arg-type]
     table = stratum_weights(scenario, respondent_counts(df), frames)
     s = df[STRATUM].astype(str)
     w = s.map(dict(zip(table["stratum"], table["weight"]))).to_numpy(float)
@@ -582,5 +588,11 @@ def weights_table(
     df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Every adjustment step by scenario and stratum (:data:`STRATUM_TABLE_COLUMNS`)."""
+    from cst_bayes.weighting.filedesign import steps
+
     counts = respondent_counts(df)
-    return pd.concat([stratum_weights(sc, counts, frames) for sc in scenarios], ignore_index=True)
+    parts = [
+        steps(df, sc.columns, frames) if sc.columns else stratum_weights(sc, counts, frames)
+        for sc in scenarios
+    ]
+    return pd.concat(parts, ignore_index=True)
