@@ -35,3 +35,21 @@ def test_written_fit_works_with_arviz_and_keeps_typed_attributes(sim_df, tmp_pat
     assert scales["sigma_stratum"] == 2.0 and scales["beta"] == 0.5 and scales["intercept"] == 1.0
     assert {"tree_depth", "acceptance_rate", "diverging"} <= set(idata.sample_stats.data_vars)
     assert main([*args[:-4], "--prior-scale", "sigmas=2"]) == 2  # unknown slot: exit 2
+
+
+def test_prior_groups_on_request(sim_df, tmp_path):
+    import arviz as az
+
+    from cst_bayes.bayes.fit import fit
+    from cst_bayes.bayes.io import write_fit
+
+    f = fit("logit_count", sim_df, draws=100, tune=100, chains=2, progress=False, prior_draws=300)
+    assert {"prior", "prior_predictive"} <= set(f.idata.groups())
+    assert f.idata.prior["beta"].shape == (1, 300, 1)
+    y = f.idata.prior_predictive["any_cst"]
+    assert y.dims == ("chain", "draw", "pattern")
+    back = az.from_netcdf(write_fit(f, tmp_path)[0])
+    assert "prior_predictive" in back.groups()
+    # the prior predictive share of cases is the prior mean risk: wide, centred on the prior
+    share = y.sum("pattern").to_numpy() / len(sim_df)
+    assert 0.05 < share.mean() < 0.95 and share.std() > 0.1

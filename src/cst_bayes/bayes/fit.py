@@ -295,6 +295,28 @@ def _pointwise_groups(
     }
 
 
+def _prior_groups(
+    spec: ModelSpec, pat: Any, scales: Mapping[str, float], n: int, seed: int
+) -> dict[str, Any]:
+    """Prior and prior-predictive draws (pattern level) from the PyMC model."""
+    import pymc as pm
+
+    from cst_bayes.bayes.build import build_from_patterns
+
+    if n < 1:
+        raise InputError(f"prior_draws must be >= 1, got {n}", column="prior_draws")
+    model = build_from_patterns(spec, pat, scales)
+    with warnings.catch_warnings():  # the Potential holds constants and weights (docs/models.md)
+        warnings.filterwarnings("ignore", message=".*Potentials.*")
+        pp = pm.sample_prior_predictive(
+            draws=n, model=model, random_seed=np.random.default_rng([seed, 3])
+        )
+    prior_pred = pp.prior_predictive
+    obs_dims = [d for d in prior_pred[spec.outcome].dims if d not in ("chain", "draw")]
+    prior_pred = prior_pred.rename({d: "pattern" for d in obs_dims})
+    return {"prior": pp.prior, "prior_predictive": prior_pred}
+
+
 def fit(
     spec: ModelSpec | str | Path,
     df: pd.DataFrame,
@@ -308,6 +330,7 @@ def fit(
     prior_scale: float | Mapping[str, float] = 1.0,
     progress: bool = True,
     pointwise: bool = True,
+    prior_draws: int = 0,
 ) -> Fit:
     """Fit a model spec to agency-level data.
 
@@ -339,6 +362,10 @@ def fit(
     pointwise
         Add agency-level ``log_likelihood`` and ``posterior_predictive`` groups (memory grows
         as draws x agencies; switch off for very large simulated data).
+    prior_draws
+        When > 0, add ``prior`` and ``prior_predictive`` groups with that many draws from
+        PyMC's prior predictive of the model (covariate-pattern level, dimension
+        ``pattern``; PyMC is imported for it).
     """
     import arviz as az
     import xarray as xr
@@ -391,6 +418,8 @@ def fit(
     groups["constant_data"] = xr.Dataset(const, coords=coords)
     if pointwise:
         groups.update(_pointwise_groups(spec, post, dz, y, pat.xbar, agency, seed))
+    if prior_draws:
+        groups.update(_prior_groups(spec, pat, scales, int(prior_draws), int(seed)))
     idata = az.InferenceData(**groups)
     plain = scales_plain(prior_scale, scales)
     attrs = {
