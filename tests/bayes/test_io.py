@@ -53,3 +53,25 @@ def test_prior_groups_on_request(sim_df, tmp_path):
     # the prior predictive share of cases is the prior mean risk: wide, centred on the prior
     share = y.sum("pattern").to_numpy() / len(sim_df)
     assert 0.05 < share.mean() < 0.95 and share.std() > 0.1
+
+
+def test_fit_on_restricted_data_writes_no_row_level_arrays(sim_df, tmp_path):
+    import os
+
+    import arviz as az
+
+    from cst_bayes.cli import main
+
+    data = tmp_path / "restricted.csv"
+    sim_df.drop(columns=["n_approaches"]).to_csv(data, index=False)  # no banner: restricted
+    out = tmp_path / "o"
+    args = ["fit", "logit_count", "--data", str(data), "--out", str(out)]
+    args += ["--draws", "100", "--tune", "100", "--chains", "2", "--quiet"]
+    assert main([*args, "--keep-row-level"]) == 0
+    idata = az.from_netcdf(out / "logit_count.nc")
+    for g in idata.groups():
+        assert "agency" not in getattr(idata, g).dims, g
+    assert "beta" in idata.posterior and "xbar" in idata.constant_data
+    row = out / "logit_count-row-level.nc"
+    assert os.stat(row).st_mode & 0o777 == 0o600
+    assert "agency" in az.from_netcdf(row).log_likelihood.dims

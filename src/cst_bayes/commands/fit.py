@@ -6,7 +6,9 @@ median OR or PR with 95% interval, R-hat, ESS). With --compare-published also
 OUT/MODEL-vs-published.csv: the posterior beside Table 3 and the frequentist refit.
 Sampler trouble (divergences, R-hat > 1.01, ESS < 400, BFMI < 0.3) is a warning; --strict
 makes it exit status 3. When --data is a folder of reconstructions, the model is fitted on
-each and the posteriors pooled (cst_bayes.bayes.pooling).
+each and the posteriors pooled (cst_bayes.bayes.pooling). On restricted data (no SYNTHETIC
+banner, not --data-class public) MODEL.nc keeps only parameter-level groups; --keep-row-level
+writes the agency-level ones to MODEL-row-level.nc (RESTRICTED, mode 0600).
 """
 
 from __future__ import annotations
@@ -74,6 +76,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="also store N draws of the prior and the prior predictive (groups prior, "
         "prior_predictive; pattern level; imports PyMC)",
+    )
+    parser.add_argument(
+        "--keep-row-level",
+        action="store_true",
+        help="restricted data: also write the agency-level groups (observed data, design, "
+        "pointwise log-likelihood, predictions) to OUT/MODEL-row-level.nc, marked RESTRICTED, "
+        "mode 0600; without it they are left out of every file",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -148,6 +157,15 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         prior_draws=args.prior_draws,
     )
+    from cst_bayes.core.provenance import status_of
+
+    if status_of(df) == "RESTRICTED":
+        from cst_bayes.core.disclosure import strip_row_level, write_row_level
+
+        lean = strip_row_level(f.idata)
+        if args.keep_row_level:
+            print(write_row_level(f.idata, args.out / f"{spec.name}-row-level.nc"))
+        f.idata = lean
     nc, csv = models.write_fit(f, args.out)
     print(nc)
     print(csv)
