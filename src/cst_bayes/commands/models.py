@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the spec table (or one spec); exit status 0."""
-    from cst_bayes.bayes.models import describe_spec, list_specs
+    from cst_bayes.bayes.spec import describe_spec, list_specs
 
     if args.show:
         print(describe_spec(args.show))
