@@ -96,7 +96,7 @@ def test_spec_needs_reason_and_no_unused_prior(tmp_path):
     import re
 
     p.write_text(re.sub(r'reason = "weakly[^\n]*"', 'reason = ""', text))
-    with pytest.raises(SpecError, match="priors.beta.reason"):
+    with pytest.raises(SpecError, match=r"priors\.beta\.reason"):
         M.load_spec(p)
     with pytest.raises(SpecError, match="no such model spec"):
         M.load_spec("no_such_model")
@@ -375,7 +375,7 @@ def test_write_read_roundtrip_and_comparison(main_fit, sim_df, tmp_path):
     pd.testing.assert_frame_equal(back.summary, main_fit.summary)
     assert back.spec.hash == main_fit.spec.hash
     s = pd.read_csv(csv, comment="#")
-    assert list(s.columns) == M.SUMMARY_COLUMNS
+    assert list(s.columns) == [*M.SUMMARY_COLUMNS, "data_status"]
     assert s["data_status"].eq("SYNTHETIC").all()
     np.testing.assert_array_equal(
         M.replicate(back, sim_df, n_draws=50, seed=1),
