@@ -36,5 +36,5 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
         for k, v in tables.items():
             write_table(ctx, work / f"{k}.csv", v)
     else:
-        weighting.write_outputs(tables, str(res["sensitivity_text"]), work, synthetic=ctx.synthetic)
+        weighting.write_outputs(tables, str(res["sensitivity_text"]), work, status=ctx.status)
     return info
