@@ -25,6 +25,8 @@ def main() -> None:
     ap.add_argument("--replicates", type=int, default=200)
     ap.add_argument("--method", choices=("laplace", "mcmc"), default="laplace")
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--draws", type=int, default=None, help="per chain (default 500 mcmc, 1000)")
+    ap.add_argument("--tune", type=int, default=300)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/weights_coverage.csv")
     args = ap.parse_args()
 
@@ -77,6 +79,7 @@ def main() -> None:
     )
     print(f"SYNTHETIC. SD / svyglm SE (MCMC 2 x 1000, fit {fit_s:.1f} s):")
     print(ratios.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    draws = args.draws or (500 if args.method == "mcmc" else 1000)
     t0 = time.perf_counter()
     cov = coverage_simulation(
         df,
@@ -84,12 +87,13 @@ def main() -> None:
         replicates=args.replicates,
         method=args.method,
         seed=args.seed,
-        draws=500 if args.method == "mcmc" else 1000,
-        tune=300,
+        draws=draws,
+        tune=args.tune,
     )
     wide = cov.pivot(index="term", columns="interval", values="coverage")[["raw", "adjusted"]]
     print(
         f"\nSYNTHETIC. Coverage of 90% intervals, {args.replicates} replicates ({args.method}, "
+        f"2 x {draws} draws, "
         f"{time.perf_counter() - t0:.0f} s); 99% binomial band "
         f"{cov['band_low'].iloc[0]:.3f}-{cov['band_high'].iloc[0]:.3f}:"
     )
@@ -103,7 +107,9 @@ def main() -> None:
         ],
         ignore_index=True,
     )
-    write_csv(args.out, both, status="SYNTHETIC", notes=[f"replicates={args.replicates}"])
+    notes = [f"replicates={args.replicates}", f"method={args.method}"]
+    notes += [f"draws={draws}", f"tune={args.tune}", f"seed={args.seed}"]
+    write_csv(args.out, both, status="SYNTHETIC", notes=notes)
     print(f"\nwrote {args.out}")
     _ = np
 
