@@ -191,3 +191,41 @@ def test_bad_bound_arguments_are_input_errors():
         B.compute_bounds(None, n_starts=0)
     with pytest.raises(InputError):
         B.compute_bounds(None, only=["no_such_statistic"])
+
+
+# ------------------------------------------------------------ the shipped ensemble and bounds
+
+
+@pytest.fixture(scope="module")
+def shipped_bounds():
+    path = RECONSTRUCTED_DIR / "bounds.csv"
+    if not path.exists():
+        pytest.fail("no data/reconstructed/bounds.csv (run `cst-bayes reconstruct --span-from`)")
+    return B.read_bounds(path), rc.load_ensemble(RECONSTRUCTED_DIR)
+
+
+def test_every_shipped_member_lies_within_the_shipped_bounds(shipped_bounds):
+    """Members meet every target, so no member may be more extreme than a bound."""
+    bounds, members = shipped_bounds
+    assert set(B.BOUNDS_COLUMNS) <= set(bounds.columns)
+    assert len(bounds) == len(B.statistics())
+    for k, df in enumerate(members, start=1):
+        for r in bounds.itertuples(index=False):
+            v = _independent_value(df, r.statistic, r.stratum)
+            if math.isinf(v):
+                assert math.isinf(r.upper), (k, r.statistic, r.stratum)
+                continue
+            assert r.lower - 1e-9 <= v <= r.upper + 1e-9, (k, r.statistic, r.stratum, v)
+
+
+def test_manifest_reports_family_and_span_share(shipped_bounds):
+    import json
+
+    bounds, members = shipped_bounds
+    man = json.loads((RECONSTRUCTED_DIR / "manifest.json").read_text())
+    assert len(members) >= 20 and all("family" in m for m in man["members"])
+    span = B.span_table(bounds, members)
+    got = pd.DataFrame(man["span"]).set_index(["statistic", "stratum"])["span_share"]
+    want = span.set_index(["statistic", "stratum"])["span_share"]
+    assert np.allclose(got.loc[want.index].to_numpy(dtype=float), want.to_numpy(), atol=1e-4)
+    assert man["span_share_min"] == pytest.approx(round(float(want.min()), 4))
