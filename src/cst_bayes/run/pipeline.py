@@ -94,6 +94,8 @@ def _inputs(
             "ppc_draws": ctx.settings.ppc_draws,
             "fit": unit_hash(ctx.out, f"models/{name}"),
         }
+    if stage == "psense":
+        return {**base, "fit": unit_hash(ctx.out, f"models/{name}")}
     if stage == "compare":
         return {**base, "fits": {n: unit_hash(ctx.out, f"models/{n}") for n in ctx.specs}}
     if stage == "weights":
