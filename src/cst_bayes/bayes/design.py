@@ -40,7 +40,7 @@ def stratum_codes(df: pd.DataFrame) -> np.ndarray:
         raise InputError(
             "data lack the stratum column", path=df.attrs.get("source"), column=STRATUM
         )
-    s = df[STRATUM]
+    s: Any = df[STRATUM]
     if not isinstance(s.dtype, pd.CategoricalDtype) or list(s.cat.categories) != list(STRATA):
         s = pd.Categorical(s.astype(str), categories=list(STRATA))
     codes = np.asarray(pd.Categorical(s).codes, dtype=np.int64)
@@ -116,13 +116,13 @@ def design(spec: ModelSpec, df: pd.DataFrame, levels: dict[str, list[str]] | Non
             path=df.attrs.get("source"),
             column=missing[0],
         )
-    cols = list(spec.predictors)
-    X = df[cols].to_numpy(dtype=float) if cols else np.zeros((len(df), 0))
+    names = list(spec.predictors)
+    Xp = df[names].to_numpy(dtype=float) if names else np.zeros((len(df), 0))
     if spec.stratum_intercepts == "fixed":
         dummies = (codes[:, None] == np.arange(1, len(STRATA))[None, :]).astype(float)
-        X = np.column_stack([X, dummies])
-        cols += [f"{STRATUM}[{s}]" for s in STRATA[1:]]
-    return Design(codes, np.ascontiguousarray(X, dtype=float), tuple(cols))
+        Xp = np.column_stack([Xp, dummies])
+        names += [f"{STRATUM}[{s}]" for s in STRATA[1:]]
+    return Design(codes, np.ascontiguousarray(Xp, dtype=float), tuple(names))
 
 
 def slope_columns(spec: ModelSpec, columns: tuple[str, ...]) -> np.ndarray:

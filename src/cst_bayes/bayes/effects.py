@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -90,7 +91,7 @@ def frame_populations() -> dict[str, float]:
     """Agencies in each sampling frame (``data/published/sampling_frames.csv``)."""
     path = PUBLISHED_DIR / "sampling_frames.csv"
     t = pd.read_csv(path)
-    return {str(r.stratum): float(r.population) for r in t.itertuples()}
+    return {str(s): float(v) for s, v in zip(t["stratum"], t["population"])}
 
 
 def prevalence_ratios(
@@ -223,14 +224,15 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
     try:
         from cst_bayes.frequentist import table3
 
-        fr = table3(df, link=link)
+        fr = table3(df, link=link)  # type: ignore[arg-type]  # a spec link is "logit" | "log"
         fr = fr[
             (fr["analysis"] == an) & (fr["adjusted_for_size"] == adj) & (fr["link"] == link)
         ].set_index("term")
     except ImportError:
         fr = pd.DataFrame(columns=["estimate", "ci_low", "ci_high"])
     rows = []
-    for r in fit.summary.itertuples():
+    summary: Any = fit.summary
+    for r in summary.itertuples():
         if "[" in r.term and not r.term.startswith("stratum["):
             continue  # stratum-specific slopes have no published counterpart
         p = pub.loc[r.term] if r.term in pub.index else None

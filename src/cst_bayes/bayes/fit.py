@@ -406,7 +406,7 @@ def fit(
     agency = df["agency_id"].astype(str).to_numpy() if "agency_id" in df.columns else np.arange(n)
     dim = spec.predictor_dim
     K = dz.X.shape[1]
-    const = {
+    const: dict[str, Any] = {
         "stratum_idx": (("agency",), dz.codes),
         "weight": (("agency",), w),
         "xbar": ((dim,), pat.xbar) if K else (("predictor",), pat.xbar),

@@ -12,9 +12,10 @@ from pathlib import Path
 from cst_bayes.bayes.fit import Fit, diagnose, summarise
 from cst_bayes.bayes.spec import spec_from_text
 from cst_bayes.core.errors import InputError
+from cst_bayes.core.options import DataStatus
 
 
-def _status(fit: Fit) -> str:
+def _status(fit: Fit) -> DataStatus:
     attrs = fit.idata.posterior.attrs
     if attrs.get("synthetic"):
         return "SYNTHETIC"

@@ -233,7 +233,8 @@ def stack_members(idatas: Sequence[Any]) -> Any:
         raise InputError("no ensemble members to stack")
     groups = [g for g in idatas[0].groups() if "chain" in getattr(idatas[0], g).dims]
     stacked: dict[str, Any] = {}
-    chains_per_member = int(idatas[0].posterior.sizes["chain"])
+    first: Any = idatas[0]
+    chains_per_member = int(first.posterior.sizes["chain"])
     for g in groups:
         parts, recon = [], []
         for m, idata in enumerate(idatas, start=1):
@@ -251,7 +252,7 @@ def stack_members(idatas: Sequence[Any]) -> Any:
         stacked[LOGLIK_BY_MEMBER if g == "log_likelihood" else g] = ds
     with warnings.catch_warnings():  # the member-wise group is outside ArviZ's schema on purpose
         warnings.simplefilter("ignore", UserWarning)
-        out = az.InferenceData(**stacked)
+        out: Any = az.InferenceData(**stacked)
     # Which data each member was fitted on (models.fit records a data hash): lets a PPC given
     # one member's data find that member's posterior. Joined as text: netCDF attrs are flat.
     hashes = [str(i.posterior.attrs.get("data_hash", "")) for i in idatas]
@@ -286,9 +287,11 @@ def member_idata(idata: Any, member: int) -> Any:
 # ----------------------------------------------------------------------------- fitting
 def _fit_member(args: tuple[Any, pd.DataFrame, dict[str, Any], Callable[..., Any] | None]) -> Any:
     spec, df, kw, fit_fn = args
-    if fit_fn is None:
-        from cst_bayes.bayes.models import fit as fit_fn
-    return fit_fn(spec, df, **kw)
+    if fit_fn is not None:
+        return fit_fn(spec, df, **kw)
+    from cst_bayes.bayes.fit import fit
+
+    return fit(spec, df, **kw)
 
 
 def member_seeds(seed: int, n: int) -> list[int]:

@@ -88,7 +88,8 @@ def _compile_nutpie_c(model: Any) -> Any:
     n = int(offs[-1])
     x = pt.dvector("x")
     logp = model.logp()
-    grad = pt.concatenate([g.ravel() for g in pytensor.grad(logp, value_vars)])
+    grads: Any = pytensor.grad(logp, value_vars)
+    grad = pt.concatenate([g.ravel() for g in grads])
     rep = {v: x[offs[i] : offs[i + 1]].reshape(shapes[i]) for i, v in enumerate(value_vars)}
     logp, grad = pytensor.clone_replace([logp, grad], rep)
     outs = [v for v in model.unobserved_value_vars if not v.name.endswith("__")]
