@@ -229,3 +229,47 @@ def test_manifest_reports_family_and_span_share(shipped_bounds):
     want = span.set_index(["statistic", "stratum"])["span_share"]
     assert np.allclose(got.loc[want.index].to_numpy(dtype=float), want.to_numpy(), atol=1e-4)
     assert man["span_share_min"] == pytest.approx(round(float(want.min()), 4))
+
+
+def test_cli_bounds_writes_the_table_and_the_datasets(tmp_path, capsys):
+    from cst_bayes.cli import main
+
+    status = main(
+        [
+            "reconstruct",
+            "--bounds",
+            "--only",
+            "count_share_9|1000+",
+            "--starts",
+            "1",
+            "--steps-scale",
+            "0.02",
+            "--jobs",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert status == 0 and "SYNTHETIC" in out
+    b = B.read_bounds(tmp_path)
+    assert list(b["statistic"]) == ["count_share_9"]
+    assert (tmp_path / "extreme-count_share_9-1000+-max.csv").exists()
+    assert main(["reconstruct", "--bounds", "--starts", "0", "--out", str(tmp_path)]) == 2
+
+
+@pytest.mark.slow
+def test_full_length_search_is_at_least_as_wide_as_the_generated_members(tmp_path):
+    """Long configuration: two full starts on the state stratum's count SD."""
+    import json
+
+    man = json.loads((RECONSTRUCTED_DIR / "manifest.json").read_text())
+    members = rc.load_ensemble(RECONSTRUCTED_DIR)[: man["n_generated"]]
+    bounds, _ = B.compute_bounds(
+        tmp_path, starts=members, n_starts=2, jobs=1, only=["count_sd|state"]
+    )
+    r = bounds.iloc[0]
+    assert r["converged"]
+    starts_sd = [_independent_value(members[i], "count_sd", "state") for i in (0, 1)]
+    assert r["lower"] <= min(starts_sd) and r["upper"] >= max(starts_sd)
+    assert r["upper"] - r["lower"] > 0.3  # the search moves well beyond its two starts
