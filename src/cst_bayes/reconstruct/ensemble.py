@@ -18,6 +18,7 @@ from cst_bayes.core.config import (
     SYNTHETIC_BANNER,
 )
 from cst_bayes.core.errors import InputError
+from cst_bayes.data.ensemble import MEMBER_GLOB
 from cst_bayes.reconstruct.anneal import (
     COUNT_WEIGHT,
     FINAL_STAGE,
@@ -187,7 +188,7 @@ def build_ensemble(
     # A previous, larger ensemble in the same folder would otherwise leave stale members.
     for old in [
         out_dir / "manifest.json",
-        *out_dir.glob("reconstruction-*.csv"),
+        *out_dir.glob(MEMBER_GLOB),
         *out_dir.glob("fidelity-*.csv"),
     ]:
         old.unlink(missing_ok=True)
@@ -196,7 +197,8 @@ def build_ensemble(
     if span_from is not None:
         from cst_bayes.reconstruct.span import extremes_for
 
-        extra, bounds = extremes_for(span_from, [results[i][0] for i in range(1, n + 1)])
+        gen = [results[i][0] for i in range(1, n + 1)]
+        extra, bounds = extremes_for(span_from, gen, name=member_filename)
     for k, df in enumerate(extra or [], start=n + 1):
         info = dict(
             spawn_key=None,

@@ -8,6 +8,8 @@ to generated members, greedily, until every statistic is covered to a target sha
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -91,12 +93,17 @@ __all__ = ["select_extremes", "span_table", "widen_with"]
 
 
 def extremes_for(
-    bounds_dir, generated: list[pd.DataFrame], *, target: float = 0.6, max_extra: int = 20
+    bounds_dir,
+    generated: list[pd.DataFrame],
+    *,
+    name: Callable[[int], str],
+    target: float = 0.6,
+    max_extra: int = 20,
 ) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """Extreme members for an ensemble: attaining datasets from ``bounds_dir`` chosen to span.
 
     Reads ``bounds_dir/bounds.csv`` and its ``extreme-*.csv`` datasets, widens the bounds to
-    the generated members (named ``reconstruction-NNN.csv`` in order), picks extremes with
+    the generated members (named ``name(i)``, i = 1, 2, ...), picks extremes with
     :func:`select_extremes` and returns them (``attrs['extreme']`` lists the bounds each
     attains; their file names become the members' names in the bounds table) and the bounds.
     """
@@ -104,7 +111,6 @@ def extremes_for(
 
     from cst_bayes.data.microdata import load
     from cst_bayes.reconstruct.bounds import read_bounds
-    from cst_bayes.reconstruct.ensemble import member_filename
 
     bounds_dir = Path(bounds_dir)
     bounds = read_bounds(bounds_dir)
@@ -118,13 +124,13 @@ def extremes_for(
         uniq.setdefault(int(pd.util.hash_pandas_object(df.iloc[:, 1:], index=False).sum()), n)
     cands = {n: cands[n] for n in uniq.values()}
     # every candidate and every generated member meets every target: the bounds widen to all
-    gen_names = {member_filename(i): df for i, df in enumerate(generated, start=1)}
+    gen_names = {name(i): df for i, df in enumerate(generated, start=1)}
     bounds = widen_with(bounds, {**cands, **gen_names})
     chosen = select_extremes(bounds, generated, cands, target=target, max_extra=max_extra)
     extra = []
     for k, n in enumerate(chosen, start=len(generated) + 1):
         df = cands[n]
-        new = member_filename(k)
+        new = name(k)
         sv = statistic_values(df).set_index(["statistic", "stratum"])["value"]
         same = [
             f"{r.statistic}|{r.stratum}|{side}"

@@ -15,7 +15,6 @@ from cst_bayes.core.config import (
     COUNT,
     N_BY_STRATUM,
     OUTCOME,
-    PUBLISHED_DIR,
     STRATA,
 )
 from cst_bayes.core.errors import InputError
@@ -73,6 +72,13 @@ class Targets:
         return int(self.n_by_stratum.sum())
 
 
+def _published_dir():
+    """The folder of the published tables (data.published owns where it is)."""
+    from cst_bayes.data.published import _dir
+
+    return _dir(None)
+
+
 def _read(name: str) -> pd.DataFrame:
     """A published CSV as printed text (the frequentist module's reader: one source of truth)."""
     from cst_bayes.frequentist import _read_published
@@ -107,9 +113,9 @@ def _stars_ok(stars: str, p: np.ndarray) -> np.ndarray:
 def _window(mask: np.ndarray, grid: np.ndarray, what: str) -> tuple[int, int]:
     idx = np.flatnonzero(mask)
     if len(idx) == 0:
-        raise InputError(f"no integer count reproduces {what}", path=PUBLISHED_DIR)
+        raise InputError(f"no integer count reproduces {what}", path=_published_dir())
     if np.any(np.diff(idx) != 1):  # windows of a monotone statistic are intervals
-        raise InputError(f"allowed counts for {what} are not an interval", path=PUBLISHED_DIR)
+        raise InputError(f"allowed counts for {what} are not an interval", path=_published_dir())
     return int(grid[idx[0]]), int(grid[idx[-1]])
 
 
@@ -129,7 +135,7 @@ def _log_window(printed: str, rel: float | None) -> tuple[float, float]:
 
 @functools.lru_cache(maxsize=1)
 def load_targets(ci_rel: float = 0.01) -> Targets:
-    """Read the published tables (``config.PUBLISHED_DIR``) and turn them into windows.
+    """Read the published tables (``data/published``, located by :mod:`cst_bayes.data.published`) and turn them into windows.
 
     Parameters
     ----------
@@ -151,7 +157,7 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
         if rec.variable not in COLUMNS or rec.stratum not in STRATA:
             raise InputError(
                 f"unknown variable/stratum {rec.variable}/{rec.stratum}",
-                path=PUBLISHED_DIR / "table1_approaches_by_stratum.csv",
+                path=_published_dir() / "table1_approaches_by_stratum.csv",
                 column="variable",
             )
         s = STRATA.index(rec.stratum)
@@ -160,7 +166,7 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
     if dict(zip(STRATA, nst.tolist())) != N_BY_STRATUM:
         raise InputError(
             "stratum sizes disagree with config.N_BY_STRATUM",
-            path=PUBLISHED_DIR / "table1_approaches_by_stratum.csv",
+            path=_published_dir() / "table1_approaches_by_stratum.csv",
             column="n_stratum",
         )
     n = int(nst.sum())
