@@ -327,10 +327,6 @@ def test_weights_leak_nothing(tmp_path, which):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="fit (bayes helper) must call disclosure.strip_row_level on restricted data",
-)
 def test_fit_and_ppc_leak_nothing(tmp_path):
     planted = plant(tmp_path, 0)
     out = tmp_path / "fit"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from cst_bayes.core.fileio import write_csv, write_json, write_text
+from cst_bayes.core.fileio import write_csv, write_json
 from cst_bayes.reconstruct.bounds import member_values, read_bounds, span_table
 
 if TYPE_CHECKING:
@@ -45,13 +45,16 @@ def fidelity_table(man: dict[str, Any], ids: Sequence[str]) -> pd.DataFrame | No
 def _copy_published(ctx: RunContext, work: Path) -> None:
     """Keep the published tables the run used beside its outputs (the report reads them).
 
+    Read as text, so every printed figure is kept exactly as transcribed, and written as
+    every other table (header first, ``data_status`` PUBLIC, a sidecar naming the source).
     In restricted mode Table 1 is left out: it is public, but its small printed counts would
     sit among outputs that promise no count below the threshold.
     """
     for p in sorted(ctx.published_dir.glob("*.csv")):
         if ctx.restricted and p.name.startswith("table1"):
             continue
-        write_text(work / "published" / p.name, p.read_text(encoding="utf-8"))
+        table = pd.read_csv(p, dtype=str, keep_default_na=False)
+        write_csv(work / "published" / p.name, table, status="PUBLIC", notes=f"copy of {p}")
 
 
 def run(ctx: RunContext, work: Path) -> dict[str, Any]:
