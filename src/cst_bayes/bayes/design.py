@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cst_bayes.bayes.spec import ModelSpec
-from cst_bayes.core.config import COUNT, STRATA, STRATUM, WEIGHT
+from cst_bayes.core.config import APPROACHES, COUNT, STRATA, STRATUM, WEIGHT
 from cst_bayes.core.errors import InputError
 
 
@@ -101,6 +101,14 @@ def _formula_design(
     frame = dm.common.as_dataframe()
     frame = frame.drop(columns=[c for c in frame.columns if c == "Intercept"])
     return frame.to_numpy(dtype=float), tuple(str(c) for c in frame.columns), levels
+
+
+def model_matrix(spec: ModelSpec, df: pd.DataFrame) -> np.ndarray:
+    """The fixed-effect columns of ``spec`` on ``df`` (formula terms, fixed strata, a count
+    the loader did not derive), as the fit builds them."""
+    if COUNT not in df.columns and (spec.formula or COUNT in spec.predictors):
+        df = df.assign(**{COUNT: df[list(APPROACHES)].sum(axis=1)})
+    return design(spec, df).X
 
 
 def design(spec: ModelSpec, df: pd.DataFrame, levels: dict[str, list[str]] | None = None) -> Design:

@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
+from cst_bayes.bayes.design import model_matrix
 from cst_bayes.checks.fits import (
     _as_fit,
     _member_of,
@@ -54,7 +55,7 @@ from cst_bayes.checks.tablestats import (
     statistic_keys,
     table3_designs,
 )
-from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATUM
+from cst_bayes.core.config import COUNT, OUTCOME, STRATUM
 from cst_bayes.core.errors import InputError
 
 __all__ = [
@@ -416,11 +417,8 @@ def model_design(spec: Any, df: pd.DataFrame) -> np.ndarray | None:
     if (spec.family, spec.link) not in _CANONICAL:
         return None
     cols = [_stratum_onehot(df) if spec.stratum_intercepts != "none" else np.ones((len(df), 1))]
-    if spec.predictors:
-        d = df
-        if COUNT in spec.predictors and COUNT not in d.columns:
-            d = d.assign(**{COUNT: d[list(APPROACHES)].sum(axis=1)})
-        X = d[list(spec.predictors)].to_numpy(dtype=float)
+    X = model_matrix(spec, df)
+    if X.shape[1]:
         cols.append(X)
         if spec.varying_slopes:
             oh = _stratum_onehot(df)
@@ -495,9 +493,7 @@ def ppc_tables(
             _MemberFit(
                 fit.spec,
                 member_idata(fit.idata, m),
-                d[list(fit.spec.predictors)].to_numpy(float).mean(axis=0)
-                if fit.spec.predictors
-                else np.zeros(0),
+                model_matrix(fit.spec, d).mean(axis=0),
             )
             for m, d in zip(members, frames)
         ]

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cst_bayes.bayes.design import model_matrix
 from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA, STRATUM
 from cst_bayes.core.errors import InputError
 
@@ -71,11 +72,8 @@ def prior_replicates(
         eta = np.repeat(
             draw_prior(pri["intercept"], R, rng, sc.get("intercept", 1.0))[:, None], n, 1
         )
-    if spec.predictors:
-        d = df
-        if COUNT in spec.predictors and COUNT not in d.columns:
-            d = d.assign(**{COUNT: d[list(APPROACHES)].sum(axis=1)})
-        X = d[list(spec.predictors)].to_numpy(float)
+    X = model_matrix(spec, df)
+    if X.shape[1]:
         Xc = X - X.mean(axis=0)
         K = X.shape[1]
         beta = draw_prior(pri["beta"], (R, K), rng, sc.get("beta", 1.0))
