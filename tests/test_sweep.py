@@ -159,3 +159,41 @@ def test_sweep_summary_and_figure_go_into_the_report(grid_file, tmp_path, client
     assert (run / "figures" / "sweep.png").read_bytes() == (
         run / "sweep" / "sweep.png"
     ).read_bytes()
+
+
+def test_per_slot_prior_scales_are_grid_entries(grid_file, monkeypatch):
+    """`{slot = K}` tables scale named prior slots; they reach the fit and name the axis."""
+    text = grid_file.read_text().replace(
+        "prior_scales = [0.5, 2.0]", "prior_scales = [1.0, {sigma_stratum = 2.0, beta = 0.5}]"
+    )
+    grid_file.write_text(text)
+    g = sweep.load_grid(grid_file)
+    assert g.prior_scales == [1.0, {"sigma_stratum": 2.0, "beta": 0.5}]
+    assert [sweep.scale_label(k) for k in g.prior_scales] == ["beta=1", "beta=0.5,sigma_stratum=2"]
+    seen = []
+
+    def fake_fit(spec, df, **kw):
+        seen.append(kw["prior_scale"])
+        raise RuntimeError("stop after the call")
+
+    from cst_bayes.bayes import models
+
+    monkeypatch.setattr(models, "fit", fake_fit)
+    cell = next(c for c in sweep.cells(g) if isinstance(c.prior_scale, dict))
+    with pytest.raises(RuntimeError, match="stop"):
+        sweep.fit_cell(cell)
+    assert seen == [{"sigma_stratum": 2.0, "beta": 0.5}]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["{sigma_stratum = -1.0}", "{sigma_strata = 2.0}", "{}", '"two"'],
+)
+def test_bad_prior_scale_entries_name_the_key(grid_file, entry):
+    from cst_bayes.core.errors import SpecError
+
+    grid_file.write_text(
+        grid_file.read_text().replace("prior_scales = [0.5, 2.0]", f"prior_scales = [{entry}]")
+    )
+    with pytest.raises(SpecError, match=r"grid\.prior_scales"):
+        sweep.load_grid(grid_file)
