@@ -17,7 +17,7 @@ import pandas as pd
 from cst_bayes.bayes import families as fam
 from cst_bayes.bayes.design import design
 from cst_bayes.bayes.fit import Fit, _kappa, fit_columns, fit_levels, linear_predictor
-from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, PUBLISHED_DIR, STRATUM
+from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATUM
 from cst_bayes.core.errors import InputError
 from cst_bayes.core.provenance import status_of
 
@@ -89,8 +89,9 @@ PR_COLUMNS = ["term", "scope", "estimate", "ci_low", "ci_high", "risk1", "risk0"
 
 def frame_populations() -> dict[str, float]:
     """Agencies in each sampling frame (``data/published/sampling_frames.csv``)."""
-    path = PUBLISHED_DIR / "sampling_frames.csv"
-    t = pd.read_csv(path)
+    from cst_bayes.data.published import load_sampling_frames
+
+    t = load_sampling_frames()
     return {str(s): float(v) for s, v in zip(t["stratum"], t["population"])}
 
 
@@ -218,7 +219,9 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
             column="published",
         )
     an, adj = int(spec.published["analysis"]), str(spec.published["adjusted_for_size"])
-    pub = pd.read_csv(PUBLISHED_DIR / "table3_odds_ratios.csv", dtype={"adjusted_for_size": str})
+    from cst_bayes.data.published import load_table3
+
+    pub = load_table3()
     pub = pub[(pub["analysis"] == an) & (pub["adjusted_for_size"] == adj)].set_index("term")
     link = spec.link
     try:

@@ -55,7 +55,7 @@ from cst_bayes.bayes.samplers import fast_args as _fast_args
 from cst_bayes.bayes.samplers import fast_supported as _fast_supported
 from cst_bayes.bayes.samplers import fast_x0 as _fast_x0
 from cst_bayes.bayes.spec import ModelSpec, Prior, describe_spec, list_specs, load_spec
-from cst_bayes.core.config import MODELS_DIR, PUBLISHED_DIR, STRATUM
+from cst_bayes.core.config import MODELS_DIR, STRATUM
 
 __all__ = [
     "BFMI_MIN",
@@ -69,7 +69,6 @@ __all__ = [
     "PRIOR_DISTS",
     "PRIOR_SLOTS",
     "PR_COLUMNS",
-    "PUBLISHED_DIR",
     "RHAT_MAX",
     "STRATUM",
     "SUMMARY_COLUMNS",

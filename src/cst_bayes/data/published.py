@@ -103,6 +103,18 @@ def _rows(mask: pd.Series | np.ndarray) -> list[int]:
     return [int(i) + 1 for i in np.flatnonzero(np.asarray(mask, dtype=bool))]
 
 
+def read_printed(filename: str, published_dir: str | Path | None = None) -> pd.DataFrame:
+    """A published CSV exactly as printed: every cell text (``'50.0'``, ``'<0.001'``).
+
+    For comparisons against the printed figures, where precision is information; the typed
+    ``load_*`` readers validate and convert.
+    """
+    path = _dir(published_dir) / filename
+    if not path.is_file():
+        raise InputError("published table not found", path=path)
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
 def _read(name: str, published_dir: str | Path | None) -> tuple[pd.DataFrame, Path]:
     """Read one published CSV as text, checking it exists and has exactly the known header."""
     path = _dir(published_dir) / FILES[name]

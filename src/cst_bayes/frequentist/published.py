@@ -15,10 +15,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from cst_bayes.core.config import PUBLISHED_DIR, SMALL_CELL
+from cst_bayes.core.config import SMALL_CELL
 from cst_bayes.core.disclosure import protect_tables, small_cells
-from cst_bayes.core.errors import InputError
 from cst_bayes.core.options import DataClass
+from cst_bayes.data.published import read_printed
 from cst_bayes.frequentist.tables import COMPARISON_COLUMNS, LINKS, Link, reproduce
 
 #: Figures the article gives in its text rather than in a table (Figure 1, ANOVA).
@@ -59,12 +59,8 @@ def _stars(p: float) -> str:
 
 
 def _read_published(name: str) -> pd.DataFrame:
-    """A published CSV as printed text (dtype str keeps '50.0' and '<0.001' as printed)."""
-    path = PUBLISHED_DIR / name
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise InputError("published table not found", path=path) from None
+    """A published CSV as printed text (:func:`cst_bayes.data.published.read_printed`)."""
+    return read_printed(name)
 
 
 def _compare_table1(rep_table: pd.DataFrame) -> list[tuple]:
