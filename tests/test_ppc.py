@@ -14,7 +14,9 @@ from scipy import stats
 
 from cst_bayes import frequentist as fq
 from cst_bayes.checks import ppc, tablestats
+from cst_bayes.checks.ppcplot import plot_ppc_tables
 from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA
+from cst_bayes.core.disclosure import suppress_ppc_counts
 from cst_bayes.core.errors import InputError
 
 
@@ -241,7 +243,7 @@ def test_bad_arguments(sim_df):
 def test_suppress_small_cells_hides_small_counts_and_complements(sim, sim_df):
     out = ppc.ppc_from_replicates(sim_df, count_replicates(sim_df, 20, 2), outcome=COUNT)
     sizes = {**sim_df["stratum"].astype(str).value_counts().to_dict(), "all": len(sim_df)}
-    sup = ppc.suppress_small_cells(out, n_by_stratum=sizes)
+    sup = suppress_ppc_counts(out, n_by_stratum=sizes)
     counts = out["statistic"].str.startswith("n_count=")
     n = out["stratum_or_term"].map(sizes)
     small = counts & ((out["observed"] < 5) | (n - out["observed"] < 5))
@@ -258,7 +260,7 @@ def test_suppress_small_cells_hides_small_counts_and_complements(sim, sim_df):
     n_case = t.loc[(t["statistic"] == "n_yes") & (t["stratum_or_term"] == "all"), "observed"].item()
     row = (t["statistic"] == "pct_case") & (t["stratum_or_term"] == "court")
     t.loc[row, "observed"] = 100 * 3 / n_case
-    s = ppc.suppress_small_cells(t, n_by_stratum={"all": len(df)})
+    s = suppress_ppc_counts(t, n_by_stratum={"all": len(df)})
     assert pd.isna(s.loc[row, "observed"].item())
     assert (
         s.loc[(t["statistic"] == "pct_case") & (t["stratum_or_term"] == "mdt"), "observed"]
@@ -272,7 +274,7 @@ def test_plot_has_one_panel_per_table_and_says_synthetic(sim):
 
     df, truth = sim
     out = ppc.ppc_from_replicates(df, truth_replicates(df, truth, 30, seed=4))
-    fig = ppc.plot_ppc_tables(out, title="m", synthetic=True)
+    fig = plot_ppc_tables(out, title="m", synthetic=True)
     assert len(fig.axes) == 5
     assert "SYNTHETIC" in fig._suptitle.get_text()
     plt.close(fig)
@@ -354,3 +356,23 @@ def test_ppc_cli_writes_table_and_figure(small_fit, tmp_path):
     assert main(["ppc", str(nc), "--data", str(tmp_path / "none.csv"), "--out", str(bad)]) == 2
     assert main(["ppc", str(tmp_path / "none.nc"), "--data", str(csv), "--out", str(bad)]) == 2
     assert not bad.exists()
+
+
+def test_restricted_ppc_hides_cells_of_the_checks_beyond_the_tables(sim, sim_df):
+    """The within-stratum 2 x 2 cells and count rates are cells of small groups: observed
+    values go, replicated quantiles (the model's) stay."""
+    from cst_bayes.core.disclosure import PPC_CELL_TABLES, protect_ppc, small_cells
+
+    df, truth = sim
+    t = ppc.ppc_from_replicates(df, truth_replicates(df, truth, 20, seed=3))
+    cells = t["table"].isin(PPC_CELL_TABLES)
+    assert cells.any() and pd.to_numeric(t.loc[cells, "observed"]).notna().all()
+    out = protect_ppc(t, small_cells(df))
+    assert out.loc[cells, "observed"].isna().all()
+    # replicated quantiles stay where no small cell is behind the row (a replicate of a small
+    # cell would sit near it, so those go with the row)
+    kept = pd.to_numeric(out.loc[cells, "rep_median"]).notna()
+    assert 0 < kept.sum() < cells.sum()
+    # and a published-table count that is small is still marked, not printed
+    small = (t["statistic"] == "n_yes") & (pd.to_numeric(t["observed"], errors="coerce") < 5)
+    assert (out.loc[small, "observed"] == "<5").all()

@@ -53,6 +53,7 @@ from cst_bayes.audit.tables import (
     wald_p_range,
 )
 from cst_bayes.audit.text import _figure1, _text
+from cst_bayes.core.options import DEFAULT_SEED
 from cst_bayes.data.published import load_all
 
 __all__ = [
@@ -87,7 +88,7 @@ __all__ = [
 ]
 
 
-def run_audit(published_dir: str | Path | None = None, *, seed: int = 20240101) -> pd.DataFrame:
+def run_audit(published_dir: str | Path | None = None, *, seed: int = DEFAULT_SEED) -> pd.DataFrame:
     """Run every check on the published tables.
 
     Parameters

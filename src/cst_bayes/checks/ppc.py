@@ -67,16 +67,12 @@ __all__ = [
     "batched_statistics",
     "frequentist_statistics",
     "n_outside",
-    "plot_ppc_tables",
     "ppc_from_replicates",
     "ppc_tables",
     "ppp_values",
     "published_values",
     "statistic_keys",
-    "summary_text",
-    "suppress_small_cells",
     "table3_designs",
-    "write_ppc",
 ]
 
 TableName = Literal[
@@ -540,64 +536,3 @@ def ppc_tables(
         n_by_stratum={**{str(k): int(v) for k, v in sizes.items()}, "all": len(frames[0])},
     )
     return out
-
-
-def suppress_small_cells(
-    ppc: pd.DataFrame,
-    *,
-    threshold: int | None = None,
-    n_by_stratum: dict[str, int] | None = None,
-) -> pd.DataFrame:
-    """Restricted-data mode: hide observed values that disclose fewer than 5 agencies.
-
-    An observed agency count (``n_yes``, ``n_count=K``) is replaced by ``"<5"`` when it or
-    its complement in the group (``n - count``, which discloses the few agencies *without*
-    the attribute as surely) is below the threshold. A Figure 1 percentage is blanked when
-    the count it implies (share x group size, group sizes from the ``n_yes`` row of
-    ``all``) or its complement is small. The same holds for ``observed_min`` and
-    ``observed_max``. Replicated quantiles come from the model, not from rows of data, and
-    stay.
-
-    Parameters
-    ----------
-    ppc
-        Output of :func:`ppc_tables`.
-    threshold
-        Default :data:`cst_bayes.core.config.SMALL_CELL`.
-    n_by_stratum
-        Agencies per stratum (and ``all``); default ``ppc.attrs['n_by_stratum']``.
-    """
-    from cst_bayes.core.config import SMALL_CELL
-
-    thr = SMALL_CELL if threshold is None else threshold
-    sizes = dict(n_by_stratum or ppc.attrs.get("n_by_stratum") or {})
-    out = ppc.copy()
-    stat, where = out["statistic"], out["stratum_or_term"]
-    is_count = (stat == "n_yes") | stat.str.startswith("n_count=")
-    total = where.map(lambda g: sizes.get(str(g), np.inf)).astype(float)
-    # Figure 1 shares: implied counts need the group sizes (agencies with / without a case)
-    n_case = out.loc[(stat == "n_yes") & (where == "all"), "observed"]
-    n_all = sizes.get("all", np.nan)
-    if len(n_case):
-        case = float(n_case.iloc[0])
-        total = total.where(stat != "pct_case", case).where(stat != "pct_no_case", n_all - case)
-    is_pct = stat.isin(["pct_case", "pct_no_case"])
-    for col in ("observed", "observed_min", "observed_max"):
-        if col not in out:
-            continue
-        v = pd.to_numeric(out[col], errors="coerce")
-        count = v.where(~is_pct, v * total / 100.0).round()
-        small = (is_count | is_pct) & ((count < thr) | (total - count < thr))
-        # an unknown group size (NaN) cannot be checked: suppress the share to be safe
-        small |= is_pct & total.isna()
-        vals = out[col].astype(object)
-        vals[small & is_count] = f"<{thr}"
-        vals[small & is_pct] = np.nan
-        out[col] = vals
-    out.attrs["suppressed_cells"] = int(
-        ((out["observed"] == f"<{thr}") | (is_pct & out["observed"].isna())).sum()
-    )
-    return out
-
-
-from cst_bayes.checks.ppcplot import plot_ppc_tables, summary_text, write_ppc  # noqa: E402

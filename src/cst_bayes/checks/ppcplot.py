@@ -174,7 +174,8 @@ def write_ppc(
     import matplotlib.pyplot as plt
 
     from cst_bayes.bayes import models
-    from cst_bayes.checks.ppc import is_pooled, ppc_tables, suppress_small_cells
+    from cst_bayes.checks.ppc import is_pooled, ppc_tables
+    from cst_bayes.core.disclosure import protect_ppc, small_cells
     from cst_bayes.core.fileio import atomic_path, write_csv
     from cst_bayes.core.provenance import status_of
     from cst_bayes.data.ensemble import load_frames
@@ -192,12 +193,14 @@ def write_ppc(
     restricted = any(
         bool(d.attrs.get("restricted", False)) and not d.attrs.get("synthetic") for d in frames
     )
-    written = suppress_small_cells(table) if restricted else table
+    written = protect_ppc(table, small_cells(frames[0])) if restricted else table
     notes = [
         f"cst-bayes ppc of {Path(fit_path).name} on {data}: {table.attrs['n_draws']} replicates, seed {seed}"
     ]
     if restricted:
-        notes.append("restricted microdata: observed counts below 5 suppressed as '<5'")
+        notes.append(
+            "restricted microdata: observed values that reveal a cell below 5 are suppressed"
+        )
     out = Path(out_dir)
     paths = {"ppc": write_csv(out / "ppc.csv", written, status=status_of(frames[0]), notes=notes)}
     fig = plot_ppc_tables(
@@ -209,4 +212,4 @@ def write_ppc(
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
     paths["figure"] = out / "ppc.png"
-    return {"table": written, "paths": paths, "summary_text": summary_text(table)}
+    return {"table": written, "paths": paths, "summary_text": summary_text(written)}

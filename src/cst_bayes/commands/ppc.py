@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the check and write ppc.csv and ppc.png; print the flagged statistics."""
-    from cst_bayes.checks.ppc import write_ppc
+    from cst_bayes.checks.ppcplot import write_ppc
 
     res = write_ppc(
         args.fit, args.data, args.out, n_draws=args.draws, seed=args.seed, prob=args.prob

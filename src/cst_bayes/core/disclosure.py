@@ -329,6 +329,88 @@ def protect_tables(
     return out
 
 
+def suppress_ppc_counts(
+    ppc: pd.DataFrame,
+    *,
+    threshold: int | None = None,
+    n_by_stratum: dict[str, int] | None = None,
+) -> pd.DataFrame:
+    """Restricted-data mode: hide observed values that disclose fewer than 5 agencies.
+
+    An observed agency count (``n_yes``, ``n_count=K``) is replaced by ``"<5"`` when it or
+    its complement in the group (``n - count``, which discloses the few agencies *without*
+    the attribute as surely) is below the threshold. A Figure 1 percentage is blanked when
+    the count it implies (share x group size, group sizes from the ``n_yes`` row of
+    ``all``) or its complement is small. The same holds for ``observed_min`` and
+    ``observed_max``. Replicated quantiles come from the model, not from rows of data, and
+    stay.
+
+    Parameters
+    ----------
+    ppc
+        Output of :func:`cst_bayes.checks.ppc.ppc_tables`.
+    threshold
+        Default :data:`cst_bayes.core.config.SMALL_CELL`.
+    n_by_stratum
+        Agencies per stratum (and ``all``); default ``ppc.attrs['n_by_stratum']``.
+    """
+    thr = SMALL_CELL if threshold is None else threshold
+    sizes = dict(n_by_stratum or ppc.attrs.get("n_by_stratum") or {})
+    out = ppc.copy()
+    stat, where = out["statistic"], out["stratum_or_term"]
+    is_count = (stat == "n_yes") | stat.str.startswith("n_count=")
+    total = where.map(lambda g: sizes.get(str(g), np.inf)).astype(float)
+    # Figure 1 shares: implied counts need the group sizes (agencies with / without a case)
+    n_case = out.loc[(stat == "n_yes") & (where == "all"), "observed"]
+    n_all = sizes.get("all", np.nan)
+    if len(n_case):
+        case = float(n_case.iloc[0])
+        total = total.where(stat != "pct_case", case).where(stat != "pct_no_case", n_all - case)
+    is_pct = stat.isin(["pct_case", "pct_no_case"])
+    for col in ("observed", "observed_min", "observed_max"):
+        if col not in out:
+            continue
+        v = pd.to_numeric(out[col], errors="coerce")
+        count = v.where(~is_pct, v * total / 100.0).round()
+        small = (is_count | is_pct) & ((count < thr) | (total - count < thr))
+        # an unknown group size (NaN) cannot be checked: suppress the share to be safe
+        small |= is_pct & total.isna()
+        vals = out[col].astype(object)
+        vals[small & is_count] = f"<{thr}"
+        vals[small & is_pct] = np.nan
+        out[col] = vals
+    out.attrs["suppressed_cells"] = int(
+        ((out["observed"] == f"<{thr}") | (is_pct & out["observed"].isna())).sum()
+    )
+    return out
+
+
+#: PPC tables beyond the published ones: within-stratum 2 x 2 cells, case rates by count,
+#: calibration deciles. Their observed values are cells of small groups whose complements
+#: other rows print, so restricted runs show only what the model replicates.
+PPC_CELL_TABLES: frozenset[str] = frozenset(
+    {"approach_by_case", "rate_by_count", "calibration", "loo_pit"}
+)
+
+
+def protect_ppc(
+    ppc: pd.DataFrame, policy: SmallCells, n_by_stratum: Mapping[str, int] | None = None
+) -> pd.DataFrame:
+    """A PPC table of restricted data after the policy: rows that depend on a small cell
+    (:func:`protect`), observed counts and shares that are small or have a small complement
+    (:func:`suppress_ppc_counts`), and the observed values of :data:`PPC_CELL_TABLES`."""
+    out = suppress_ppc_counts(
+        ppc, threshold=policy.threshold, n_by_stratum=dict(n_by_stratum or {}) or None
+    )
+    cells = out["table"].isin(PPC_CELL_TABLES)
+    for col in ("observed", "observed_min", "observed_max", "ppp", "flag"):
+        if col in out:
+            out[col] = out[col].astype(object).where(~cells, np.nan)
+    protected = protect(out, policy, pair_with=OUTCOME)
+    protected.attrs.update(ppc.attrs)
+    return protected
+
+
 # --------------------------------------------------------------------------- row-level arrays
 
 

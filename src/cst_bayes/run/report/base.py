@@ -20,10 +20,11 @@ import pandas as pd
 
 from cst_bayes.core import config
 from cst_bayes.core.fileio import atomic_path
+from cst_bayes.core.provenance import banner
 
 RESTRICTED_NOTE = (
-    f"RESTRICTED DATA: these results come from restricted-use microdata. No row-level data are "
-    f'shown or stored, and every count below {config.SMALL_CELL} is suppressed as "<{config.SMALL_CELL}".'
+    f"{banner('RESTRICTED')}. No row-level data are shown or stored, and every count below "
+    f'{config.SMALL_CELL} is suppressed as "<{config.SMALL_CELL}".'
 )
 _EMPTY = {"", "nan", "NaN", "None", "none", "<NA>", "NaT"}
 

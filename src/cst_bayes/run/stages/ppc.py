@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cst_bayes.checks import ppc
+from cst_bayes.checks.ppcplot import plot_ppc_tables
+from cst_bayes.core.disclosure import protect_ppc
 from cst_bayes.run.stages.common import save_figure, write_table
 from cst_bayes.run.units import StageUnavailable
 
@@ -26,9 +28,12 @@ def run(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
                 f"PPC needs per-agency groups that restricted mode drops ({exc})"
             ) from None
         raise
+    if ctx.restricted:
+        assert ctx.policy is not None
+        table = protect_ppc(table, ctx.policy)
     write_table(ctx, work / "ppc.csv", table)
     if not ctx.restricted:
-        fig = ppc.plot_ppc_tables(table, title=name, synthetic=ctx.synthetic)
+        fig = plot_ppc_tables(table, title=name, synthetic=ctx.synthetic)
         save_figure(ctx, fig, work / "ppc.png")
     outside, checked = ppc.n_outside(table)
     return {"statistics": checked, "flagged": outside, "fitted_by_model": len(table) - checked}
