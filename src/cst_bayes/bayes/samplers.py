@@ -414,7 +414,10 @@ def _sample(
         if sampler == "nutpie" and FAST_LOGP and fast_supported(spec):
             compiled = _compile_nutpie_fast(spec, pat, scales)
         elif compiled is not None:
-            compiled = compiled.with_data(**pat.data(spec))
+            # the compiled density keeps only the data its graph reads (the beta-binomial
+            # reads no w1): swap those; a datum it does not read cannot change the posterior
+            used = compiled.shared_data
+            compiled = compiled.with_data(**{k: v for k, v in pat.data(spec).items() if k in used})
         elif sampler == "nutpie":
             if FAST_LOGP:
                 _note_fallback(spec)
