@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,9 @@ import pandas as pd
 from cst_bayes.core.config import STRATA, STRATUM
 from cst_bayes.core.errors import InputError
 from cst_bayes.weighting.design import Design
+
+if TYPE_CHECKING:
+    from cst_bayes.weighting.weights import Scenario
 
 #: Name of the scenario that uses the file's own weights.
 FILE_SCENARIO = "file_weights"
@@ -132,18 +136,22 @@ def steps(df: pd.DataFrame, cols: DesignColumns, frames: pd.DataFrame | None) ->
 
     w = pd.to_numeric(df[cols.weight], errors="coerce").to_numpy(float)
     s = df[STRATUM].astype(str).to_numpy()
-    f = frames.set_index("stratum").loc[list(STRATA)]
+    f = (
+        frames.set_index("stratum")
+        .loc[list(STRATA)]
+        .astype({"population": float, "sampled": float})
+    )
     rows = []
     for h in STRATA:
         m = s == h
         r = int(m.sum())
         total = float(w[m].sum())
-        sampled = float(f.loc[h, "sampled"])
+        sampled = float(f["sampled"][h])
         rows.append(
             {
                 "scenario": FILE_SCENARIO,
                 "stratum": h,
-                "population": float(f.loc[h, "population"]),
+                "population": float(f["population"][h]),
                 "sampled": sampled,
                 "ineligible": np.nan,
                 "eligible": max(sampled, float(r)),
@@ -159,7 +167,7 @@ def steps(df: pd.DataFrame, cols: DesignColumns, frames: pd.DataFrame | None) ->
     return pd.DataFrame(rows, columns=STRATUM_TABLE_COLUMNS)
 
 
-def scenario(cols: DesignColumns) -> object:
+def scenario(cols: DesignColumns) -> Scenario:
     """The :class:`weights.Scenario` that stands for the file's design."""
     from cst_bayes.weighting.weights import Scenario
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -145,7 +146,7 @@ def run_weights(
             bool(sc.fpc and sc.weighted),
         )
     fit_mrp = mcmc if mrp_fits is None else mrp_fits
-    kw = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
+    kw: dict[str, Any] = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
     mrp_table = mrp.poststratified(df, targets, mcmc=fit_mrp, **kw)
     if fit_mrp:
         mrp_table = pd.concat(

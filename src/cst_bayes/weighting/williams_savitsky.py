@@ -299,7 +299,7 @@ def summarise_draws(d: np.ndarray, *, prob: float = 0.95) -> dict[str, float]:
 
 def derived_draws(
     post: PseudoPosterior, *, adjusted: bool, columns: list[int], max_draws: int = 1000
-) -> dict[str, np.ndarray]:
+) -> dict[str | int, np.ndarray]:
     """Prevalence and marginal risk differences from the coefficient draws.
 
     Returns ``{"prevalence": (chains, k), j: (chains, k)}`` with ``j`` each column index in
