@@ -222,3 +222,16 @@ def test_fidelity_rows_from_a_reconstruction_manifest():
         ["table3", 25, 26],
     ]
     assert not fid["all_forced_met"].any()
+
+
+def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
+    import fcntl
+
+    data = write_sim(tmp_path / "sim.csv", 5)
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # a run in progress
+        with pytest.raises(InputError, match="another cst-bayes reproduce"):
+            pipeline.reproduce(out, profile="quick", data=data, stages=["audit"], progress=False)
+    assert not (out / "audit").exists()

@@ -349,6 +349,28 @@ def reproduce(
     ctx.out.mkdir(parents=True, exist_ok=True)
     if ctx.restricted:
         os.chmod(ctx.out, DIR_MODE_RESTRICTED)
+    with _run_lock(ctx.out):
+        return _run(ctx, stages, grid, force, progress, t_start)
+
+
+@contextlib.contextmanager
+def _run_lock(out: Path) -> Any:
+    """One run at a time per folder: a second would clean the first's scratch folders."""
+    import fcntl
+
+    with open(out / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                "another cst-bayes reproduce is writing into this folder", path=out
+            ) from None
+        yield
+
+
+def _run(
+    ctx: RunContext, stages: list[str], grid: Any, force: bool, progress: bool, t_start: float
+) -> RunSummary:
     clean_stale(ctx.out)
     results: list[UnitResult] = []
     stage_seconds: dict[str, float] = {}
