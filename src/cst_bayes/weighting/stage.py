@@ -271,8 +271,11 @@ def run_ensemble(
             tp.groupby("claim", sort=False)
             .agg(
                 holds_at_zero=("holds_at_zero", "mean"),
+                # Medians over the members whose verdict changes inside the grid.
                 delta_low_median=("delta_low", "median"),
                 delta_high_median=("delta_high", "median"),
+                members_flipping_low=("delta_low", "count"),
+                members_flipping_high=("delta_high", "count"),
             )
             .reset_index()
             .assign(dataset=ENSEMBLE)
