@@ -83,16 +83,6 @@ POSITIVE_OPTIONS: tuple[str, ...] = (
 )
 
 
-def seed_type(text: str) -> int:
-    """``argparse`` type of a seed: an integer in ``0 .. 2**32 - 1``."""
-    try:
-        return validate_seed(int(text))
-    except (ValueError, InputError):
-        raise argparse.ArgumentTypeError(
-            f"a seed is an integer from 0 to 2**32 - 1, got {text!r}"
-        ) from None
-
-
 def check_out_file(path: str | Path) -> Path:
     """Fail before any work when an output *file* cannot be written."""
     p = Path(path)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cst_bayes.cli import seed_type
+from cst_bayes.commands.args import seed_type
 from cst_bayes.core.options import DEFAULT_SAMPLER, DEFAULT_SEED, Sampler, choices
 
 

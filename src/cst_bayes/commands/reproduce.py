@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from cst_bayes.cli import seed_type
+from cst_bayes.commands.args import seed_type
 from cst_bayes.core.options import DEFAULT_SEED, DataClass, Profile, choices
 
 
