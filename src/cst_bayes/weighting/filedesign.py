@@ -15,8 +15,6 @@ column holds either the stratum population (``N_h``, values > 1) or the sampling
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -24,9 +22,6 @@ import pandas as pd
 from cst_bayes.core.config import STRATA, STRATUM
 from cst_bayes.core.errors import InputError
 from cst_bayes.weighting.design import Design
-
-if TYPE_CHECKING:
-    from cst_bayes.weighting.weights import Scenario
 
 #: Name of the scenario that uses the file's own weights.
 FILE_SCENARIO = "file_weights"
@@ -129,7 +124,6 @@ def steps(df: pd.DataFrame, cols: DesignColumns, frames: pd.DataFrame | None) ->
     response share ``respondents / eligible`` uses it).
     """
     from cst_bayes.data.published import load_sampling_frames
-    from cst_bayes.weighting.weights import STRATUM_TABLE_COLUMNS
 
     if frames is None:
         frames = load_sampling_frames()
@@ -164,17 +158,4 @@ def steps(df: pd.DataFrame, cols: DesignColumns, frames: pd.DataFrame | None) ->
                 "weight_total": total,
             }
         )
-    return pd.DataFrame(rows, columns=STRATUM_TABLE_COLUMNS)
-
-
-def scenario(cols: DesignColumns) -> Scenario:
-    """The :class:`weights.Scenario` that stands for the file's design."""
-    from cst_bayes.weighting.weights import Scenario
-
-    name = Path(cols.source).name if cols.source else "the data file"
-    return Scenario(
-        name=FILE_SCENARIO,
-        description=f"The weights, strata and fpc of {name}",
-        fpc=cols.fpc is not None,
-        columns=cols,
-    )
+    return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from cst_bayes.core.config import APPROACHES, OUTCOME, STRATA, STRATUM
 from cst_bayes.core.errors import InputError
+from cst_bayes.core.options import DEFAULT_SEED
 
 MRP_COLUMNS = ["scenario", "estimand", "median", "ci_low", "ci_high"]
 #: Flat Beta(1, 1) prior of a stratum's share in the conjugate model.
@@ -287,7 +288,7 @@ def poststratified(
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 2,
-    seed: int = 20240101,
+    seed: int = DEFAULT_SEED,
     sampler: str | None = DEFAULT_SAMPLER,
     max_risk_draws: int = 1000,
 ) -> pd.DataFrame:
@@ -349,7 +350,7 @@ def mrp_varying_slopes(
     draws: int = 1000,
     tune: int = 1000,
     chains: int = 2,
-    seed: int = 20240101,
+    seed: int = DEFAULT_SEED,
     sampler: str | None = DEFAULT_SAMPLER,
     max_risk_draws: int = 1000,
 ) -> pd.DataFrame:

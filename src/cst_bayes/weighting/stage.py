@@ -86,6 +86,17 @@ def pseudo_likelihood(
     return pd.DataFrame(rows, columns=PL_COLUMNS)
 
 
+def file_scenario(cols: filedesign.DesignColumns) -> W.Scenario:
+    """The scenario that stands for a data file's own design (weights, strata, fpc)."""
+    name = Path(cols.source).name if cols.source else "the data file"
+    return W.Scenario(
+        name=filedesign.FILE_SCENARIO,
+        description=f"The weights, strata and fpc of {name}",
+        fpc=cols.fpc is not None,
+        columns=cols,
+    )
+
+
 def run_weights(
     df: pd.DataFrame,
     *,
@@ -119,7 +130,7 @@ def run_weights(
     else:
         scenarios = W.select_scenarios(loaded, scenario_names)
     if design_columns is not None:
-        scenarios = [*scenarios, filedesign.scenario(design_columns)]
+        scenarios = [*scenarios, file_scenario(design_columns)]
     steps = W.weights_table(df, scenarios, frames)
     out: dict[str, pd.DataFrame] = {
         "weights": steps[W.WEIGHTS_COLUMNS].copy(),

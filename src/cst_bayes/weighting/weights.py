@@ -592,7 +592,9 @@ def weights_table(
 
     counts = respondent_counts(df)
     parts = [
-        steps(df, sc.columns, frames) if sc.columns else stratum_weights(sc, counts, frames)
+        steps(df, sc.columns, frames).reindex(columns=STRATUM_TABLE_COLUMNS)
+        if sc.columns
+        else stratum_weights(sc, counts, frames)
         for sc in scenarios
     ]
     return pd.concat(parts, ignore_index=True)
