@@ -235,3 +235,16 @@ def test_a_second_run_into_the_same_folder_is_refused(tmp_path):
         with pytest.raises(InputError, match="another cst-bayes reproduce"):
             pipeline.reproduce(out, profile="quick", data=data, stages=["audit"], progress=False)
     assert not (out / "audit").exists()
+
+
+def test_an_input_error_inside_a_unit_is_that_units_failure(tmp_path):
+    """Inputs are validated before a run; an InputError raised inside a unit is a defect of
+    that unit: recorded as failed, and the next unit runs."""
+    ctx = _ctx(tmp_path)
+
+    def bad(work: Path) -> dict:
+        raise InputError("replicated any_cst must be non-negative integers")
+
+    r = units.run_unit(ctx.out, "ppc/x", {}, bad)
+    assert r.status == "failed" and "non-negative" in r.message
+    assert units.run_unit(ctx.out, "ppc/y", {}, lambda w: {}).status == "done"

@@ -193,7 +193,8 @@ def draw_outcome(
     if family in ("bernoulli", "logbinomial"):
         return (rng.random(eta.shape) < mean_from_eta(family, link, eta)).astype(np.int8)
     if family == "poisson":  # on the 0/1 outcome this can exceed 1: it is a working likelihood
-        return rng.poisson(np.exp(eta)).astype(np.int16)
+        # a rate beyond e^20 only arises in prior draws; capped so the count stays a count
+        return rng.poisson(np.exp(np.minimum(eta, 20.0))).astype(np.int64)
     p = 1.0 / (1.0 + np.exp(-eta))
     if family == "betabinomial":
         p = rng.beta(p * kappa, (1 - p) * kappa)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from cst_bayes.bayes import families as fam
 from cst_bayes.bayes.design import model_matrix
 from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATA, STRATUM
 from cst_bayes.core.errors import InputError
@@ -84,20 +85,12 @@ def prior_replicates(
         else:
             eta = eta + beta @ Xc.T
     eta = np.clip(eta, -30, 30)
-    if spec.link == "log":
-        mean = np.exp(eta)
-    else:
-        mean = 1.0 / (1.0 + np.exp(-eta))
-    if spec.family == "bernoulli":
-        p = np.minimum(mean, 1.0)
-        return (rng.random((R, n)) < p).astype(np.int8), p
-    if spec.family == "poisson":
-        return rng.poisson(mean).astype(np.int16), mean
+    kappa = None
     if spec.family == "betabinomial":
         kappa = draw_prior(pri["concentration"], R, rng, sc.get("concentration", 1.0))[:, None]
-        p = rng.beta(mean * kappa + 1e-9, (1 - mean) * kappa + 1e-9)
-        return rng.binomial(N_TRIALS, p).astype(np.int8), mean * N_TRIALS
-    return rng.binomial(N_TRIALS, mean).astype(np.int8), mean * N_TRIALS
+    # the family registry's rules, as the posterior replicates use them
+    mean = fam.mean_from_eta(spec.family, spec.link, eta)
+    return fam.draw_outcome(spec.family, spec.link, eta, rng, kappa), mean
 
 
 def prior_check_table(

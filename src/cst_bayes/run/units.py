@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cst_bayes.core.errors import InputError
 from cst_bayes.core.fileio import DIR_MODE_RESTRICTED, write_json
 from cst_bayes.run.cache import input_hash
 
@@ -85,9 +84,10 @@ def run_unit(
     The body writes its files into ``scratch_dir``; on success a manifest is added and the
     folder is renamed onto ``out/unit`` (two renames; the old copy is removed after). A body
     that raises leaves ``out/unit`` as it was: :class:`StageUnavailable` gives status
-    ``unavailable``, :class:`InputError` propagates, any other exception (also a sampler
+    ``unavailable``; any other exception (also an :class:`InputError`: inputs were validated
+    before the run, so one raised inside a unit is a defect of that unit, and a sampler
     panic, which Rust bindings raise as a ``BaseException``) gives status ``failed`` (or
-    propagates with ``fail_fast``); an interrupt propagates.
+    propagates with ``fail_fast``), and the other units still run; an interrupt propagates.
     """
     target = out / unit
     h = input_hash({"unit": unit, **inputs})
@@ -106,7 +106,7 @@ def run_unit(
     except StageUnavailable as exc:
         shutil.rmtree(scratch, ignore_errors=True)
         return UnitResult(unit, "unavailable", time.perf_counter() - t0, str(exc))
-    except (InputError, KeyboardInterrupt, SystemExit, GeneratorExit):
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     except BaseException as exc:  # a sampler panic (PanicException) is a BaseException
