@@ -236,11 +236,11 @@ MALFORMED = [
     (
         "t1-extra-column",
         "table1",
-        lambda h, b: (h + ["note"], [r + ["x"] for r in b]),
+        lambda h, b: ([*h, "note"], [[*r, "x"] for r in b]),
         "note",
         None,
     ),
-    ("t1-repeated-row", "table1", lambda h, b: (h, b + [b[0]]), "stratum", 1),
+    ("t1-repeated-row", "table1", lambda h, b: (h, [*b, b[0]]), "stratum", 1),
     ("t2-r-out-of-range", "table2", set_cell(0, "r", "1.54"), "r", 1),
     ("t2-unknown-stars", "table2", set_cell(1, "stars", "****"), "stars", 2),
     ("t2-bad-legible", "table2", set_cell(1, "stars_legible", "maybe"), "stars_legible", 2),
