@@ -147,9 +147,40 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     res = HERE / "results" / "pipeline.csv"
-    pd.DataFrame(rows).to_csv(res, index=False)
+    table = pd.DataFrame(rows)
+    table.to_csv(res, index=False)
     print(f"wrote {res}")
+    write_markdown(table, HERE.parent / "docs" / "generated" / "pipeline.md")
     return 0
+
+
+def write_markdown(table: pd.DataFrame, path: Path) -> None:
+    """The docs' timing table: seconds and MB per stage and run, as measured in this run."""
+    import datetime
+    import os
+
+    wide = table.pivot_table(index="stage", columns="run", values="seconds", aggfunc="first")
+    size = table.pivot_table(index="stage", columns="run", values="bytes", aggfunc="first") / 1e6
+    order = [s for s in table["stage"].drop_duplicates() if s != "(process)"] + ["(process)"]
+    runs = list(table["run"].drop_duplicates())
+    lines = [
+        "<!-- written by benchmarks/pipeline.py; do not edit -->",
+        f"Measured {datetime.date.today()} on {os.cpu_count()} cores (load average at the end "
+        f"{os.getloadavg()[0]:.1f}); SYNTHETIC data (the shipped ensemble or simulated members).",
+        "",
+        "| stage | " + " | ".join(f"{r} s | {r} MB" for r in runs) + " |",
+        "|---|" + "---:|---:|" * len(runs),
+    ]
+    for s in order:
+        cells = []
+        for r in runs:
+            sec = wide.get(r, {}).get(s, float("nan"))
+            mb = size.get(r, {}).get(s, float("nan"))
+            cells.append(f"{sec:.1f} | {mb:.1f}" if sec == sec else " | ")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
