@@ -14,7 +14,9 @@ the claims are read from the published tables.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -66,9 +68,9 @@ def _from_bayes(table: pd.DataFrame | None, method: str) -> list[dict[str, objec
     rows: list[dict[str, object]] = []
     if table is None or table.empty:
         return rows
-    for r in table.itertuples(index=False):
-        rec = r._asdict()
-        est = str(r.estimand)
+    # Records, not itertuples: the values are the same Python scalars, typed by column use.
+    for rec in table.to_dict("records"):
+        est = str(rec["estimand"])
         if est == OUTCOME:
             kind, term, adj = "prevalence", OUTCOME, ""
         elif ":" in est:
@@ -79,14 +81,14 @@ def _from_bayes(table: pd.DataFrame | None, method: str) -> list[dict[str, objec
             continue  # approach shares are reported in mrp_estimates, not in the key estimands
         rows.append(
             {
-                "scenario": r.scenario,
+                "scenario": rec["scenario"],
                 "method": rec.get("method", method),
                 "estimand": kind,
                 "term": term,
                 "adjusted_for_size": adj,
-                "estimate": r.median,
-                "ci_low": r.ci_low,
-                "ci_high": r.ci_high,
+                "estimate": rec["median"],
+                "ci_low": rec["ci_low"],
+                "ci_high": rec["ci_high"],
                 "p_positive": rec.get("p_positive", np.nan),
                 "mcse_low": rec.get("mcse_low", np.nan),
                 "mcse_high": rec.get("mcse_high", np.nan),
@@ -108,17 +110,17 @@ def sensitivity_table(
     """
     rows: list[dict[str, object]] = []
     prev = design_estimates[design_estimates["estimand"] == OUTCOME]
-    for r in prev.itertuples(index=False):
+    for p in prev.to_dict("records"):
         rows.append(
             {
-                "scenario": r.scenario,
+                "scenario": p["scenario"],
                 "method": "design",
                 "estimand": "prevalence",
                 "term": OUTCOME,
                 "adjusted_for_size": "",
-                "estimate": r.estimate,
-                "ci_low": r.estimate - Z95 * r.se,
-                "ci_high": r.estimate + Z95 * r.se,
+                "estimate": p["estimate"],
+                "ci_low": p["estimate"] - Z95 * p["se"],
+                "ci_high": p["estimate"] + Z95 * p["se"],
             }
         )
     mods = design_models[design_models["term"].isin(APPROACHES)]
@@ -170,20 +172,20 @@ def _sign(lo: float, hi: float, null: float) -> str:
     return "0"
 
 
-def _row_verdict(s: object, null: float) -> tuple[str, bool]:
+def _row_verdict(s: Mapping[Hashable, Any], null: float) -> tuple[str, bool]:
     """A row's direction and whether it is borderline.
 
     Bayesian rows (with ``p_positive``): ``+``/``-`` when P(effect > 0) or P(effect < 0)
     reaches :data:`P_HOLDS`; borderline when an interval end lies within 2 MCSE of the null.
     Design-based rows: the 95% interval (p < .05); never borderline (no Monte Carlo error).
     """
-    p = getattr(s, "p_positive", np.nan)
+    p = s.get("p_positive", np.nan)
     if p is None or not np.isfinite(p):
-        return _sign(s.ci_low, s.ci_high, null), False
+        return _sign(s["ci_low"], s["ci_high"], null), False
     v = "+" if p >= P_HOLDS else "-" if 1 - p >= P_HOLDS else "0"
-    m_lo, m_hi = getattr(s, "mcse_low", np.nan), getattr(s, "mcse_high", np.nan)
-    scale_lo = s.ci_low if null == 0 else np.log(s.ci_low)
-    scale_hi = s.ci_high if null == 0 else np.log(s.ci_high)
+    m_lo, m_hi = s.get("mcse_low", np.nan), s.get("mcse_high", np.nan)
+    scale_lo = s["ci_low"] if null == 0 else np.log(s["ci_low"])
+    scale_hi = s["ci_high"] if null == 0 else np.log(s["ci_high"])
     # MCSEs are on the scale the draws were summarised on (log-OR for ORs).
     border = bool(
         (np.isfinite(m_lo) and abs(scale_lo) < 2 * m_lo)
@@ -223,36 +225,34 @@ def conclusions(
     out: list[dict[str, object]] = []
     t3 = load_table3(published_dir)
     t3 = t3[(t3["analysis"] == 1) & t3["term"].isin(APPROACHES)]
-    for r in t3.itertuples(index=False):
-        sig = (r.p_value < alpha) or (r.p_op == "<" and r.p_value <= alpha)
-        pub = (
-            ("+" if r._asdict().get("or", r[t3.columns.get_loc("or")]) > 1 else "-") if sig else "0"
-        )
+    for r3 in t3.to_dict("records"):  # "or" is a keyword: no itertuples attribute
+        sig = (r3["p_value"] < alpha) or (r3["p_op"] == "<" and r3["p_value"] <= alpha)
+        pub = ("+" if r3["or"] > 1 else "-") if sig else "0"
         sub = sens[
             (sens["estimand"] == "or")
-            & (sens["term"] == r.term)
-            & (sens["adjusted_for_size"] == r.adjusted_for_size)
+            & (sens["term"] == r3["term"])
+            & (sens["adjusted_for_size"] == r3["adjusted_for_size"])
         ]
         verdicts = []
-        for s in sub.itertuples(index=False):
+        for s in sub.to_dict("records"):
             v, border = _row_verdict(s, 1.0)
-            verdicts.append((v, f"{s.scenario}/{s.method}", border))
-        adj = "size-adjusted" if r.adjusted_for_size == "yes" else "unadjusted"
+            verdicts.append((v, f"{s['scenario']}/{s['method']}", border))
+        adj = "size-adjusted" if r3["adjusted_for_size"] == "yes" else "unadjusted"
         words = {"+": "positive", "-": "negative", "0": "not significant"}[pub]
-        _add(out, f"Table 3: {r.term} OR {adj} is {words}", pub, verdicts)
+        _add(out, f"Table 3: {r3['term']} OR {adj} is {words}", pub, verdicts)
     t1 = load_table1(published_dir)
     t1 = t1[t1["stratum"] == "all"]
-    for r in t1.itertuples(index=False):
-        sig = (r.p_value < alpha) or (r.p_op == "<" and r.p_value <= alpha)
+    for r1 in t1.to_dict("records"):
+        sig = (r1["p_value"] < alpha) or (r1["p_op"] == "<" and r1["p_value"] <= alpha)
         pub = "+" if sig else "0"
-        sub = tests[(tests["by"] == "stratum") & (tests["variable"] == r.variable)]
+        sub = tests[(tests["by"] == "stratum") & (tests["variable"] == r1["variable"])]
         verdicts = [
-            ("+" if s.p_value < alpha else "0", f"{s.scenario}/design", False)
-            for s in sub.itertuples(index=False)
+            ("+" if t["p_value"] < alpha else "0", f"{t['scenario']}/design", False)
+            for t in sub.to_dict("records")
         ]
         _add(
             out,
-            f"Table 1: {r.variable} {'differs' if sig else 'does not differ'} by agency size",
+            f"Table 1: {r1['variable']} {'differs' if sig else 'does not differ'} by agency size",
             pub,
             verdicts,
         )
@@ -261,11 +261,11 @@ def conclusions(
         sub = tests[(tests["by"] == OUTCOME) & (tests["variable"] == a)]
         verdicts = [
             (
-                ("+" if s.difference > 0 else "-") if s.p_value < alpha else "0",
-                f"{s.scenario}/design",
+                ("+" if t["difference"] > 0 else "-") if t["p_value"] < alpha else "0",
+                f"{t['scenario']}/design",
                 False,
             )
-            for s in sub.itertuples(index=False)
+            for t in sub.to_dict("records")
         ]
         _add(
             out,
