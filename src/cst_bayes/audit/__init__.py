@@ -134,9 +134,9 @@ def format_checks(checks: pd.DataFrame, *, width: int = 110) -> str:
     """A readable report: one line per check (status, id, verdict), then a summary count."""
     lines = []
     idw = min(int(checks["id"].str.len().max()), 48)
-    for r in checks.itertuples(index=False):
-        verdict = f"{r.description}: expected {r.expected}; observed {r.observed}"
-        lines.append(f"{r.status.upper():<4}  {r.id:<{idw}}  {verdict}")
+    for r in checks.to_dict("records"):
+        verdict = f"{r['description']}: expected {r['expected']}; observed {r['observed']}"
+        lines.append(f"{r['status'].upper():<4}  {r['id']:<{idw}}  {verdict}")
     n = summary(checks)
     lines.append("")
     lines.append(f"{len(checks)} checks: {n['pass']} pass, {n['flag']} flag, {n['fail']} fail")
@@ -146,7 +146,7 @@ def format_checks(checks: pd.DataFrame, *, width: int = 110) -> str:
 def to_records(checks: pd.DataFrame) -> list[dict[str, str]]:
     """The checks as a list of ``{id, table, description, status, expected, observed}``."""
     return [
-        {k: str(v) for k, v in row.items()}
+        {str(k): str(v) for k, v in row.items()}
         for row in checks[AUDIT_COLUMNS].to_dict(orient="records")
     ]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TypedDict
 
 import pandas as pd
 
@@ -12,8 +13,28 @@ TABLE1_ORDER: tuple[str, ...] = (*APPROACHES, OUTCOME)
 AUDIT_COLUMNS: list[str] = ["id", "table", "description", "status", "expected", "observed"]
 STATUSES: tuple[str, ...] = ("pass", "flag", "fail")
 
+
 #: Figures printed in the running text (see ../shared/STUDY.md).
-TEXT = {
+class _Figure1Text(TypedDict):
+    pct_no_case: float
+    n_no_case: int
+    pct_case: float
+    n_case: int
+
+
+class _ArticleText(TypedDict):
+    sampled: int
+    sampled_alt: int
+    ineligible: dict[str, int]
+    ineligible_total: int
+    eligible: int
+    response_rate_pct: int
+    any_approach_pct: float
+    fig1_offense_code: _Figure1Text
+    training_p: float
+
+
+TEXT: _ArticleText = {
     "sampled": 3591,
     "sampled_alt": 3564,
     "ineligible": {"no jurisdiction over CST": 151, "duplicates": 52, "no longer existed": 42},

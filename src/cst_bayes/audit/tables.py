@@ -78,24 +78,24 @@ def _table1_exact(t1: pd.DataFrame, out: _Checks, *, seed: int, draws: int = 10_
 
 
 def _table1_pct(t1: pd.DataFrame, out: _Checks) -> None:
-    for r in t1.itertuples(index=False):
-        d = int(r.pct_decimals)
-        exact = 100.0 * r.n_yes / r.n_stratum
+    for r in t1.to_dict("records"):
+        d = int(r["pct_decimals"])
+        exact = 100.0 * r["n_yes"] / r["n_stratum"]
         rounded = _round_half_up(exact, d)
         truncated = math.floor(exact * 10**d + 1e-9) / 10**d
-        if rounded == r.pct_published:
+        if rounded == r["pct_published"]:
             status, how = "pass", "rounds to the printed value"
-        elif truncated == r.pct_published:
+        elif truncated == r["pct_published"]:
             status, how = "flag", "printed value is truncated, not rounded"
         else:
             status, how = "fail", "neither rounding nor truncation gives the printed value"
         out.add(
-            f"t1.pct.{r.variable}.{r.stratum}",
+            f"t1.pct.{r['variable']}.{r['stratum']}",
             "table1",
-            f"percentage vs count for {r.variable}, stratum {r.stratum}",
+            f"percentage vs count for {r['variable']}, stratum {r['stratum']}",
             status,
-            f"{r.pct_published:.{d}f}%",
-            f"{r.n_yes}/{r.n_stratum} = {exact:.3f}% ({how})",
+            f"{r['pct_published']:.{d}f}%",
+            f"{r['n_yes']}/{r['n_stratum']} = {exact:.3f}% ({how})",
         )
 
 
@@ -113,8 +113,10 @@ def _feasible_counts(pct: float, n: int, decimals: int) -> tuple[list[int], list
 
 
 def _table1_grim(t1: pd.DataFrame, out: _Checks) -> None:
-    for r in t1.itertuples(index=False):
-        by_round, by_trunc = _feasible_counts(r.pct_published, r.n_stratum, int(r.pct_decimals))
+    for r in t1.to_dict("records"):
+        by_round, by_trunc = _feasible_counts(
+            r["pct_published"], r["n_stratum"], int(r["pct_decimals"])
+        )
         if by_round:
             status, obs = "pass", f"counts giving it: {by_round}"
         elif by_trunc:
@@ -122,11 +124,11 @@ def _table1_grim(t1: pd.DataFrame, out: _Checks) -> None:
         else:
             status, obs = "fail", "no integer count out of n gives this percentage"
         out.add(
-            f"t1.grim.{r.variable}.{r.stratum}",
+            f"t1.grim.{r['variable']}.{r['stratum']}",
             "table1",
-            f"GRIM: is {r.pct_published}% possible for n={r.n_stratum} ({r.variable}, {r.stratum})?",
+            f"GRIM: is {r['pct_published']}% possible for n={r['n_stratum']} ({r['variable']}, {r['stratum']})?",
             status,
-            f"some k in 0..{r.n_stratum} with k/n = {r.pct_published}%",
+            f"some k in 0..{r['n_stratum']} with k/n = {r['pct_published']}%",
             obs,
         )
 
@@ -242,9 +244,9 @@ def _anova(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     # margins exact, only the 2-decimal rounding of r (+-0.005) is uncertain.
     all_p = t1[(t1["stratum"] == "all") & t1["variable"].isin(APPROACHES)].set_index("variable")
     p = (all_p["n_yes"] / all_p["n_stratum"]).reindex(list(APPROACHES)).to_numpy()
-    r = phi_matrix(t2).to_numpy()
-    var_c = implied_count_variance(p, r)
-    var_half = implied_count_variance(p, np.ones_like(r)) - implied_count_variance(
+    phi = phi_matrix(t2).to_numpy()
+    var_c = implied_count_variance(p, phi)
+    var_half = implied_count_variance(p, np.ones_like(phi)) - implied_count_variance(
         p, np.eye(len(p))
     )
     var_half *= 0.005
@@ -294,38 +296,38 @@ def _table2(t1: pd.DataFrame, t2: pd.DataFrame, out: _Checks) -> None:
     all_rows = t1[t1["stratum"] == "all"].set_index("variable")
     p = all_rows["n_yes"] / all_rows["n_stratum"]
     n = int(all_rows["n_stratum"].iloc[0])
-    for r in t2.itertuples(index=False):
-        half = 0.5 * 10.0 ** (-int(r.r_decimals))
-        lo, hi = frechet_phi_bounds(float(p[r.row]), float(p[r.col]))
-        ok = lo <= r.r + half and r.r - half <= hi
+    for r in t2.to_dict("records"):
+        half = 0.5 * 10.0 ** (-int(r["r_decimals"]))
+        lo, hi = frechet_phi_bounds(float(p[r["row"]]), float(p[r["col"]]))
+        ok = lo <= r["r"] + half and r["r"] - half <= hi
         out.add(
-            f"t2.frechet.{r.row}.{r.col}",
+            f"t2.frechet.{r['row']}.{r['col']}",
             "table2",
-            f"phi({r.row}, {r.col}) inside the bounds its two margins allow",
+            f"phi({r['row']}, {r['col']}) inside the bounds its two margins allow",
             "pass" if ok else "fail",
             f"[{lo:.3f}, {hi:.3f}]",
-            f"r = {r.r:.{r.r_decimals}f}",
+            f"r = {r['r']:.{r['r_decimals']}f}",
         )
     # Stars: the phi test of a 2x2 table is chi2 = n r^2 on 1 df. The r interval of the
     # printed rounding maps to a p interval; the stars must be possible somewhere in it.
-    for r in t2.itertuples(index=False):
-        half = 0.5 * 10.0 ** (-int(r.r_decimals))
-        a = max(abs(r.r) - half, 0.0)
-        b = abs(r.r) + half
+    for r in t2.to_dict("records"):
+        half = 0.5 * 10.0 ** (-int(r["r_decimals"]))
+        a = max(abs(r["r"]) - half, 0.0)
+        b = abs(r["r"]) + half
         p_hi, p_lo = float(chi2.sf(n * a * a, 1)), float(chi2.sf(n * b * b, 1))
         # Star categories as intervals of p; a category is possible if it meets [p_lo, p_hi].
         cats = {"***": (0.0, 0.001), "**": (0.001, 0.01), "": (0.01, 1.0 + 1e-12)}
         possible = [s for s, (a2, b2) in cats.items() if p_lo < b2 and p_hi >= a2]
         possible_txt = "/".join(s or "none" for s in possible)
-        if not r.stars_legible:
+        if not r["stars_legible"]:
             status, exp = "pass", "stars illegible in the source"
         else:
-            status = "pass" if r.stars in possible else "flag"
-            exp = r.stars or "none"
+            status = "pass" if r["stars"] in possible else "flag"
+            exp = r["stars"] or "none"
         out.add(
-            f"t2.stars.{r.row}.{r.col}",
+            f"t2.stars.{r['row']}.{r['col']}",
             "table2",
-            f"significance stars of phi({r.row}, {r.col}) agree with r at n={n} (*** p<.001, ** p<.01)",
+            f"significance stars of phi({r['row']}, {r['col']}) agree with r at n={n} (*** p<.001, ** p<.01)",
             status,
             exp,
             f"p in [{_fmt(p_lo)}, {_fmt(p_hi)}] -> {possible_txt}",
@@ -381,38 +383,37 @@ def _table3(t1: pd.DataFrame, t3: pd.DataFrame, out: _Checks) -> None:
     from scipy.stats import norm
 
     z = float(norm.ppf(0.975))
-    t3 = t3.rename(columns={"or": "estimate"})  # "or" is a keyword: itertuples would rename it
-    for r in t3.itertuples(index=False):
-        d = int(r.or_decimals)
-        est = r.estimate
-        p_min, p_max, symmetric = wald_p_range(est, r.ci_low, r.ci_high, d)
-        a, b = p_interval(r.p_op, r.p_value, int(r.p_decimals))
+    t3 = t3.rename(columns={"or": "estimate"})
+    for r in t3.to_dict("records"):
+        d = int(r["or_decimals"])
+        est = r["estimate"]
+        p_min, p_max, symmetric = wald_p_range(est, r["ci_low"], r["ci_high"], d)
+        a, b = p_interval(r["p_op"], r["p_value"], int(r["p_decimals"]))
         ok = p_min < b and p_max >= a
-        se = (math.log(r.ci_high) - math.log(r.ci_low)) / (2 * z)
+        se = (math.log(r["ci_high"]) - math.log(r["ci_low"])) / (2 * z)
         p_point = float(2 * norm.sf(abs(math.log(est)) / se))
         note = "" if symmetric else "; CI not log-symmetric about the OR at printed precision"
         status = "pass" if ok and symmetric else "flag"
         out.add(
-            f"t3.p_vs_ci.{r.analysis}.{r.term}.{r.adjusted_for_size}",
+            f"t3.p_vs_ci.{r['analysis']}.{r['term']}.{r['adjusted_for_size']}",
             "table3",
-            f"p agrees with the 95% CI (log-symmetric Wald) for analysis {r.analysis}, {r.term}, "
-            f"adjusted={r.adjusted_for_size}",
+            f"p agrees with the 95% CI (log-symmetric Wald) for analysis {r['analysis']}, {r['term']}, "
+            f"adjusted={r['adjusted_for_size']}",
             status,
-            f"p {r.p_value_printed} (OR {est} [{r.ci_low}, {r.ci_high}])",
+            f"p {r['p_value_printed']} (OR {est} [{r['ci_low']}, {r['ci_high']}])",
             f"implied p {_fmt(p_point)} at printed values; attainable within rounding "
             f"[{_fmt(p_min)}, {_fmt(p_max)}]{note}",
         )
     # "Poisson or logistic?": the stratum effects against the crude 2x2 ratios of Table 1.
     y = t1[t1["variable"] == OUTCOME].set_index("stratum")
-    n1 = y.loc[REFERENCE_STRATUM]
-    p_ref = n1["n_yes"] / n1["n_stratum"]
-    for r in t3[t3["term"].str.startswith("stratum[")].itertuples(index=False):
-        s = r.term[len("stratum[") : -1]
+    p_ref = int(y["n_yes"][REFERENCE_STRATUM]) / int(y["n_stratum"][REFERENCE_STRATUM])
+    for r in t3[t3["term"].str.startswith("stratum[")].to_dict("records"):
+        s = r["term"][len("stratum[") : -1]
         ys, ns = int(y.loc[s, "n_yes"]), int(y.loc[s, "n_stratum"])
         p_s = ys / ns
         crude_rr = p_s / p_ref
         crude_or = (p_s / (1 - p_s)) / (p_ref / (1 - p_ref))
-        est = float(r.estimate)
+        est = float(r["estimate"])
         max_rr = 1.0 / p_ref
         closer_or = abs(math.log(est / crude_or)) < abs(math.log(est / crude_rr))
         reasons = []
@@ -425,9 +426,9 @@ def _table3(t1: pd.DataFrame, t3: pd.DataFrame, out: _Checks) -> None:
                 "closer to the crude odds ratio than to the crude risk ratio (log scale)"
             )
         out.add(
-            f"t3.scale.{r.analysis}.{r.term}",
+            f"t3.scale.{r['analysis']}.{r['term']}",
             "table3",
-            f'"Poisson" estimate for {r.term} (analysis {r.analysis}) behaves like a risk ratio?',
+            f'"Poisson" estimate for {r["term"]} (analysis {r["analysis"]}) behaves like a risk ratio?',
             "flag" if reasons else "pass",
             f"risk ratio <= 1/p(1-49) = {max_rr:.1f}",
             f"published {est}; crude RR {crude_rr:.2f}, crude OR {crude_or:.2f}"

@@ -120,26 +120,26 @@ def _text(tabs: PublishedTables, out: _Checks) -> None:
         f"{TEXT['response_rate_pct']}%",
         f"{resp}/{TEXT['eligible']} = {rr:.2f}%",
     )
-    for r in sf.itertuples(index=False):
-        if r.selection.startswith("random"):
-            printed = float(r.selection.split()[-1].rstrip("%"))
-            frac = 100 * r.sampled / r.population
+    for r in sf.to_dict("records"):
+        if r["selection"].startswith("random"):
+            printed = float(r["selection"].split()[-1].rstrip("%"))
+            frac = 100 * r["sampled"] / r["population"]
             out.add(
-                f"frames.fraction.{r.stratum}",
+                f"frames.fraction.{r['stratum']}",
                 "sampling_frames",
-                f"sampling fraction of frame {r.frame} ({r.stratum}) prints as {r.selection.split()[-1]}",
+                f"sampling fraction of frame {r['frame']} ({r['stratum']}) prints as {r['selection'].split()[-1]}",
                 "pass" if _round_half_up(frac, 0) == printed else "flag",
                 f"{printed:.0f}%",
-                f"{r.sampled}/{r.population} = {frac:.2f}%",
+                f"{r['sampled']}/{r['population']} = {frac:.2f}%",
             )
         else:
             out.add(
-                f"frames.fraction.{r.stratum}",
+                f"frames.fraction.{r['stratum']}",
                 "sampling_frames",
-                f"certainty frame {r.frame} ({r.stratum}) is sampled whole",
-                "pass" if r.sampled == r.population else "flag",
-                r.population,
-                r.sampled,
+                f"certainty frame {r['frame']} ({r['stratum']}) is sampled whole",
+                "pass" if r["sampled"] == r["population"] else "flag",
+                r["population"],
+                r["sampled"],
             )
     # At least one approach: 97.5% of 1,306. Within each stratum at least the most common
     # approach's agencies have one, and at most all agencies (or the sum of the nine counts).
