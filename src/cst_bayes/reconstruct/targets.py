@@ -151,18 +151,18 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
     t1 = _read("table1_approaches_by_stratum.csv")
     counts = np.zeros((len(STRATA), len(COLUMNS)), dtype=np.int64)
     nst = np.zeros(len(STRATA), dtype=np.int64)
-    for rec in t1.itertuples(index=False):
-        if rec.stratum == "all":
+    for rec in t1.to_dict("records"):
+        if rec["stratum"] == "all":
             continue
-        if rec.variable not in COLUMNS or rec.stratum not in STRATA:
+        if rec["variable"] not in COLUMNS or rec["stratum"] not in STRATA:
             raise InputError(
-                f"unknown variable/stratum {rec.variable}/{rec.stratum}",
+                f"unknown variable/stratum {rec['variable']}/{rec['stratum']}",
                 path=_published_dir() / "table1_approaches_by_stratum.csv",
                 column="variable",
             )
-        s = STRATA.index(rec.stratum)
-        counts[s, COLUMNS.index(rec.variable)] = int(rec.n_yes)
-        nst[s] = int(rec.n_stratum)
+        s = STRATA.index(rec["stratum"])
+        counts[s, COLUMNS.index(rec["variable"])] = int(rec["n_yes"])
+        nst[s] = int(rec["n_stratum"])
     if dict(zip(STRATA, nst.tolist())) != N_BY_STRATUM:
         raise InputError(
             "stratum sizes disagree with config.N_BY_STRATUM",
@@ -177,26 +177,26 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
     phi_lo = np.zeros((K, K), dtype=np.int64)
     phi_hi = np.full((K, K), n, dtype=np.int64)
     phi_rows = []
-    for rec in t2.itertuples(index=False):
-        i, j = APPROACHES.index(rec.row), APPROACHES.index(rec.col)
+    for rec in t2.to_dict("records"):
+        i, j = APPROACHES.index(rec["row"]), APPROACHES.index(rec["col"])
         a, b = int(tot[i]), int(tot[j])
         grid = np.arange(max(0, a + b - n), min(a, b) + 1)
         r, p = _pearson_p(grid.astype(float), a, b, n)
-        v = float(rec.r)
+        v = float(rec["r"])
         # strict inside the rounding interval: r exactly on x.xx5 would be a coin toss
         ok = (r > v - 0.005 + 1e-9) & (r < v + 0.005 - 1e-9)
-        legible = rec.stars_legible.strip().lower() == "yes"
+        legible = rec["stars_legible"].strip().lower() == "yes"
         if legible:
-            ok &= _stars_ok(rec.stars.strip(), p)
-        lo, hi = _window(ok, grid, f"Table 2 {rec.row}-{rec.col} r={rec.r}{rec.stars}")
+            ok &= _stars_ok(rec["stars"].strip(), p)
+        lo, hi = _window(ok, grid, f"Table 2 {rec['row']}-{rec['col']} r={rec['r']}{rec['stars']}")
         phi_lo[i, j] = phi_lo[j, i] = lo
         phi_hi[i, j] = phi_hi[j, i] = hi
         phi_rows.append(
             dict(
-                row=rec.row,
-                col=rec.col,
+                row=rec["row"],
+                col=rec["col"],
                 r=v,
-                stars=rec.stars.strip() if legible else None,
+                stars=rec["stars"].strip() if legible else None,
                 lo=lo,
                 hi=hi,
             )
@@ -235,25 +235,25 @@ def load_targets(ci_rel: float = 0.01) -> Targets:
         3: [COUNT, "stratum[50-999]", "stratum[state]", "stratum[1000+]"],
     }
     t3 = []
-    for rec in t3df.itertuples(index=False):
-        m = MODELS.index((int(rec.analysis), rec.adjusted_for_size))
-        c = 1 + terms_by_model[m].index(rec.term)
-        est = _log_window(rec[3], None)
-        lo = _log_window(rec.ci_low, ci_rel)
-        hi = _log_window(rec.ci_high, ci_rel)
+    for rec in t3df.to_dict("records"):
+        m = MODELS.index((int(rec["analysis"]), rec["adjusted_for_size"]))
+        c = 1 + terms_by_model[m].index(rec["term"])
+        est = _log_window(rec["or"], None)
+        ci_lo = _log_window(rec["ci_low"], ci_rel)
+        ci_hi = _log_window(rec["ci_high"], ci_rel)
         # (b - z se, b + z se) in (lo, hi) with b in est needs (lo + hi)/2 to meet est.
-        mid_lo, mid_hi = (lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2
+        mid_lo, mid_hi = (ci_lo[0] + ci_hi[0]) / 2, (ci_lo[1] + ci_hi[1]) / 2
         width = min(est[1], mid_hi) - max(est[0], mid_lo)
         ci_forced = width > 0.1 * (est[1] - est[0])
         t3.append(
             dict(
-                analysis=int(rec.analysis),
-                term=rec.term,
-                adjusted_for_size=rec.adjusted_for_size,
+                analysis=int(rec["analysis"]),
+                term=rec["term"],
+                adjusted_for_size=rec["adjusted_for_size"],
                 model=m,
                 coef=c,
-                printed=(rec[3], rec.ci_low, rec.ci_high),
-                windows=(est, lo, hi),
+                printed=(rec["or"], rec["ci_low"], rec["ci_high"]),
+                windows=(est, ci_lo, ci_hi),
                 ci_forced=bool(ci_forced),
             )
         )
