@@ -67,21 +67,21 @@ def _compare_table1(rep_table: pd.DataFrame) -> list[tuple]:
     rows: list[tuple] = []
     pub = _read_published("table1_approaches_by_stratum.csv")
     rep = rep_table.set_index(["variable", "stratum"])
-    for rec in pub.itertuples(index=False):
-        key = (rec.variable, rec.stratum)
+    for rec in pub.to_dict("records"):
+        key = (rec["variable"], rec["stratum"])
         if key not in rep.index:
             continue
         r = rep.loc[key]
-        item = f"{rec.variable}|{rec.stratum}"
+        item = f"{rec['variable']}|{rec['stratum']}"
         rows.append(
             (
                 "table1",
                 item,
                 "n_yes",
                 "",
-                rec.n_yes,
+                rec["n_yes"],
                 float(r["n_yes"]),
-                printed_matches(rec.n_yes, float(r["n_yes"])),
+                printed_matches(rec["n_yes"], float(r["n_yes"])),
             )
         )
         rows.append(
@@ -90,9 +90,9 @@ def _compare_table1(rep_table: pd.DataFrame) -> list[tuple]:
                 item,
                 "n_stratum",
                 "",
-                rec.n_stratum,
+                rec["n_stratum"],
                 float(r["n_stratum"]),
-                printed_matches(rec.n_stratum, float(r["n_stratum"])),
+                printed_matches(rec["n_stratum"], float(r["n_stratum"])),
             )
         )
         rows.append(
@@ -101,21 +101,21 @@ def _compare_table1(rep_table: pd.DataFrame) -> list[tuple]:
                 item,
                 "pct",
                 "",
-                rec.pct_published,
+                rec["pct_published"],
                 float(r["pct"]),
-                printed_matches(rec.pct_published, float(r["pct"])),
+                printed_matches(rec["pct_published"], float(r["pct"])),
             )
         )
-        if rec.stratum == "all":  # one test per variable, printed on every row
+        if rec["stratum"] == "all":  # one test per variable, printed on every row
             rows.append(
                 (
                     "table1",
-                    rec.variable,
+                    rec["variable"],
                     "p_value",
                     "",
-                    rec.p_value_published,
+                    rec["p_value_published"],
                     float(r["p_value"]),
-                    printed_matches(rec.p_value_published, float(r["p_value"])),
+                    printed_matches(rec["p_value_published"], float(r["p_value"])),
                 )
             )
     return rows
@@ -143,25 +143,25 @@ def _compare_table2(rep_table: pd.DataFrame) -> list[tuple]:
     rows: list[tuple] = []
     pub = _read_published("table2_phi_correlations.csv")
     rep = rep_table.set_index(["row", "col"])
-    for rec in pub.itertuples(index=False):
-        if (rec.row, rec.col) not in rep.index:
+    for rec in pub.to_dict("records"):
+        if (rec["row"], rec["col"]) not in rep.index:
             continue
-        r = rep.loc[(rec.row, rec.col)]
-        item = f"{rec.row}|{rec.col}"
+        r = rep.loc[(rec["row"], rec["col"])]
+        item = f"{rec['row']}|{rec['col']}"
         rows.append(
             (
                 "table2",
                 item,
                 "r",
                 "",
-                rec.r,
+                rec["r"],
                 float(r["r"]),
-                printed_matches(rec.r, float(r["r"])),
+                printed_matches(rec["r"], float(r["r"])),
             )
         )
         stars = _stars(float(r["p_value"]))
-        if rec.stars_legible.strip().lower() == "yes":
-            rows.append(("table2", item, "stars", "", rec.stars, stars, rec.stars == stars))
+        if rec["stars_legible"].strip().lower() == "yes":
+            rows.append(("table2", item, "stars", "", rec["stars"], stars, rec["stars"] == stars))
         else:
             rows.append(("table2", item, "stars", "", "unknown", stars, False))
     return rows
@@ -179,8 +179,8 @@ def _compare_fig1(rep_table: pd.DataFrame) -> list[tuple]:
                     "pct_no_case",
                     "",
                     pno,
-                    float(rep.loc[var, "pct_no_case"]),
-                    printed_matches(pno, float(rep.loc[var, "pct_no_case"])),
+                    float(rep["pct_no_case"][var]),
+                    printed_matches(pno, float(rep["pct_no_case"][var])),
                 )
             )
             rows.append(
@@ -190,12 +190,12 @@ def _compare_fig1(rep_table: pd.DataFrame) -> list[tuple]:
                     "pct_case",
                     "",
                     pcase,
-                    float(rep.loc[var, "pct_case"]),
-                    printed_matches(pcase, float(rep.loc[var, "pct_case"])),
+                    float(rep["pct_case"][var]),
+                    printed_matches(pcase, float(rep["pct_case"][var])),
                 )
             )
     for var in rep.index:
-        p = float(rep.loc[var, "p_value"])
+        p = float(rep["p_value"][var])
         expected = "no" if var in FIG1_NOT_SIGNIFICANT else "yes"
         got = "" if not np.isfinite(p) else ("yes" if p < 0.05 else "no")
         rows.append(("fig1", var, "significant_0.05", "", expected, got, got == expected))
@@ -204,23 +204,23 @@ def _compare_fig1(rep_table: pd.DataFrame) -> list[tuple]:
 
 def _compare_table3(rep_table: pd.DataFrame) -> list[tuple]:
     rows: list[tuple] = []
-    # 'or' is a Python keyword (itertuples would rename it): call it what it is here.
+    # The printed 'or' column holds the estimate on either link: call it what it is here.
     pub = _read_published("table3_odds_ratios.csv").rename(columns={"or": "estimate"})
     rep = rep_table.copy()
     rep["analysis"] = rep["analysis"].astype(str)
     rep = rep.set_index(["analysis", "term", "adjusted_for_size", "link"])
     for lk in LINKS:
-        for rec in pub.itertuples(index=False):
-            key = (str(rec.analysis), rec.term, rec.adjusted_for_size, lk)
+        for rec in pub.to_dict("records"):
+            key = (str(rec["analysis"]), rec["term"], rec["adjusted_for_size"], lk)
             if key not in rep.index:
                 continue
-            r = rep.loc[key]
-            item = f"{rec.analysis}|{rec.term}|{rec.adjusted_for_size}"
+            r = rep.loc[key]  # type: ignore[index]  # a full MultiIndex key; the stubs allow only (row, col)
+            item = f"{rec['analysis']}|{rec['term']}|{rec['adjusted_for_size']}"
             for q, printed, col in (
-                ("estimate", rec.estimate, "estimate"),
-                ("ci_low", rec.ci_low, "ci_low"),
-                ("ci_high", rec.ci_high, "ci_high"),
-                ("p_value", rec.p_value, "p_value"),
+                ("estimate", rec["estimate"], "estimate"),
+                ("ci_low", rec["ci_low"], "ci_low"),
+                ("ci_high", rec["ci_high"], "ci_high"),
+                ("p_value", rec["p_value"], "p_value"),
             ):
                 v = float(r[col])
                 rows.append(("table3", item, q, lk, printed, v, printed_matches(printed, v)))
@@ -309,9 +309,9 @@ def summary_text(comparison: pd.DataFrame, *, warnings_: Iterable[str] = ()) -> 
     """A few lines saying how many published numbers were reproduced, per table."""
     s = summarise_comparison(comparison)
     lines = [f"reproduced {int(s['matched'].sum())} of {int(s['total'].sum())} published numbers"]
-    for rec in s.itertuples(index=False):
-        label = rec.table + (f" ({rec.link})" if rec.link else "")
-        lines.append(f"  {label:<14} {rec.matched:>4} / {rec.total}")
+    for rec in s.to_dict("records"):
+        label = rec["table"] + (f" ({rec['link']})" if rec["link"] else "")
+        lines.append(f"  {label:<14} {rec['matched']:>4} / {rec['total']}")
     t3 = s[s["table"] == "table3"].set_index("link")["matched"]
     if {"logit", "log"} <= set(t3.index):
         better = (

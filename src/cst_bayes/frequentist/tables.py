@@ -42,7 +42,7 @@ from cst_bayes.core.config import (
 from cst_bayes.core.errors import InputError
 
 Link = Literal["logit", "log"]
-LINKS: tuple[str, ...] = get_args(Link)
+LINKS: tuple[Link, ...] = get_args(Link)
 
 #: Stratum order of the published Table 1 rows (``all`` first, then the frames 1-4).
 TABLE1_STRATA: tuple[str, ...] = ("all", "1000+", "state", "50-999", "1-49")
@@ -365,7 +365,8 @@ def table3(df: pd.DataFrame, link: Link | Iterable[Link] = LINKS) -> pd.DataFram
         raise InputError(f"link must be one of {LINKS} (or a sequence of them), got {link!r}")
     _check_frame(df, (STRATUM, *APPROACHES, OUTCOME, COUNT))
     y, designs = _design(df)
-    rows, notes = [], []
+    rows: list[tuple[object, ...]] = []
+    notes: list[str] = []
     fits = {}
     # The design matrices are small (n x 13): multithreaded BLAS only adds contention, and
     # on a shared 2-core machine it made these fits ~10x slower. threadpoolctl comes with
