@@ -143,7 +143,7 @@ def _section_tables(run: dict[str, Any], run_dir: Path) -> Section:
     )
     t3 = g[g["table"] == "table3"].set_index("link")
     if {"logit", "log"} <= set(t3.index):
-        lo, lg = int(t3.loc["logit", "matched"]), int(t3.loc["log", "matched"])
+        lo, lg = int(t3["matched"]["logit"]), int(t3["matched"]["log"])
         sec.p(
             f"Table 3 is called Poisson regression in the article. Refitted both ways, {lo} published "
             f"numbers agree with logistic odds ratios and {lg} with Poisson risk ratios: "
@@ -185,31 +185,33 @@ def _load_table3_sources(run_dir: Path) -> pd.DataFrame:
         g = t3.groupby(["analysis", "adjusted_for_size", "term"], sort=False)[
             ["estimate", "ci_low", "ci_high"]
         ].median()
-        for (a, adj, term), v in g.iterrows():
+        for key, v in g.iterrows():
+            assert isinstance(key, tuple)  # the three-level group index
+            a, adj, term = key
             rows.append(
                 {
                     "analysis": int(a),
                     "adjusted_for_size": adj,
                     "term": term,
                     "source": "frequentist",
-                    **v.to_dict(),
+                    **{str(k): x for k, x in v.to_dict().items()},
                 }
             )
     for model, (a, adj) in TABLE3_MODELS.items():
         s = read_csv(run_dir / "models" / model / "summary.csv")
         if s is None:
             continue
-        for r in s.itertuples(index=False):
+        for r in s.to_dict("records"):
             rows.append(
                 {
                     "analysis": a,
                     "adjusted_for_size": adj,
-                    "term": r.term,
+                    "term": r["term"],
                     "source": "Bayesian",
                     # blank where restricted mode hid a term
-                    "estimate": pd.to_numeric(r.estimate, errors="coerce"),
-                    "ci_low": pd.to_numeric(r.ci_low, errors="coerce"),
-                    "ci_high": pd.to_numeric(r.ci_high, errors="coerce"),
+                    "estimate": pd.to_numeric(r["estimate"], errors="coerce"),
+                    "ci_low": pd.to_numeric(r["ci_low"], errors="coerce"),
+                    "ci_high": pd.to_numeric(r["ci_high"], errors="coerce"),
                 }
             )
     return pd.DataFrame(
@@ -395,6 +397,7 @@ def _section_ppc(run: dict[str, Any], run_dir: Path, figs: Figures) -> Section:
     rows = []
     for name in names:
         t = read_csv(pdir / name / "ppc.csv")
+        assert t is not None  # the glob above found it
         flag = t["flag"].str.lower().isin(["true", "1"]) if "flag" in t else t["table"] == ""
         fitted = (
             t["fitted_by_model"].str.lower().isin(["true", "1"])
