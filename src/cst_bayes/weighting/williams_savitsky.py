@@ -311,8 +311,9 @@ def derived_draws(
     d = th.shape[1]
     keep = np.linspace(0, d - 1, min(d, max_draws)).round().astype(int)
     th = th[:, keep]
-    w = post.weights / post.weights.sum()
-    X = post.X
+    # agencies with the same design row share their risk: sum their weights per pattern
+    X, inv = np.unique(post.X, axis=0, return_inverse=True)
+    w = np.bincount(inv.ravel(), weights=post.weights) / post.weights.sum()
     out = {"prevalence": _expit(th @ X.T) @ w}
     for j in columns:
         X1 = X.copy()
