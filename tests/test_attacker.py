@@ -305,15 +305,7 @@ def test_tables_leak_nothing(tmp_path, which):
 @pytest.mark.parametrize(
     "which",
     [
-        pytest.param(
-            0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="the weights verb (weighting helper) writes design_estimates.csv without "
-                "core.disclosure.protect: weighted shares + weights + other strata solve the "
-                "hidden state cells",
-            ),
-        ),
+        0,
         2,
     ],
 )

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from cst_bayes.core.config import APPROACHES, OUTCOME
+from cst_bayes.core.disclosure import protect, small_cells
 from cst_bayes.core.options import DEFAULT_SEED
 from cst_bayes.core.provenance import DataStatus, status_of
 from cst_bayes.weighting import filedesign, mrp, sensitivity, tipping
@@ -185,9 +186,22 @@ def run_weights(
         ).assign(scenario=base.name)
     synthetic = bool(df.attrs.get("synthetic", False))
     text = sensitivity.conclusions_text(out["conclusions"], sens, synthetic=synthetic)
+    status = status_of(df)
+    if status == "RESTRICTED":
+        # weighted shares and estimates with the (public) weights solve small cells: every
+        # table through the one policy, no figure or text that would print them unprotected
+        policy = small_cells(df)
+        out = {k: protect(v, policy, pair_with=OUTCOME) for k, v in out.items()}
+        text = RESTRICTED_TEXT
     if out_dir is not None:
-        write_outputs(out, text, out_dir, status=status_of(df))
+        write_outputs(out, text, out_dir, status=status)
     return {**out, "sensitivity_text": text}
+
+
+RESTRICTED_TEXT = (
+    "Restricted data: the weighting tables are written with every number that depends on a "
+    "cell below the threshold suppressed; no figure or printed summary.\n"
+)
 
 
 def write_outputs(
@@ -200,6 +214,9 @@ def write_outputs(
     synthetic = status == "SYNTHETIC"
     for key, table in out.items():
         write_csv(out_dir / f"{key}.csv", table, status=status, notes=[f"weighting: {key}"])
+    write_text(out_dir / "sensitivity.md", text)
+    if status == "RESTRICTED":
+        return  # the figures would show estimates the policy hid
     sens = out["sensitivity"]
     if "dataset" in sens:
         sens = sens[sens["dataset"] == sens["dataset"].iloc[0]]
@@ -209,7 +226,6 @@ def write_outputs(
         if "dataset" in c:
             c, b = c[c["dataset"] == c["dataset"].iloc[0]], b[b["dataset"] == b["dataset"].iloc[0]]
         tipping.plot_tipping(c, b, out_dir / "tipping_point.png", synthetic=synthetic)
-    write_text(out_dir / "sensitivity.md", text)
 
 
 def run_ensemble(
