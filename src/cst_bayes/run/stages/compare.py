@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from cst_bayes.bayes import models as models_mod
 from cst_bayes.checks import comparison
+from cst_bayes.checks.stacking import stacked_predictions
 from cst_bayes.core.fileio import write_text
 from cst_bayes.run.stages.common import write_table
 from cst_bayes.run.units import StageUnavailable
@@ -30,4 +31,10 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
     table = comparison.loo_table(fits)
     write_table(ctx, work / "loo.csv", table)
     write_text(work / "loo.md", comparison.summary_text(table) + "\n")
-    return {"models": len(fits), "notes": list(table.attrs.get("notes", []))}
+    stacked = stacked_predictions(fits, table, ctx.frames, seed=ctx.seed)
+    write_table(ctx, work / "stacked.csv", stacked)
+    return {
+        "models": len(fits),
+        "stacked_quantities": len(stacked),
+        "notes": list(table.attrs.get("notes", [])),
+    }
