@@ -265,7 +265,7 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COMPARE_COLUMNS)
 
 
-def write_comparison(fit: Fit, df: pd.DataFrame, out_dir: str | Path) -> Path:
+def write_vs_published(fit: Fit, df: pd.DataFrame, out_dir: str | Path) -> Path:
     """Write ``DIR/MODEL-vs-published.csv`` (atomically) from :func:`compare_published`."""
     from cst_bayes.core.fileio import write_csv
 

@@ -24,7 +24,7 @@ from cst_bayes.bayes.effects import (
     prevalence_ratios,
     replicate,
     switchable_terms,
-    write_comparison,
+    write_vs_published,
 )
 from cst_bayes.bayes.families import (
     FAMILIES,
@@ -106,6 +106,6 @@ __all__ = [
     "replicate",
     "summarise",
     "switchable_terms",
-    "write_comparison",
     "write_fit",
+    "write_vs_published",
 ]

@@ -299,7 +299,7 @@ def summary_text(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_comparison(
+def write_loo(
     data: str | Path,
     out_dir: str | Path,
     *,

@@ -55,9 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit or read the models, compute PSIS-LOO, write loo.csv, print the verdict."""
-    from cst_bayes.checks.comparison import write_comparison
+    from cst_bayes.checks.comparison import write_loo
 
-    res = write_comparison(
+    res = write_loo(
         args.data,
         args.out,
         models=args.models or None,

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         else:
-            print(models.write_comparison(f, df, args.out))
+            print(models.write_vs_published(f, df, args.out))
     t = f.timings
     print(
         f"{spec.name}: compile {t.get('compile_s', 0):.1f} s, sampling {t.get('sample_s', 0):.1f} s, "

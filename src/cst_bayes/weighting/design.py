@@ -15,7 +15,7 @@ random strata). Treating each stratum's respondents as a simple random subsample
 
 No maintained Python library does all of this with an fpc (samplics covers means, not
 ``svyglm``/``svychisq``), so it is written here in numpy and checked against R's survey
-package in ``tests/test_weights.py`` (reference values: ``tests/reference/survey_reference.R``
+package in ``tests/test_weights.py`` (reference values: ``tests/reference/weights_survey.R``
 and the CSV it wrote).
 
 The variance of any linearised statistic with influence values ``z`` is R's ``svyrecvar`` for

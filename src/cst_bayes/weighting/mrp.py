@@ -36,7 +36,7 @@ MRP_COLUMNS = ["scenario", "estimand", "median", "ci_low", "ci_high"]
 FLAT_PRIOR: tuple[float, float] = (1.0, 1.0)
 
 
-def summarise(draws: np.ndarray, *, prob: float = 0.95) -> tuple[float, float, float]:
+def median_interval(draws: np.ndarray, *, prob: float = 0.95) -> tuple[float, float, float]:
     """Posterior median and equal-tailed interval of 1-D draws."""
     a = (1 - prob) / 2
     lo, med, hi = np.quantile(np.asarray(draws, float), [a, 0.5, 1 - a])
@@ -219,7 +219,7 @@ def mrp_summaries(
     rows: list[dict[str, object]] = []
 
     def add(est: str, d: np.ndarray) -> None:
-        med, lo, hi = summarise(d)
+        med, lo, hi = median_interval(d)
         rows.append(
             {"scenario": scenario, "estimand": est, "median": med, "ci_low": lo, "ci_high": hi}
         )
@@ -248,12 +248,6 @@ def mrp_summaries(
         for a, d in (ors or {}).items():
             add(f"or_{label}:{a}", d)
     return pd.DataFrame(rows, columns=MRP_COLUMNS)
-
-
-def normalise_weights(w: np.ndarray) -> np.ndarray:
-    """Weights rescaled to sum to the sample size (Savitsky and Toth's pseudo-likelihood)."""
-    w = np.asarray(w, float)
-    return w * len(w) / w.sum()
 
 
 def weighted_average(draws: np.ndarray, w: np.ndarray) -> np.ndarray:

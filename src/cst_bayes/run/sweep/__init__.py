@@ -36,7 +36,7 @@ from cst_bayes.run.sweep.execute import (
     fit_cell,
     plot_sweep,
     run_sweep,
-    summarise,
+    spread,
     to_dataset,
 )
 from cst_bayes.run.sweep.grid import AXES, MAX_CELLS, Cell, Grid, cells, load_grid, scale_label
@@ -53,6 +53,6 @@ __all__ = [
     "plot_sweep",
     "run_sweep",
     "scale_label",
-    "summarise",
+    "spread",
     "to_dataset",
 ]

@@ -137,7 +137,7 @@ def to_dataset(grid: Grid, results: Mapping[str, tuple[Cell, dict[str, Any]]]) -
     return ds
 
 
-def summarise(ds: Any) -> pd.DataFrame:
+def spread(ds: Any) -> pd.DataFrame:
     """Spread of each term's estimate over the grid: per model, term and axis."""
     rows = []
     for m in ds["model"].values:
@@ -309,7 +309,12 @@ def run_sweep(
     ds = to_dataset(g, results)
     with atomic_path(out / "sweep.nc") as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf")
-    write_csv(out / "summary.csv", summarise(ds), header_comment=config.SYNTHETIC_BANNER)
+    write_csv(
+        out / "summary.csv",
+        spread(ds),
+        status="SYNTHETIC",
+        notes="spread of each term over the grid",
+    )
     import matplotlib.pyplot as plt
 
     fig = plot_sweep(ds)
