@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 from cst_bayes.bayes import models as M
-from cst_bayes.core.config import APPROACHES, STRATA
+from cst_bayes.core.config import APPROACHES, PUBLISHED_DIR, STRATA
 from cst_bayes.core.errors import SamplerTrouble, SpecError
 from cst_bayes.data.simulate import simulate
 
@@ -383,7 +383,7 @@ def test_write_read_roundtrip_and_comparison(main_fit, sim_df, tmp_path):
     )
     cmp = M.compare_published(main_fit, sim_df)
     assert list(cmp.columns) == M.COMPARE_COLUMNS
-    pub = pd.read_csv(M.PUBLISHED_DIR / "table3_odds_ratios.csv")
+    pub = pd.read_csv(PUBLISHED_DIR / "table3_odds_ratios.csv")
     pub = pub[(pub.analysis == 1) & (pub.adjusted_for_size == "yes")].set_index("term")
     c = cmp.set_index("term")
     assert c.loc["stratum[1000+]", "published_or"] == pub.loc["stratum[1000+]", "or"] == 47.5
