@@ -123,3 +123,23 @@ def test_write_psense(fits, sim_df, tmp_path):
     t = pd.read_csv(tmp_path / "psense.csv")
     assert (t["data_status"] == "SYNTHETIC").all()
     assert (tmp_path / "psense.meta.json").is_file()
+
+
+def test_derived_quantities_carry_their_convergence_diagnostics():
+    """R-hat and bulk ESS of each derived quantity, computed on its own draws (arviz)."""
+    import arviz as az
+    import numpy as np
+
+    from cst_bayes.bayes import models
+    from cst_bayes.checks import psense
+    from cst_bayes.data.simulate import simulate
+
+    df, _ = simulate(12)
+    fit = models.fit(
+        "logit_count_strata", df, draws=200, tune=200, chains=2, seed=5, progress=False
+    )
+    t = psense.power_scaling_table(fit, fit.spec, df).set_index("quantity")
+    share = psense.derived_draws(fit.spec, fit.idata, df)["national_share"][1]
+    assert t.loc["national_share", "r_hat"] == pytest.approx(float(az.rhat(share)))
+    assert t.loc["national_share", "ess_bulk"] == pytest.approx(float(az.ess(share, method="bulk")))
+    assert np.isfinite(t["r_hat"]).all() and (t["ess_bulk"] > 0).all()

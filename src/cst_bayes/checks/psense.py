@@ -46,6 +46,8 @@ PSENSE_COLUMNS = [
     "prior_sensitivity",
     "likelihood_sensitivity",
     "diagnosis",
+    "r_hat",
+    "ess_bulk",
     "n_members",
 ]
 
@@ -236,12 +238,17 @@ def _member_table(
     )
     ps = az.psens(data, component="prior", delta=delta)
     ls = az.psens(data, component="likelihood", delta=delta)
+    # the derived quantities' own convergence: a PR is a nonlinear function of every draw
+    rhat = az.rhat(ds)
+    ess = az.ess(ds, method="bulk")
     return pd.DataFrame(
         {
             "quantity": names,
             "kind": [q[n][0] for n in names],
             "prior_sensitivity": [float(ps[f"q{i}"]) for i in range(len(names))],
             "likelihood_sensitivity": [float(ls[f"q{i}"]) for i in range(len(names))],
+            "r_hat": [float(rhat[f"q{i}"]) for i in range(len(names))],
+            "ess_bulk": [float(ess[f"q{i}"]) for i in range(len(names))],
         }
     )
 
@@ -299,10 +306,13 @@ def power_scaling_table(
         ]
         allm = pd.concat(parts, ignore_index=True)
         out = (
-            allm.groupby(["quantity", "kind"], sort=False)[
-                ["prior_sensitivity", "likelihood_sensitivity"]
-            ]
-            .max()
+            allm.groupby(["quantity", "kind"], sort=False)
+            .agg(
+                prior_sensitivity=("prior_sensitivity", "max"),
+                likelihood_sensitivity=("likelihood_sensitivity", "max"),
+                r_hat=("r_hat", "max"),  # the worst member
+                ess_bulk=("ess_bulk", "min"),
+            )
             .reset_index()
         )
         out["n_members"] = len(parts)
