@@ -35,13 +35,14 @@ from cst_bayes.run import cache
 from cst_bayes.run.cache import input_hash
 from cst_bayes.run.context import PROFILES, RunContext, Settings, prepare
 from cst_bayes.run.environment import environment
-from cst_bayes.run.stages import ORDER, PER_MODEL, module_name
+from cst_bayes.run.stages import ONLY_MODELS, ORDER, PER_MODEL, module_name
 from cst_bayes.run.stages import audit as audit_stage
 from cst_bayes.run.stages import compare as compare_stage
 from cst_bayes.run.stages import data as data_stage
 from cst_bayes.run.stages import models as models_stage
 from cst_bayes.run.stages import ppc as ppc_stage
 from cst_bayes.run.stages import prior_check as prior_check_stage
+from cst_bayes.run.stages import prior_scale as prior_scale_stage
 from cst_bayes.run.stages import psense as psense_stage
 from cst_bayes.run.stages import tables as tables_stage
 from cst_bayes.run.stages import weights as weights_stage
@@ -61,6 +62,7 @@ BODIES: dict[str, Callable[..., dict[str, Any]]] = {
     "prior_check": prior_check_stage.run,
     "ppc": ppc_stage.run,
     "psense": psense_stage.run,
+    "prior_scale": prior_scale_stage.run,
     "compare": compare_stage.run,
     "weights": weights_stage.run,
 }
@@ -96,6 +98,9 @@ def _inputs(
         }
     if stage == "psense":
         return {**base, "fit": unit_hash(ctx.out, f"models/{name}")}
+    if stage == "prior_scale":
+        assert name is not None
+        return {**base, **ctx.sampling_inputs(), "spec": ctx.spec_hashes[name]}
     if stage == "compare":
         return {**base, "fits": {n: unit_hash(ctx.out, f"models/{n}") for n in ctx.specs}}
     if stage == "weights":
@@ -142,9 +147,10 @@ def _units(ctx: RunContext, stages: Sequence[str]) -> list[Unit]:
                 )
             )
             continue
-        if not ctx.specs:
+        names = [n for n in ctx.specs if n in ONLY_MODELS.get(stage, ctx.specs)]
+        if not names and stage not in ONLY_MODELS:
             units.append((stage, stage, lambda: ({}, _unavailable("no model specs"))))
-        for name in ctx.specs:
+        for name in names:
             units.append(
                 (
                     stage,

@@ -81,6 +81,17 @@ def prior_blocks(
                 png.read_bytes(),
                 f"{name}: published Table 1 shares and Table 3 ORs against the prior predictive.",
             )
+    pscale = read_csv(run_dir / "prior_scale" / name / "prior_scale.csv")
+    if pscale is not None:
+        from cst_bayes.checks.prior_scales import wide
+
+        for c in ("scale", "estimate", "ci_low", "ci_high"):
+            pscale[c] = pd.to_numeric(pscale[c])
+        sec.table(
+            wide(pscale),
+            f"{name}: posterior medians [95% intervals] with each prior slot's scale at x0.5 "
+            "and x2 (refits on the first dataset, same seed), beside x1.",
+        )
     ps = read_csv(run_dir / "psense" / name / "psense.csv")
     if ps is None:
         sec.p(f"{name}: power-scaling prior sensitivity not done (no psense/{name}/psense.csv).")
