@@ -17,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from cst_bayes.core.options import DataClass, choices
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``cst-bayes fit``."""
@@ -49,6 +51,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--weights", metavar="COLUMN", help="weight column: weighted pseudo-likelihood"
+    )
+    parser.add_argument(
+        "--data-class",
+        choices=choices(DataClass),
+        default=None,
+        help="what --data is: restricted (default unless the file opens with the package's "
+        "SYNTHETIC banner), public (your own unrestricted data) or synthetic",
+    )
+    parser.add_argument(
+        "--keep-columns",
+        metavar="COL",
+        nargs="+",
+        default=None,
+        help="extra columns of --data to keep (covariates a formula names; --weights' column "
+        "is kept without it)",
     )
     parser.add_argument(
         "--prior-scale",
@@ -136,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from cst_bayes.data.microdata import load
 
-    df = load(args.data)
+    keep = [*(args.keep_columns or []), *([args.weights] if args.weights else [])]
+    df = load(args.data, data_class=args.data_class, keep_columns=keep or None)
     weights = None
     if args.weights:
         if args.weights not in df.columns:
