@@ -125,9 +125,34 @@ def test_write_pooled_round_trips(tmp_path):
     ]
     assert pd.read_csv(paths["between"])["data_status"].eq("SYNTHETIC").all()
     back = az.from_netcdf(paths["idata"])
-    np.testing.assert_array_equal(back.posterior["reconstruction"].values, [1, 1, 2, 2])
+    # on file the members have their own dimension; read back, they are the stacked chains
+    assert back.posterior["beta"].dims[:3] == ("chain", "draw", "member")
+    stacked = read_pooled_layout(back)
+    np.testing.assert_array_equal(stacked.posterior["reconstruction"].values, [1, 1, 2, 2])
     between = pd.read_csv(paths["between"], comment="#")
     assert list(between.columns) == [*pooling.BETWEEN_COLUMNS, "data_status"]
+
+
+def read_pooled_layout(idata):
+    from cst_bayes.bayes.layout import from_file
+
+    return from_file(idata)
+
+
+def test_az_rhat_on_a_pooled_file_is_each_members_own(tmp_path):
+    """ArviZ must not read members as chains: R-hat on the file is per member and equals each
+    member fit's own R-hat (members that disagree do not look unconverged)."""
+    import arviz as az
+
+    fits = [normal_member({"court": m}, 0.3, seed=i, draws=200) for i, m in enumerate([0.0, 3.0])]
+    pooled = pooling.pool_fits("spec", fits)
+    back = az.from_netcdf(pooling.write_pooled(pooled, tmp_path, "toy")["idata"])
+    r = az.rhat(back.posterior)["beta"]
+    assert r.dims == ("member", "approach")
+    for k, f in enumerate(fits):
+        assert float(r[k].item()) == pytest.approx(float(az.rhat(f.idata.posterior)["beta"].item()))
+    # stacked as chains the same draws give the between-member disagreement instead
+    assert float(az.rhat(pooled.idata.posterior)["beta"].item()) > 1.5 > float(r.max())
 
 
 def test_member_seeds_are_deterministic_and_distinct():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cst_bayes.bayes import layout
 from cst_bayes.bayes.fit import Fit, diagnose, summarise
 from cst_bayes.bayes.spec import spec_from_text
 from cst_bayes.core.errors import InputError
@@ -53,6 +54,7 @@ def read_fit(path: str | Path) -> Fit:
         raise InputError(
             f"cannot read as an InferenceData netCDF ({type(exc).__name__}: {exc})", path=path
         ) from None
+    idata = layout.from_file(idata)  # a pooled file's members back on the stacked chains
     attrs = idata.posterior.attrs
     if "spec_toml" not in attrs:
         raise InputError(

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cst_bayes.bayes import layout
 from cst_bayes.core.config import STRATA
 from cst_bayes.core.errors import InputError
 
@@ -267,9 +268,11 @@ def stack_members(idatas: Sequence[Any]) -> Any:
 
 
 def member_idata(idata: Any, member: int) -> Any:
-    """One member's own InferenceData back from a stacked one (chains renumbered from 0)."""
+    """One member's own InferenceData from a pooled one (in memory or as read from its file;
+    chains renumbered from 0)."""
     import arviz as az
 
+    idata = layout.from_file(idata)
     if "reconstruction" not in idata.posterior.coords:
         raise InputError("not a pooled fit: the posterior has no 'reconstruction' coordinate")
     groups = {}
@@ -487,6 +490,6 @@ def write_pooled(
         outcome=str(getattr(pooled.spec, "outcome", "")),
     )
     with atomic_path(out / f"{name}.nc") as tmp:
-        idata.to_netcdf(str(tmp), engine="h5netcdf")
+        layout.to_file(idata).to_netcdf(str(tmp), engine="h5netcdf")
     paths["idata"] = out / f"{name}.nc"
     return paths

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from cst_bayes.bayes import layout, pooling
 from cst_bayes.bayes import models as models_mod
-from cst_bayes.bayes import pooling
 from cst_bayes.core import config
 from cst_bayes.core.disclosure import strip_row_level
 from cst_bayes.core.fileio import atomic_path, mode_for, write_text
@@ -47,5 +47,5 @@ def run(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
         write_text(work / "spec.toml", spec.text)
     idata = strip_row_level(res.idata) if ctx.restricted else res.idata
     with atomic_path(work / f"{name}.nc", mode=mode_for(ctx.status)) as tmp:
-        idata.to_netcdf(str(tmp), engine="h5netcdf")
+        layout.to_file(idata).to_netcdf(str(tmp), engine="h5netcdf")
     return info
