@@ -42,39 +42,25 @@ def _stack(ds: xr.Dataset) -> xr.Dataset:
     return out.transpose("chain", "draw", ...)
 
 
-def to_file(idata: Any) -> Any:
-    """A copy of a pooled InferenceData with members on ``member`` (unchanged if not pooled)."""
-    groups = {}
-    changed = False
-    for g in idata.groups():
-        ds = getattr(idata, g)
-        if STACKED in ds.coords and "chain" in ds.dims:
-            ds, changed = _split(ds), True
-        groups[g] = ds
-    if not changed:
+def _regroup(idata: Any, applies: Any, convert: Any) -> Any:
+    """``convert`` every group ``applies`` says is in the other layout (others unchanged)."""
+    groups = {g: getattr(idata, g) for g in idata.groups()}
+    todo = [g for g, ds in groups.items() if "chain" in ds.dims and applies(ds)]
+    if not todo:
         return idata
     import arviz as az
 
-    out = az.InferenceData(**groups)
-    for g in groups:
-        getattr(out, g).attrs.update(getattr(idata, g).attrs)
+    out = az.InferenceData(**{g: convert(ds) if g in todo else ds for g, ds in groups.items()})
+    for g, ds in groups.items():
+        getattr(out, g).attrs.update(ds.attrs)
     return out
+
+
+def to_file(idata: Any) -> Any:
+    """A copy of a pooled InferenceData with members on ``member`` (unchanged if not pooled)."""
+    return _regroup(idata, lambda ds: STACKED in ds.coords, _split)
 
 
 def from_file(idata: Any) -> Any:
     """The stacked in-memory layout of a pooled fit read from a file (others unchanged)."""
-    groups = {}
-    changed = False
-    for g in idata.groups():
-        ds = getattr(idata, g)
-        if MEMBER in ds.dims and "chain" in ds.dims:
-            ds, changed = _stack(ds), True
-        groups[g] = ds
-    if not changed:
-        return idata
-    import arviz as az
-
-    out = az.InferenceData(**groups)
-    for g in groups:
-        getattr(out, g).attrs.update(getattr(idata, g).attrs)
-    return out
+    return _regroup(idata, lambda ds: MEMBER in ds.dims, _stack)
