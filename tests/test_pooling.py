@@ -394,3 +394,14 @@ def test_arviz_refuses_loo_on_a_pooled_file_and_gives_it_per_member(tmp_path):
     attrs = back.posterior.attrs
     assert int(attrs["pooled_members"]) == 2 and int(attrs["chains_per_member"]) == 2
     assert not isinstance(attrs["synthetic"], str) and int(attrs["synthetic"]) == 1
+
+
+def test_pooled_summary_carries_decisions_on_the_stacked_draws():
+    """P(ratio > 1) of the pooled posterior is that of the equal mixture of the members."""
+    from scipy import stats
+
+    fits = [normal_member({"court": m}, 0.3, seed=i, draws=400) for i, m in enumerate([0.0, 0.5])]
+    s = pooling.pool_fits("spec", fits).summary.set_index("term")
+    assert {"p_gt_1", "p_rope", "mcse_estimate"} <= set(s.columns)
+    want = 0.5 * (stats.norm.sf(0, 0.0, 0.3) + stats.norm.sf(0, 0.5, 0.3))
+    assert s.loc["court", "p_gt_1"] == pytest.approx(want, abs=0.02)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cst_bayes.bayes import layout
+from cst_bayes.bayes.decisions import DECISION_COLUMNS, decision_table
 from cst_bayes.core.config import STRATA
 from cst_bayes.core.errors import InputError
 
@@ -67,7 +68,9 @@ MEMBER_COLUMNS: tuple[str, ...] = (
     "ess_tail",
 )
 #: Columns of the pooled summary (the models summary columns; diagnostics are the worst member's).
-SUMMARY_COLUMNS: tuple[str, ...] = (
+#: A member's own summary (what a member fit reports) and the pooled one, which adds the
+#: decision columns on the stacked draws.
+MEMBER_SUMMARY_COLUMNS: tuple[str, ...] = (
     "term",
     "estimate",
     "ci_low",
@@ -76,6 +79,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "ess_bulk",
     "ess_tail",
 )
+SUMMARY_COLUMNS: tuple[str, ...] = (*MEMBER_SUMMARY_COLUMNS, *DECISION_COLUMNS)
 
 
 @dataclass
@@ -149,11 +153,10 @@ def term_draws(idata: Any) -> dict[str, np.ndarray]:
 
 def _member_term_draws(spec: Any, idata: Any) -> dict[str, np.ndarray]:
     """The models module's own term draws (same terms as its summaries) when ``spec`` is a ModelSpec."""
-    try:
-        from cst_bayes.bayes.models import ModelSpec, _term_draws
-    except ImportError:  # pragma: no cover - models ships with the package
-        return term_draws(idata)
-    return _term_draws(spec, idata) if isinstance(spec, ModelSpec) else term_draws(idata)
+    from cst_bayes.bayes.fit import term_draws as spec_term_draws
+    from cst_bayes.bayes.spec import ModelSpec
+
+    return spec_term_draws(spec, idata) if isinstance(spec, ModelSpec) else term_draws(idata)
 
 
 def _null_is_excluded(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -405,7 +408,14 @@ def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFi
     )
     summary = between[["term", "estimate", "ci_low", "ci_high"]].merge(
         worst, left_on="term", right_index=True, how="left"
-    )[list(SUMMARY_COLUMNS)]
+    )
+    # decisions on the stacked draws: every member's chains side by side, so the MCSE also
+    # carries the members' disagreement (conservative for a mixture)
+    stacked = {t: np.concatenate([d[t] for d in draws], axis=0) for t in draws[0]}
+    dec = pd.DataFrame.from_dict(decision_table(stacked, prob=prob), orient="index")
+    summary = summary.merge(dec, left_on="term", right_index=True, how="left")[
+        list(SUMMARY_COLUMNS)
+    ]
     diag: dict[str, Any] = {}
     trouble = []
     for m, f in enumerate(fits, start=1):
@@ -445,7 +455,7 @@ def _summary_from_draws(draws: dict[str, np.ndarray], *, prob: float) -> pd.Data
                 float(az.ess(d2, method="tail")),
             )
         )
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(rows, columns=list(MEMBER_SUMMARY_COLUMNS))
 
 
 # ----------------------------------------------------------------------------- output

@@ -146,7 +146,7 @@ def barg_items(run_dir: Path, sections: list[Section]) -> list[dict[str, str]]:
         ("3", "Posterior predictive check", _any(run_dir, "ppc/*/ppc.csv"), "ppc", "ppc/*/ppc.csv"),
         ("4", "Decisions: P(ratio > 1), ROPE probability, Monte Carlo error", _summaries_with(run_dir, "p_gt_1"), "results", "p_gt_1 in models/*/summary.csv"),
         ("5", "Prior sensitivity (power-scaling)", _any(run_dir, "psense/*/psense.csv"), "models", "psense/*/psense.csv"),
-        ("5", "Sensitivity to the prior scales", (run_dir / "sweep" / "summary.csv").is_file(), "sweep", "sweep/summary.csv"),
+        ("5", "Sensitivity to the prior scales (each slot x0.5, x2)", _any(run_dir, "prior_scale/*/prior_scale.csv"), "models", "prior_scale/*/prior_scale.csv"),
         ("5", "Sensitivity to weighting and nonresponse", (run_dir / "weights").is_dir(), "weights", "weights/"),
         ("5", "What the published tables leave open (reconstruction bounds)", bounds_source(run_dir) is not None, "bounds", "data/bounds.csv"),
         ("5", "Model comparison (PSIS-LOO, stacking)", (run_dir / "compare" / "loo.csv").is_file(), "comparison", "compare/loo.csv"),
