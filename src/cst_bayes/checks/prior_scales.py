@@ -72,6 +72,6 @@ def wide(table: pd.DataFrame) -> pd.DataFrame:
     t["column"] = t.apply(
         lambda r: "x1" if r["slot"] == "none" else f"{r['slot']} x{r['scale']:g}", axis=1
     )
-    out = t.pivot(index="term", columns="column", values="cell")
+    out = t.pivot_table(index="term", columns="column", values="cell", aggfunc="first")
     order = ["x1", *[c for c in dict.fromkeys(t["column"]) if c != "x1"]]
     return out[order].reindex(list(dict.fromkeys(t["term"]))).reset_index()

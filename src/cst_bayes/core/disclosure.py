@@ -130,7 +130,7 @@ _COUNT_TOKENS = re.compile(rf"^({COUNT}|n_count)$")
 _TOKEN_SPLIT = re.compile(r"[^A-Za-z0-9_+\-]+")
 #: Columns that are labels or public design numbers, never blanked.
 PUBLIC_COLUMNS: frozenset[str] = frozenset(
-    {"n_stratum", "dof", "df_num", "df_den", "n_draws", "n_chains", "analysis", "n"}
+    {"n_stratum", "dof", "df_num", "df_den", "n_draws", "n_chains", "analysis", "n", "scale"}
 )
 _COUNT_COLUMN = re.compile(r"^(n_.*|total_.*|observed.*)$")
 

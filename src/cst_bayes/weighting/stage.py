@@ -188,13 +188,15 @@ def run_weights(
     text = sensitivity.conclusions_text(out["conclusions"], sens, synthetic=synthetic)
     status = status_of(df)
     if status == "RESTRICTED":
-        # weighted shares and estimates with the (public) weights solve small cells: every
-        # table through the one policy, no figure or text that would print them unprotected
-        policy = small_cells(df)
-        out = {k: protect(v, policy, pair_with=OUTCOME) for k, v in out.items()}
-        text = RESTRICTED_TEXT
+        text = RESTRICTED_TEXT  # printed by the CLI: no estimate in it
     if out_dir is not None:
-        write_outputs(out, text, out_dir, status=status)
+        written = out
+        if status == "RESTRICTED":
+            # weighted shares and estimates with the (public) weights solve small cells:
+            # every written table through the one policy (the pipeline's stage does the same)
+            policy = small_cells(df)
+            written = {k: protect(v, policy, pair_with=OUTCOME) for k, v in out.items()}
+        write_outputs(written, text, out_dir, status=status)
     return {**out, "sensitivity_text": text}
 
 
