@@ -187,8 +187,12 @@ def prepare(
     progress: bool = True,
     data_class: DataClass | None = None,
     keep_columns: Sequence[str] | None = None,
+    weighting_stage: bool = True,
 ) -> RunContext:
     """Validate every input of a run before anything is written.
+
+    ``weighting_stage``: the scenarios are checked against the data only when the weighting
+    stage will run (they describe the real frames; other data may not fit them).
 
     Raises
     ------
@@ -247,6 +251,7 @@ def prepare(
         ctx.data_source = str(directory)
     if ctx.restricted:
         ctx.policy = small_cells(ctx.frames[0])
-    _check_weighting(ctx.weighting_file, ctx.frames, ctx.published_dir)
+    if weighting_stage:
+        _check_weighting(ctx.weighting_file, ctx.frames, ctx.published_dir)
     ctx.data_hashes = [sha256_frame(f) for f in ctx.frames]
     return ctx

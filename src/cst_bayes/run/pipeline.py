@@ -345,6 +345,7 @@ def reproduce(
         progress=progress,
         data_class=data_class,
         keep_columns=keep_columns,
+        weighting_stage="weights" in stages,
     )
     grid = None
     if sweep is not None:
