@@ -145,13 +145,17 @@ def _check_published(directory: Path) -> None:
     published.load_all(directory)  # raises InputError naming file, column and rows
 
 
-def _check_weighting(path: Path, frames: Sequence[pd.DataFrame], published_dir: Path) -> None:
+def _check_weighting(
+    path: Path, frames: Sequence[pd.DataFrame], published_dir: Path, *, feasibility: bool = True
+) -> None:
     """Validate the scenarios and their feasibility against every dataset before writing.
 
     Respondents above the sampled count in a stratum, or more ineligibles than a stratum
     allows, fail here in a second instead of after the models have run.
     """
     scenarios = weights_mod.load_scenarios(path)  # raises SpecError naming file and key
+    if not feasibility:
+        return
     frame_counts = published.load_sampling_frames(published_dir)
     for df in frames:
         weights_mod.weights_table(df, list(scenarios.values()), frame_counts)
@@ -191,8 +195,9 @@ def prepare(
 ) -> RunContext:
     """Validate every input of a run before anything is written.
 
-    ``weighting_stage``: the scenarios are checked against the data only when the weighting
-    stage will run (they describe the real frames; other data may not fit them).
+    ``weighting_stage``: the scenario file is always validated, but checked against the data
+    only when the weighting stage will run (it describes the real frames; other data, e.g.
+    simulated at ten times the size, may not fit them).
 
     Raises
     ------
@@ -251,7 +256,6 @@ def prepare(
         ctx.data_source = str(directory)
     if ctx.restricted:
         ctx.policy = small_cells(ctx.frames[0])
-    if weighting_stage:
-        _check_weighting(ctx.weighting_file, ctx.frames, ctx.published_dir)
+    _check_weighting(ctx.weighting_file, ctx.frames, ctx.published_dir, feasibility=weighting_stage)
     ctx.data_hashes = [sha256_frame(f) for f in ctx.frames]
     return ctx
