@@ -51,12 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cst-bayes {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for verb, modname in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"cst_bayes.commands.{modname}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cst_bayes.commands.{modname}":
-                raise
-            continue
+        mod = importlib.import_module(f"cst_bayes.commands.{modname}")
         doc = (mod.__doc__ or verb).strip()
         p = sub.add_parser(
             verb,

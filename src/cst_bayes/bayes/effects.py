@@ -224,15 +224,12 @@ def compare_published(fit: Fit, df: pd.DataFrame) -> pd.DataFrame:
     pub = load_table3()
     pub = pub[(pub["analysis"] == an) & (pub["adjusted_for_size"] == adj)].set_index("term")
     link = spec.link
-    try:
-        from cst_bayes.frequentist import table3
+    from cst_bayes.frequentist import table3
 
-        fr = table3(df, link=link)  # type: ignore[arg-type]  # a spec link is "logit" | "log"
-        fr = fr[
-            (fr["analysis"] == an) & (fr["adjusted_for_size"] == adj) & (fr["link"] == link)
-        ].set_index("term")
-    except ImportError:
-        fr = pd.DataFrame(columns=["estimate", "ci_low", "ci_high"])
+    fr = table3(df, link=link)  # type: ignore[arg-type]  # a spec link is "logit" | "log"
+    fr = fr[
+        (fr["analysis"] == an) & (fr["adjusted_for_size"] == adj) & (fr["link"] == link)
+    ].set_index("term")
     rows = []
     summary: Any = fit.summary
     for r in summary.itertuples():
