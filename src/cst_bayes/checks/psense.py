@@ -35,6 +35,7 @@ import pandas as pd
 
 from cst_bayes.core.config import APPROACHES, COUNT, OUTCOME, STRATUM
 from cst_bayes.core.errors import InputError
+from cst_bayes.core.options import DataStatus
 
 #: priorsense's threshold on both sensitivities.
 THRESHOLD = 0.05
@@ -334,7 +335,7 @@ def write_psense(
     df: pd.DataFrame | Sequence[pd.DataFrame],
     out_dir: Any,
     *,
-    status: str,
+    status: DataStatus,
     derived: bool = True,
 ) -> pd.DataFrame:
     """Write ``psense.csv`` (one row per quantity) into ``out_dir``; returns the table."""

@@ -26,7 +26,7 @@ import pandas as pd
 
 from cst_bayes.core.config import SYNTHETIC_BANNER
 from cst_bayes.core.options import DataStatus
-from cst_bayes.core.provenance import STATUS_COLUMN, banner, sidecar
+from cst_bayes.core.provenance import STATUS_COLUMN, sidecar
 
 #: File modes: results anyone on a shared server may read, restricted results group-only.
 MODE_PUBLIC = 0o644
@@ -72,16 +72,6 @@ def mode_for(status: DataStatus) -> int:
     return MODE_RESTRICTED if status == "RESTRICTED" else MODE_PUBLIC
 
 
-def _infer_status(comment: str | None) -> DataStatus:
-    # Transitional: callers that still pass a banner comment get the status it names.
-    text = (comment or "").upper()
-    if "SYNTHETIC" in text:
-        return "SYNTHETIC"
-    if "RESTRICTED" in text:
-        return "RESTRICTED"
-    return "PUBLIC"
-
-
 def _csv_ready(df: pd.DataFrame, status: DataStatus) -> pd.DataFrame:
     out = df.copy()
     for col in out.columns:
@@ -96,9 +86,8 @@ def write_csv(
     path: str | Path,
     df: pd.DataFrame,
     *,
-    status: DataStatus | None = None,
+    status: DataStatus,
     notes: str | list[str] | None = None,
-    header_comment: str | None = None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write an output table: header row first, a ``data_status`` column, a meta sidecar.
@@ -106,21 +95,13 @@ def write_csv(
     Parameters
     ----------
     status
-        What the numbers describe (``SYNTHETIC``, ``RESTRICTED``, ``PUBLIC``); restricted
-        tables are written 0640.
+        What the numbers describe (``SYNTHETIC``, ``RESTRICTED``, ``PUBLIC``): required, so
+        no writer can label restricted numbers by default; restricted tables are 0640.
     notes
         Lines for the sidecar (what the table is, what was suppressed).
-    header_comment
-        Deprecated spelling of ``notes``; the status is read from it when ``status`` is None.
     meta
         Further sidecar fields.
     """
-    if status is None:
-        status = _infer_status(header_comment)
-    if notes is None and header_comment:
-        notes = [
-            ln for ln in header_comment.splitlines() if ln.strip() and ln.strip() != banner(status)
-        ]
     path = Path(path)
     mode = mode_for(status)
     with atomic_path(path, mode=mode) as tmp, open(tmp, "w", encoding="utf-8", newline="") as fh:
