@@ -1,36 +1,58 @@
 """What a user waits for: `cst-bayes reproduce` as a whole process, per stage, and what it writes.
 
-For each profile asked for, runs ``cst-bayes reproduce --profile P --out DIR`` in a fresh
-process (cold run: empty DIR; then a warm rerun that should hit every cache), and prints
+Profiles (``--profiles quick standard full``): each runs ``cst-bayes reproduce --profile P
+--out DIR`` in a fresh process, cold (empty DIR) then warm (a rerun that should hit every
+cache), and records
 
-* wall seconds of the process, and seconds per stage (from the run's ``run.json``);
-* bytes written, in all and per top-level folder of the run;
+* wall and CPU seconds of the whole process (launch to exit; CPU of it and its workers),
+  the pipeline's own total (``run.json``'s ``total_seconds``) and seconds per stage
+  (``stage_seconds``);
+* bytes written per stage folder and in all, and ``du`` of the run folder (disk usage);
+* peak memory per stage (``benchmarks/_stage_memory.py``) and of the process.
 
-then, with ``--scale K [K ...]``, the quick profile on simulated ensembles of K x 1,306
-agencies (labelled SYNTHETIC; two members, as the quick profile uses; without the weighting
-stage, whose scenarios are the real frames' and cannot hold K x the respondents), with the process's
-peak memory (``ru_maxrss`` of the children), so the cost curve can be read against x1.
+Scale (``--scales 1 10 100``): the quick profile on simulated ensembles of K x 1,306 agencies
+(two members, as the quick profile uses; SYNTHETIC, labelled so in the member files), without
+the weighting stage (its scenarios describe the real frames and cannot hold K x the
+respondents); time and peak memory per stage, and each run's ratio to the x1 time of the same
+invocation (x1 is always run with any other scale). The issue's target: x100 <= 4 x the x1 time.
 
-Results go to ``benchmarks/results/pipeline.csv`` (one row per run and stage). The machine
-is shared: compare numbers measured in the same run.
+Writes ``docs/generated/pipeline.md`` (one section per profile and one for the scale runs; a
+section not run in this invocation keeps its earlier text and date) and
+``benchmarks/results/pipeline.csv`` (this invocation's rows). The machine is shared: compare
+figures of one section.
 
-Usage: ``python benchmarks/pipeline.py [--profile quick] [--profile full] [--scale 10 100]``
+Usage: ``python benchmarks/pipeline.py [--profiles quick standard full] [--scales 1 10 100]``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-CLI = [sys.executable, "-m", "cst_bayes"]
+sys.path.insert(0, str(HERE))
+from _common import (  # noqa: E402
+    GENERATED,
+    code_version,
+    figure_table,
+    load,
+    run_process,
+    stamp,
+    write_sections,
+)
+
+#: The quick profile's member count: the scale ensembles have as many members.
+SCALE_MEMBERS = 2
+TARGET_PIPELINE_S = 300.0
+TARGET_OUTPUT_MB = 200.0
+TARGET_X100_RATIO = 4.0
 
 
 def folder_bytes(path: Path) -> dict[str, int]:
@@ -44,36 +66,53 @@ def folder_bytes(path: Path) -> dict[str, int]:
     return out
 
 
-#: Runs the command as its own child and prints that child's peak RSS (KiB) last on stderr:
-#: RUSAGE_CHILDREN of a fresh wrapper is the peak of this one run, not of every run so far.
-_WRAP = (
-    "import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(rc)"
-)
+def disk_usage(path: Path) -> int:
+    """``du -s`` of a folder in bytes (blocks on disk, not file lengths)."""
+    r = subprocess.run(["du", "-s", "--block-size=1", str(path)], capture_output=True, text=True)
+    return int(r.stdout.split()[0]) if r.returncode == 0 else -1
 
 
 def run_reproduce(out: Path, profile: str, extra: list[str]) -> dict:
-    """One whole-process run; wall seconds, stage seconds, bytes, peak RSS of the process."""
-    cmd = [*CLI, "reproduce", "--profile", profile, "--out", str(out), "--no-progress", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _WRAP, *cmd], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode not in (0, 1):
-        raise SystemExit(f"reproduce failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    peak_kib = int(proc.stderr.strip().splitlines()[-1])
+    """One whole-process ``cst-bayes reproduce``; see the module docstring for the fields."""
+    mem_file = out.parent / f".{out.name}-memory.json"
+    cmd = [
+        sys.executable,
+        str(HERE / "_stage_memory.py"),
+        str(mem_file),
+        "reproduce",
+        "--profile",
+        profile,
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+    load_before = load()
+    r = run_process(cmd)
+    # exit 1: some unit unavailable or failed; the run folder still says which
+    if r.returncode not in (0, 1):
+        raise SystemExit(f"reproduce failed ({r.returncode}):\n{r.stderr[-2000:]}")
     run = json.loads((out / "run.json").read_text())
+    mem = json.loads(mem_file.read_text()) if mem_file.exists() else {}
     sizes = folder_bytes(out)
     return {
-        "wall_s": wall,
-        "exit": proc.returncode,
+        "date": stamp(),
+        "load_before": load_before,
+        "load_after": load(),
+        "exit": r.returncode,
+        "wall_s": r.wall_s,
+        "cpu_s": r.cpu_s,
+        "peak_rss_mb": r.peak_rss_mb,
+        "pipeline_s": float(run.get("total_seconds", float("nan"))),
         "stages": run.get("stage_seconds", {}),
+        "stage_peak_mb": mem.get("stage_peak_rss_mb", {}),
         "bytes": sizes,
         "total_bytes": sum(sizes.values()),
-        "peak_rss_mb": peak_kib / 1024,
+        "du_bytes": disk_usage(out),
     }
 
 
-def simulated_ensemble(folder: Path, scale: int, n: int = 2, seed: int = 11) -> Path:
+def simulated_ensemble(folder: Path, scale: int, n: int = SCALE_MEMBERS, seed: int = 11) -> Path:
     from cst_bayes.core.fileio import write_microdata
     from cst_bayes.data.simulate import simulate
 
@@ -88,105 +127,215 @@ def simulated_ensemble(folder: Path, scale: int, n: int = 2, seed: int = 11) -> 
     return folder
 
 
+def scale_stages() -> list[str]:
+    from cst_bayes.run.pipeline import STAGES
+
+    return [s for s in STAGES if s != "weights"]
+
+
+def rows_of(label: str, r: dict) -> list[dict]:
+    """Long rows (one per stage and one for the process) for the CSV and the tables."""
+    out = [
+        dict(
+            run=label,
+            stage=st,
+            seconds=s,
+            bytes=r["bytes"].get(st, 0),
+            peak_mb=r["stage_peak_mb"].get(st, float("nan")),
+            date=r["date"],
+        )
+        for st, s in r["stages"].items()
+    ]
+    out.append(
+        dict(
+            run=label,
+            stage="(process)",
+            seconds=r["wall_s"],
+            bytes=r["total_bytes"],
+            peak_mb=r["peak_rss_mb"],
+            date=r["date"],
+            cpu_s=r["cpu_s"],
+            pipeline_s=r["pipeline_s"],
+            du_bytes=r["du_bytes"],
+        )
+    )
+    return out
+
+
+def _num(v: float, fmt: str = ".1f") -> str:
+    return "" if v is None or v != v else format(v, fmt)
+
+
+def profile_section(profile: str, runs: dict[str, dict]) -> str:
+    """Markdown for one profile: a stage table (cold and warm) and its figures."""
+    cold, warm = runs.get("cold"), runs.get("warm")
+    first = cold or warm
+    lines = [
+        f"## `cst-bayes reproduce --profile {profile}`",
+        "",
+        f"Measured {first['date']} on {os.cpu_count()} cores; load average "
+        f"{first['load_before']:.1f} before, {(warm or cold)['load_after']:.1f} after; code "
+        f"{code_version()}. SYNTHETIC data (the shipped reconstructions). Cold: empty run folder; "
+        "warm: the same command again (cached units). Stage seconds from `run.json`; MB: bytes "
+        "written under the stage's folder; peak MB: the stage's own peak resident memory.",
+        "",
+    ]
+    phases = [p for p in ("cold", "warm") if p in runs]
+    head = "| stage | " + " | ".join(f"{p} s" for p in phases)
+    lines += [head + " | cold MB | cold peak MB |" if cold else head + " |"]
+    lines += ["|---|" + "---:|" * (len(phases) + (2 if cold else 0))]
+    stages = list(first["stages"])
+    for st in stages:
+        cells = [_num(runs[p]["stages"].get(st)) for p in phases]
+        if cold:
+            cells += [_num(cold["bytes"].get(st, 0) / 1e6), _num(cold["stage_peak_mb"].get(st))]
+        lines.append(f"| {st} | " + " | ".join(cells) + " |")
+    cells = [_num(runs[p]["wall_s"]) for p in phases]
+    if cold:
+        cells += [_num(cold["total_bytes"] / 1e6), _num(cold["peak_rss_mb"], ".0f")]
+    lines.append("| whole process | " + " | ".join(cells) + " |")
+    figs = {}
+    for p in phases:
+        r = runs[p]
+        figs |= {
+            f"{p}_wall_s": _num(r["wall_s"]),
+            f"{p}_cpu_s": _num(r["cpu_s"]),
+            f"{p}_pipeline_s": _num(r["pipeline_s"]),
+        }
+    if cold:
+        figs |= {
+            "output_mb": _num(cold["total_bytes"] / 1e6),
+            "du_mb": _num(cold["du_bytes"] / 1e6),
+            "peak_rss_mb": _num(cold["peak_rss_mb"], ".0f"),
+            "exit": str(cold["exit"]),
+        }
+        lines += [
+            "",
+            f"Targets (issue: full profile): pipeline {figs['cold_pipeline_s']} s cold "
+            f"(target <= {TARGET_PIPELINE_S:g} s); run folder {figs['du_mb']} MB on disk "
+            f"(target <= {TARGET_OUTPUT_MB:g} MB).",
+        ]
+    return "\n".join([*lines, "", figure_table(figs)])
+
+
+def scale_section(runs: dict[int, dict]) -> str:
+    base = runs[1]["wall_s"]
+    ks = sorted(runs)
+    lines = [
+        "## Scale: the quick profile on simulated ensembles of K x 1,306 agencies",
+        "",
+        f"Measured {runs[ks[0]]['date']} on {os.cpu_count()} cores; load average "
+        f"{runs[ks[0]]['load_before']:.1f} before, {runs[ks[-1]]['load_after']:.1f} after; code "
+        f"{code_version()}. SYNTHETIC: {SCALE_MEMBERS} simulated members per scale "
+        "(`cst_bayes.data.simulate`, study stratum sizes x K); every stage but `weights` (its "
+        "scenarios describe the real frames). Seconds and peak resident MB per stage.",
+        "",
+        "| stage | " + " | ".join(f"x{k} s | x{k} peak MB" for k in ks) + " |",
+        "|---|" + "---:|---:|" * len(ks),
+    ]
+    for st in runs[ks[0]]["stages"]:
+        cells = [
+            f"{_num(runs[k]['stages'].get(st))} | {_num(runs[k]['stage_peak_mb'].get(st))}"
+            for k in ks
+        ]
+        lines.append(f"| {st} | " + " | ".join(cells) + " |")
+    cells = [f"{_num(runs[k]['wall_s'])} | {_num(runs[k]['peak_rss_mb'], '.0f')}" for k in ks]
+    lines.append("| whole process | " + " | ".join(cells) + " |")
+    lines.append(
+        "| ratio to x1 (process) | "
+        + " | ".join(f"{runs[k]['wall_s'] / base:.2f} | " for k in ks)
+        + " |"
+    )
+    figs: dict[str, str] = {}
+    for k in ks:
+        figs |= {
+            f"x{k}_agencies": str(1306 * k),
+            f"x{k}_wall_s": _num(runs[k]["wall_s"]),
+            f"x{k}_peak_rss_mb": _num(runs[k]["peak_rss_mb"], ".0f"),
+        }
+        if k != 1:
+            figs[f"x{k}_ratio"] = f"{runs[k]['wall_s'] / base:.2f}"
+    if 100 in runs:
+        lines += ["", f"x100 / x1 = {figs['x100_ratio']} (target <= {TARGET_X100_RATIO:g})."]
+    return "\n".join([*lines, "", figure_table(figs)])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", action="append", help="profiles to time (default: quick)")
     ap.add_argument(
-        "--scale", type=int, nargs="*", default=[], help="row multipliers for the quick profile"
+        "--profiles",
+        nargs="*",
+        default=["quick"],
+        choices=["quick", "standard", "full"],
+        help="profiles to time (default: quick)",
+    )
+    ap.add_argument("--phases", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
+    ap.add_argument(
+        "--scales",
+        type=int,
+        nargs="*",
+        default=[],
+        help="row multipliers for the quick profile (x1 is added)",
+    )
+    ap.add_argument("--md", type=Path, default=GENERATED / "pipeline.md")
+    ap.add_argument("--no-md", action="store_true", help="print only; write no files")
+    ap.add_argument(
+        "--work",
+        type=Path,
+        default=None,
+        help="folder for the run folders (default: a temporary one, removed)",
     )
     args = ap.parse_args(argv)
-    rows = []
+    sections: dict[str, str] = {}
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_path = Path(tmp)
-        for profile in args.profile or ["quick"]:
-            out = tmp_path / f"run-{profile}"
-            for phase in ("cold", "warm"):
-                r = run_reproduce(out, profile, [])
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for profile in args.profiles:
+            runs = {}
+            for phase in args.phases:
+                r = run_reproduce(work / f"run-{profile}", profile, [])
+                runs[phase] = r
+                rows += rows_of(f"{profile}-{phase}", r)
                 print(
-                    f"{profile:8s} {phase}: {r['wall_s']:7.1f} s whole process, "
-                    f"{r['total_bytes'] / 1e6:8.1f} MB written, peak {r['peak_rss_mb']:.0f} MB"
+                    f"{profile} {phase}: {r['wall_s']:.1f} s whole process (pipeline "
+                    f"{r['pipeline_s']:.1f} s, CPU {r['cpu_s']:.1f} s), {r['total_bytes'] / 1e6:.1f} MB "
+                    f"written, du {r['du_bytes'] / 1e6:.1f} MB, peak {r['peak_rss_mb']:.0f} MB",
+                    flush=True,
                 )
-                for stage, s in r["stages"].items():
-                    print(f"    {stage:10s} {s:7.1f} s  {r['bytes'].get(stage, 0) / 1e6:8.1f} MB")
-                    rows.append(
-                        dict(
-                            run=f"{profile}-{phase}",
-                            stage=stage,
-                            seconds=s,
-                            bytes=r["bytes"].get(stage, 0),
-                        )
+                for st, s in r["stages"].items():
+                    print(
+                        f"    {st:12s} {s:7.1f} s {r['bytes'].get(st, 0) / 1e6:8.1f} MB "
+                        f"peak {_num(r['stage_peak_mb'].get(st), '.0f')} MB"
                     )
-                rows.append(
-                    dict(
-                        run=f"{profile}-{phase}",
-                        stage="(process)",
-                        seconds=r["wall_s"],
-                        bytes=r["total_bytes"],
-                    )
+            sections[f"profile-{profile}"] = profile_section(profile, runs)
+        if args.scales:
+            scale_runs = {}
+            for k in sorted({1, *args.scales}):
+                ens = simulated_ensemble(work / f"ens-x{k}", k)
+                extra = ["--reconstructions", str(ens), "--stages", *scale_stages()]
+                r = run_reproduce(work / f"scale-x{k}", "quick", extra)
+                scale_runs[k] = r
+                rows += rows_of(f"quick-x{k}", r)
+                print(
+                    f"quick x{k}: {r['wall_s']:.1f} s ({r['wall_s'] / scale_runs[1]['wall_s']:.2f} x "
+                    f"the x1 time), peak {r['peak_rss_mb']:.0f} MB",
+                    flush=True,
                 )
-        base = None
-        for k in [1, *args.scale] if args.scale else []:
-            ens = simulated_ensemble(tmp_path / f"ens-x{k}", k)
-            # the weighting scenarios describe the real frames: x10 respondents exceed the
-            # sampled agencies, so the scale runs leave the weighting stage out
-            stages = ["audit", "data", "tables", "models", "prior_check", "ppc", "psense",
-                      "prior_scale", "compare", "report"]  # fmt: skip
-            extra = ["--reconstructions", str(ens), "--stages", *stages]
-            r = run_reproduce(tmp_path / f"scale-x{k}", "quick", extra)
-            base = base or r["wall_s"]
-            print(
-                f"quick x{k:<4d}: {r['wall_s']:7.1f} s ({r['wall_s'] / base:4.2f} x the x1 time), "
-                f"peak {r['peak_rss_mb']:.0f} MB"
-            )
-            for stage, s in r["stages"].items():
-                print(f"    {stage:10s} {s:7.1f} s")
-                rows.append(
-                    dict(run=f"quick-x{k}", stage=stage, seconds=s, bytes=r["bytes"].get(stage, 0))
-                )
-            rows.append(
-                dict(
-                    run=f"quick-x{k}",
-                    stage="(process)",
-                    seconds=r["wall_s"],
-                    bytes=r["total_bytes"],
-                    peak_rss_mb=r["peak_rss_mb"],
-                )
-            )
+            sections["scale"] = scale_section(scale_runs)
+    if args.no_md:
+        return 0
     res = HERE / "results" / "pipeline.csv"
-    table = pd.DataFrame(rows)
-    table.to_csv(res, index=False)
+    pd.DataFrame(rows).to_csv(res, index=False)
     print(f"wrote {res}")
-    write_markdown(table, HERE.parent / "docs" / "generated" / "pipeline.md")
+    write_sections(
+        args.md,
+        "benchmarks/pipeline.py",
+        "Pipeline timings and sizes",
+        ["profile-quick", "profile-standard", "profile-full", "scale"],
+        sections,
+    )
     return 0
-
-
-def write_markdown(table: pd.DataFrame, path: Path) -> None:
-    """The docs' timing table: seconds and MB per stage and run, as measured in this run."""
-    import datetime
-    import os
-
-    wide = table.pivot_table(index="stage", columns="run", values="seconds", aggfunc="first")
-    size = table.pivot_table(index="stage", columns="run", values="bytes", aggfunc="first") / 1e6
-    order = [s for s in table["stage"].drop_duplicates() if s != "(process)"] + ["(process)"]
-    runs = list(table["run"].drop_duplicates())
-    lines = [
-        "<!-- written by benchmarks/pipeline.py; do not edit -->",
-        f"Measured {datetime.date.today()} on {os.cpu_count()} cores (load average at the end "
-        f"{os.getloadavg()[0]:.1f}); SYNTHETIC data (the shipped ensemble or simulated members).",
-        "",
-        "| stage | " + " | ".join(f"{r} s | {r} MB" for r in runs) + " |",
-        "|---|" + "---:|---:|" * len(runs),
-    ]
-    for s in order:
-        cells = []
-        for r in runs:
-            sec = wide.get(r, {}).get(s, float("nan"))
-            mb = size.get(r, {}).get(s, float("nan"))
-            cells.append(f"{sec:.1f} | {mb:.1f}" if sec == sec else " | ")
-        lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,26 +1,26 @@
-"""Sampler benchmark for the main model (logit_approaches_strata), 4 chains x 1000 draws.
+"""Sampler benchmarks for the main model (logit_approaches_strata), SYNTHETIC data.
 
-Fits the same data (simulated with the study's stratum sizes, seed 20240101) with
+The headline is what a user waits for, one fit as a whole process, from launch to exit:
 
-* the package: ``cst_bayes.bayes.models.fit`` with nutpie over the hand-written numba density
-  (``cst_bayes.bayes.fastlogp``, machine code cached on disk by numba) -- first fit in the process,
-  then a second fit on new data; nutpie over PyTensor's disk-cached C backend; nutpie's own
-  PyTensor/numba compile (``FAST_LOGP = False``, what ``sampler="nutpie"`` did before);
-* the package in a fresh process, run twice as a subprocess: the second run is a cold process
-  with a warm disk cache (the issue's "<= 5 s including compile" case); it reports the fit's
-  wall time and the process's (which adds the Python imports);
-* PyMC's default NUTS on the same (collapsed) model;
-* bambi's default (``any_cst ~ approaches + (1|stratum)``, bernoulli, PyMC NUTS on the
-  1,306 rows), if bambi is installed (``pip install .[bench]``);
-* rstanarm's ``stan_glmer`` via ``Rscript benchmarks/rstanarm_main.R``, if Rscript with
-  rstanarm is installed (Debian: r-base-core r-cran-rstanarm);
+* A: ``cst-bayes fit logit_approaches_strata --data FILE --out TMP --quiet`` (the CLI's
+  defaults: 4 chains x 1000 draws after 1000 tuning);
+* B: ``Rscript benchmarks/rstanarm_main.R FILE SEED``: rstanarm's ``stan_glmer`` of the same
+  model (any_cst on the nine approaches + (1 | stratum), binomial logit), same chains and draws;
 
-and prints wall seconds (compile and sampling apart), min bulk ESS over the nine approach
-coefficients, ESS/s and the ratios; then the package's cost at N x 10 and N x 100 rows.
-Results also go to ``benchmarks/results/samplers.csv``. The machine is shared: the numbers
-are one run's, the ratios are what matters.
+run in turn A B A B ... (``--rounds``), after one untimed CLI run that fills numba's disk
+cache. Per run: wall seconds and CPU seconds (the process and its descendants); then medians,
+rstanarm/CLI ratios of the medians, load average before and after. FILE defaults to
+``data/reconstructed/reconstruction-001.csv`` (a SYNTHETIC reconstruction).
 
-Usage: ``python benchmarks/samplers.py [--quick]`` (``--quick``: 2 chains x 300, no R/bambi).
+With ``--parts inprocess scale`` it also times fits inside one Python process (the package's
+samplers, PyMC's NUTS, bambi if installed) and the cost growth at 10 x and 100 x the rows.
+
+Writes ``docs/generated/samplers.md`` (one section per part; parts not run keep their earlier
+section and date) and ``benchmarks/results/samplers.csv``; prints the target line. The machine
+is shared: compare figures of one run.
+
+Usage: ``python benchmarks/samplers.py [--rounds 5] [--parts whole inprocess scale]``;
+``--quick``: a smoke run (1 round of 2 chains x 200 + 200, writes nothing unless ``--md``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,185 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _common import (  # noqa: E402
+    GENERATED,
+    ROOT,
+    code_version,
+    figure_table,
+    load,
+    run_process,
+    stamp,
+    write_sections,
+)
+
 MODEL = "logit_approaches_strata"
+DATA = ROOT / "data" / "reconstructed" / "reconstruction-001.csv"
+APPROACHES = (
+    "court",
+    "prosecutor",
+    "training",
+    "victim_service",
+    "offense_code",
+    "child_welfare",
+    "task_force",
+    "advocates",
+    "mdt",
+)
+TARGET_WALL_S = 5.0
+TARGET_RATIO = 15.0
+
+
+# ---------------------------------------------------------------- whole process (headline)
+
+
+def cli_command() -> list[str]:
+    """The installed ``cst-bayes`` entry point beside this interpreter (what users run)."""
+    exe = Path(sys.executable).parent / "cst-bayes"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cst_bayes"]
+
+
+def cli_run(data: Path, settings: tuple[int, int, int] | None, seed: int) -> dict:
+    """A: one ``cst-bayes fit`` process; min bulk ESS of the nine coefficients from its summary."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [*cli_command(), "fit", MODEL, "--data", str(data), "--out", tmp, "--quiet"]
+        if settings is not None:
+            chains, draws, tune = settings
+            cmd += ["--chains", str(chains), "--draws", str(draws), "--tune", str(tune)]
+        if seed:
+            cmd += ["--seed", str(seed)]
+        r = run_process(cmd)
+        if r.returncode != 0:
+            raise SystemExit(f"cst-bayes fit failed ({r.returncode}): {r.stderr[-1500:]}")
+        summ = pd.read_csv(Path(tmp) / f"{MODEL}-summary.csv")
+        ess = float(summ.loc[summ["term"].isin(APPROACHES), "ess_bulk"].min())
+        out_bytes = sum(p.stat().st_size for p in Path(tmp).iterdir())
+    return dict(
+        tool="cst-bayes fit",
+        wall_s=r.wall_s,
+        cpu_s=r.cpu_s,
+        peak_rss_mb=r.peak_rss_mb,
+        min_ess_bulk=ess,
+        output_mb=out_bytes / 1e6,
+        inner_s=np.nan,
+        divergences=np.nan,
+    )
+
+
+def r_run(data: Path, settings: tuple[int, int, int] | None, seed: int) -> dict:
+    """B: one ``Rscript benchmarks/rstanarm_main.R`` process (it prints wall_s,ess,div)."""
+    cmd = ["Rscript", str(HERE / "rstanarm_main.R"), str(data), str(seed)]
+    if settings is not None:
+        cmd += [str(x) for x in settings]
+    r = run_process(cmd)
+    if r.returncode != 0:
+        raise SystemExit(f"Rscript rstanarm failed ({r.returncode}): {r.stderr[-1500:]}")
+    inner, ess, div = r.stdout.strip().splitlines()[-1].split(",")
+    return dict(
+        tool="Rscript rstanarm",
+        wall_s=r.wall_s,
+        cpu_s=r.cpu_s,
+        peak_rss_mb=r.peak_rss_mb,
+        min_ess_bulk=float(ess),
+        output_mb=np.nan,
+        inner_s=float(inner),
+        divergences=int(div),
+    )
+
+
+def rstanarm_available() -> str | None:
+    """None when ``Rscript`` can load rstanarm, else why not."""
+    if not shutil.which("Rscript"):
+        return "Rscript not installed (Debian: r-base-core r-cran-rstanarm)"
+    r = run_process(["Rscript", "-e", "suppressPackageStartupMessages(library(rstanarm))"])
+    return None if r.returncode == 0 else "R package rstanarm not installed (r-cran-rstanarm)"
+
+
+def bench_whole(
+    data: Path,
+    rounds: int,
+    settings: tuple[int, int, int] | None,
+    seed: int,
+    with_r: bool,
+    code: str | None = None,
+) -> tuple[pd.DataFrame, dict]:
+    """A B A B ...: ``rounds`` CLI runs and (``with_r``) as many rstanarm runs, in turn."""
+    info = dict(date=stamp(), load_before=load(), code=code or code_version())
+    t = time.perf_counter()
+    cli_run(data, (2, 50, 50), seed)  # untimed: numba's disk cache, page cache
+    info["warmup_s"] = time.perf_counter() - t
+    rows = []
+    for i in range(1, rounds + 1):
+        for run in (cli_run, r_run) if with_r else (cli_run,):
+            res = run(data, settings, seed)
+            res["round"] = i
+            rows.append(res)
+            print(
+                f"  round {i} {res['tool']:17s} wall {res['wall_s']:6.1f} s  "
+                f"CPU {res['cpu_s']:6.1f} s  min ESS {res['min_ess_bulk']:6.0f}",
+                flush=True,
+            )
+    info["load_after"] = load()
+    return pd.DataFrame(rows), info
+
+
+def whole_summary(runs: pd.DataFrame) -> dict[str, float]:
+    med = runs.groupby("tool")[["wall_s", "cpu_s"]].median()
+    out = {
+        "cli_median_wall_s": med.loc["cst-bayes fit", "wall_s"],
+        "cli_median_cpu_s": med.loc["cst-bayes fit", "cpu_s"],
+    }
+    if "Rscript rstanarm" in med.index:
+        out["rstanarm_median_wall_s"] = med.loc["Rscript rstanarm", "wall_s"]
+        out["rstanarm_median_cpu_s"] = med.loc["Rscript rstanarm", "cpu_s"]
+        out["ratio_wall"] = out["rstanarm_median_wall_s"] / out["cli_median_wall_s"]
+        out["ratio_cpu"] = out["rstanarm_median_cpu_s"] / out["cli_median_cpu_s"]
+    return out
+
+
+def target_line(s: dict[str, float]) -> str:
+    ratio = f"{s['ratio_wall']:.1f} x" if "ratio_wall" in s else "not measured"
+    return (
+        f"whole-process fit: median {s['cli_median_wall_s']:.1f} s (target <= {TARGET_WALL_S:g} s); "
+        f"rstanarm/CLI {ratio} (target >= {TARGET_RATIO:g} x)"
+    )
+
+
+def whole_markdown(
+    runs: pd.DataFrame, info: dict, s: dict[str, float], data: Path, settings_txt: str, note: str
+) -> str:
+    rel = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
+    lines = [
+        "## One fit as a user runs it: whole process, `cst-bayes fit` vs `Rscript` rstanarm",
+        "",
+        f"Measured {info['date']} on {os.cpu_count()} cores; load average {info['load_before']:.1f} "
+        f"before, {info['load_after']:.1f} after; code {info['code']}. SYNTHETIC data "
+        f"(`{rel}`), model `{MODEL}`, {settings_txt}, run in turn (A B A B ...). Wall: launch to "
+        "exit. CPU: user + system of the process and its descendants. ESS: min bulk ESS of the "
+        f"nine approach coefficients. An untimed CLI run came first ({info['warmup_s']:.1f} s). "
+        + note,
+        "",
+        "| round | process | wall s | CPU s | peak RSS MB | min bulk ESS | divergences | "
+        "stan_glmer call s | output MB |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def cell(v, fmt):
+        return "" if v != v else format(v, fmt)
+
+    for _, r in runs.iterrows():
+        lines.append(
+            f"| {r['round']} | {r['tool']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | "
+            f"{r['peak_rss_mb']:.0f} | {r['min_ess_bulk']:.0f} | {cell(r['divergences'], '.0f')} | "
+            f"{cell(r['inner_s'], '.1f')} | {cell(r['output_mb'], '.1f')} |"
+        )
+    figs = {k: f"{v:.1f}" for k, v in s.items()}
+    figs["rounds"] = str(int(runs["round"].max()))
+    lines += ["", figure_table(figs), "", f"`{target_line(s)}`"]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- inside one Python process
 
 
 def _min_ess(post, var: str = "beta") -> float:
@@ -94,7 +271,7 @@ def bench_package(df, df2, draws, tune, chains, seed) -> list[dict]:
             df,
             "nutpie",
             False,
-            "nutpie's own numba compile, first fit in the process (the previous default)",
+            "nutpie's own numba compile, first fit in the process",
         ),
     ]
     for label, data, sampler, fast, note in runs:
@@ -127,56 +304,6 @@ def bench_package(df, df2, draws, tune, chains, seed) -> list[dict]:
     return out
 
 
-_FRESH = """
-import json, sys, time, warnings
-t0 = time.perf_counter()
-warnings.simplefilter("ignore")
-from cst_bayes.bayes import models as M
-from cst_bayes.data.simulate import simulate
-import arviz as az
-df, _ = simulate(20240101)
-t1 = time.perf_counter()
-f = M.fit({model!r}, df, draws={draws}, tune={tune}, chains={chains}, seed={seed}, progress=False)
-t2 = time.perf_counter()
-ess = float(az.ess(f.idata.posterior[["beta"]], method="bulk")["beta"].min())
-print(json.dumps(dict(setup_s=t1 - t0, fit_s=t2 - t1, sample_s=f.timings["sample_s"], ess=ess,
-                      div=f.diagnostics["divergences"])))
-"""
-
-
-def bench_fresh_process(draws, tune, chains, seed, runs: int = 2) -> list[dict]:
-    """The package's fit in a new Python process, ``runs`` times: run 1 may warm numba's disk cache,
-    the last is a cold process with a warm disk cache. ``fit_s`` is the fit's wall time (compile +
-    sampling + post-processing); the note gives the whole process's wall time (imports included)."""
-    import json
-
-    code = _FRESH.format(model=MODEL, draws=draws, tune=tune, chains=chains, seed=seed)
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    out = []
-    for i in range(runs):
-        t = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
-        proc = time.perf_counter() - t
-        if r.returncode != 0:
-            print(f"fresh-process run failed: {r.stderr[-800:]}", file=sys.stderr)
-            return out
-        d = json.loads(r.stdout.strip().splitlines()[-1])
-        label = "package nutpie, fresh process" + (
-            " (warm disk cache)" if i == runs - 1 else " (first run)"
-        )
-        out.append(
-            row(
-                label,
-                d["fit_s"] - d["sample_s"],
-                d["sample_s"],
-                d["ess"],
-                d["div"],
-                f"process wall {proc:.1f} s incl. {d['setup_s']:.1f} s imports + data",
-            )
-        )
-    return out
-
-
 def bench_pymc(df, draws, tune, chains, seed) -> dict:
     from cst_bayes.bayes import models as M
 
@@ -202,7 +329,7 @@ def bench_bambi(df, draws, tune, chains, seed) -> dict | None:
     except ImportError:
         print("bambi: NOT INSTALLED (pip install '.[bench]'); skipped", file=sys.stderr)
         return None
-    from cst_bayes.core.config import APPROACHES
+    import arviz as az
 
     d = df.copy()
     d["stratum"] = d["stratum"].astype(str)
@@ -212,8 +339,6 @@ def bench_bambi(df, draws, tune, chains, seed) -> dict | None:
     idata = m.fit(draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False)
     tot = time.perf_counter() - t
     st = float(idata.posterior.attrs.get("sampling_time", tot))
-    import arviz as az
-
     ess = float(min(az.ess(idata.posterior[[a]], method="bulk")[a] for a in APPROACHES))
     div = int(idata.sample_stats["diverging"].sum())
     return row(
@@ -223,45 +348,6 @@ def bench_bambi(df, draws, tune, chains, seed) -> dict | None:
         ess,
         div,
         "1,306 rows, non-centered (1|stratum)",
-    )
-
-
-def bench_rstanarm(df, seed) -> dict | None:
-    if not shutil.which("Rscript"):
-        print(
-            "rstanarm: Rscript NOT INSTALLED (Debian r-base-core r-cran-rstanarm); skipped",
-            file=sys.stderr,
-        )
-        return None
-    chk = subprocess.run(["Rscript", "-e", "library(rstanarm)"], capture_output=True, text=True)
-    if chk.returncode != 0:
-        print(
-            "rstanarm: R package NOT INSTALLED (Debian r-cran-rstanarm); skipped", file=sys.stderr
-        )
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        p = Path(tmp) / "data.csv"
-        d = df.copy()
-        d["stratum"] = d["stratum"].astype(str)
-        d.to_csv(p, index=False)
-        t = time.perf_counter()
-        r = subprocess.run(
-            ["Rscript", str(HERE / "rstanarm_main.R"), str(p), str(seed)],
-            capture_output=True,
-            text=True,
-        )
-        tot = time.perf_counter() - t
-    if r.returncode != 0:
-        print(f"rstanarm failed: {r.stderr[-500:]}", file=sys.stderr)
-        return None
-    wall, ess, div = r.stdout.strip().splitlines()[-1].split(",")
-    return row(
-        "rstanarm stan_glmer",
-        tot - float(wall),
-        float(wall),
-        float(ess),
-        int(div),
-        "compile_s = R start-up + loading (models are precompiled)",
     )
 
 
@@ -296,56 +382,143 @@ def bench_scale(draws, tune, chains, seed) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv=None) -> int:
+def md_table(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
+    for r in df.itertuples(index=False):
+        lines.append("| " + " | ".join("" if v != v else str(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=5, help="A B rounds of the whole-process part")
     ap.add_argument(
-        "--quick", action="store_true", help="2 chains x 300 draws, package and PyMC only"
+        "--parts",
+        nargs="+",
+        default=["whole"],
+        choices=["whole", "inprocess", "scale"],
+        help="what to measure (default: whole)",
+    )
+    ap.add_argument(
+        "--data", type=Path, default=DATA, help="microdata file for the whole-process part"
+    )
+    ap.add_argument(
+        "--no-r", action="store_true", help="leave rstanarm out of the whole-process part"
+    )
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 round, 2 chains x 200 + 200; writes nothing unless --md",
+    )
+    ap.add_argument(
+        "--md",
+        type=Path,
+        default=None,
+        help="generated Markdown file (default docs/generated/samplers.md; none with --quick)",
     )
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--code", default=None, help="what code is measured (default: this checkout's commit)"
+    )
     a = ap.parse_args(argv)
     warnings.simplefilter("ignore")
-    from cst_bayes.data.simulate import simulate
+    md = a.md if a.md is not None else (None if a.quick else GENERATED / "samplers.md")
+    chains, draws, tune = (2, 200, 200) if a.quick else (4, 1000, 1000)
+    settings = (chains, draws, tune) if a.quick else None
+    settings_txt = f"{chains} chains x {draws} draws after {tune} tuning"
+    rounds = 1 if a.quick else a.rounds
+    sections: dict[str, str] = {}
+    csv_rows: list[pd.DataFrame] = []
 
-    draws, tune, chains = (300, 300, 2) if a.quick else (1000, 1000, 4)
-    df, _ = simulate(20240101)
-    df2, _ = simulate(20240102)
-    rows = bench_package(df, df2, draws, tune, chains, a.seed)
-    rows += bench_fresh_process(draws, tune, chains, a.seed)
-    rows.append(bench_pymc(df, draws, tune, chains, a.seed))
-    if not a.quick:
-        for r in (bench_bambi(df, draws, tune, chains, a.seed), bench_rstanarm(df, a.seed)):
-            if r:
-                rows.append(r)
-    res = pd.DataFrame(rows)
-    warm = res.iloc[1]
-    res["wall_ratio_vs_package_warm"] = (res["wall_s"] / warm["wall_s"]).round(1)
-    fresh = res[res["sampler"].str.endswith("(warm disk cache)")]
-    first = fresh.iloc[0] if len(fresh) else res.iloc[0]
-    res["wall_ratio_vs_package_fresh"] = (res["wall_s"] / first["wall_s"]).round(1)
-    print(
-        f"\n{MODEL}: {chains} chains x {draws} draws (+{tune} tune), N = {len(df)}, cpu count {os.cpu_count()}, "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
-    with pd.option_context("display.width", 250, "display.max_columns", 20):
-        print(res.to_string(index=False))
-    sc = bench_scale(draws, tune, chains, a.seed)
-    print("\nCost growth (package nutpie, fast numba density, no pointwise groups):")
-    print(sc.to_string(index=False))
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    if not a.quick:
-        sys.path.insert(0, str(HERE.parent / "src"))
-        from cst_bayes.core.fileio import write_csv
+    if "whole" in a.parts:
+        why_not = None if a.no_r else rstanarm_available()
+        note = (
+            "rstanarm left out (--no-r)."
+            if a.no_r
+            else (f"rstanarm NOT run: {why_not}." if why_not else "")
+        )
+        if a.quick:
+            note += " Quick smoke run: not the benchmark."
+        print(f"whole process, {rounds} round(s), {settings_txt}, load {load():.1f}", flush=True)
+        runs, info = bench_whole(
+            a.data, rounds, settings, a.seed, with_r=not a.no_r and not why_not, code=a.code
+        )
+        s = whole_summary(runs)
+        sections["whole"] = whole_markdown(runs, info, s, a.data, settings_txt, note.strip())
+        csv_rows.append(runs.assign(part="whole", date=info["date"]))
+        print(target_line(s))
+        if "ratio_cpu" in s:
+            print(
+                f"whole-process CPU: median {s['cli_median_cpu_s']:.1f} s; rstanarm/CLI {s['ratio_cpu']:.1f} x"
+            )
 
-        write_csv(
-            out / "samplers.csv",
-            res,
-            status="SYNTHETIC",
-            notes=f"benchmarks/samplers.py on simulated data, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
+    if "inprocess" in a.parts or "scale" in a.parts:
+        from cst_bayes.data.simulate import simulate
+
+        date, l0 = stamp(), load()
+        head = (
+            f"Measured {date} on {os.cpu_count()} cores (load average {l0:.1f} at the start); "
+            f"code {a.code or code_version()}; SYNTHETIC data (simulated with the study's stratum sizes, "
+            f"seed 20240101); {settings_txt}."
         )
-        write_csv(
-            out / "scaling.csv", sc, status="SYNTHETIC", notes="benchmarks/samplers.py scaling"
+        if "inprocess" in a.parts:
+            df, _ = simulate(20240101)
+            df2, _ = simulate(20240102)
+            rows = bench_package(df, df2, draws, tune, chains, a.seed)
+            rows.append(bench_pymc(df, draws, tune, chains, a.seed))
+            if not a.quick and (b := bench_bambi(df, draws, tune, chains, a.seed)):
+                rows.append(b)
+            res = pd.DataFrame(rows)
+            with pd.option_context("display.width", 250, "display.max_columns", 20):
+                print(res.to_string(index=False))
+            sections["inprocess"] = "\n".join(
+                [
+                    "## Fits inside one Python process (`cst_bayes.bayes.models.fit`)",
+                    "",
+                    head,
+                    "Wall: the `fit()` call (set-up/compile, sampling, agency-level log-likelihood, "
+                    "posterior predictive, summary); no Python start-up or imports.",
+                    "",
+                    md_table(res),
+                ]
+            )
+            csv_rows.append(res.assign(part="inprocess", date=date))
+        if "scale" in a.parts:
+            sc = bench_scale(draws, tune, chains, a.seed)
+            print(sc.to_string(index=False))
+            sections["scale"] = "\n".join(
+                [
+                    "## Cost growth with rows (package nutpie, no pointwise groups)",
+                    "",
+                    head,
+                    "Rows simulated at 1 x, 10 x and 100 x the study's stratum sizes.",
+                    "",
+                    md_table(sc),
+                ]
+            )
+            csv_rows.append(sc.assign(part="scale", date=date))
+
+    if md is not None:
+        write_sections(
+            md,
+            "benchmarks/samplers.py",
+            "Sampler benchmarks",
+            ["whole", "inprocess", "scale"],
+            sections,
         )
+        if not a.quick:
+            from cst_bayes.core.fileio import write_csv
+
+            (HERE / "results").mkdir(exist_ok=True)
+            write_csv(
+                HERE / "results" / "samplers.csv",
+                pd.concat(csv_rows, ignore_index=True),
+                status="SYNTHETIC",
+                notes=f"benchmarks/samplers.py, {stamp()}",
+            )
     return 0
 
 
