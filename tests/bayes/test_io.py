@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from cst_bayes.bayes.models import read_fit, with_pointwise
+
 pytestmark = pytest.mark.slow
 
 
@@ -21,10 +23,25 @@ def test_written_fit_works_with_arviz_and_keeps_typed_attributes(sim_df, tmp_pat
     args = ["fit", "logit_count_strata", "--data", str(data), "--out", str(tmp_path / "o")]
     args += ["--draws", "200", "--tune", "200", "--chains", "2", "--quiet"]
     args += ["--prior-scale", "sigma_stratum=2", "--prior-scale", "0.5"]
-    assert main(args) == 0
-    idata = az.from_netcdf(tmp_path / "o" / "logit_count_strata.nc")
+    assert main([*args, "--pointwise"]) == 0
+    nc = tmp_path / "o" / "logit_count_strata.nc"
+    idata = az.from_netcdf(nc)
     loo = az.loo(idata)
     assert loo.n_data_points == len(sim_df) and np.isfinite(loo.elpd_loo)
+    # the default file is lean: ArviZ finds no log-likelihood and says so (never a wrong LOO);
+    # with_pointwise recomputes exactly the groups --pointwise stored
+    pointwise_bytes = nc.stat().st_size
+    assert main(args) == 0
+    assert nc.stat().st_size < pointwise_bytes / 4
+    with pytest.raises(TypeError, match="log likelihood not found"):
+        az.loo(az.from_netcdf(nc))
+    back = with_pointwise(read_fit(nc))
+    for g in ("log_likelihood", "posterior_predictive"):
+        np.testing.assert_array_equal(
+            back.groups[g]["any_cst"].to_numpy(), idata[g]["any_cst"].to_numpy()
+        )
+    assert az.loo(back.idata).elpd_loo == loo.elpd_loo
+    idata = az.from_netcdf(nc)
     rh = az.rhat(idata)
     assert set(rh.data_vars) >= {"beta", "alpha", "mu_stratum", "sigma_stratum"}
     a = idata.posterior.attrs
@@ -67,7 +84,7 @@ def test_fit_on_restricted_data_writes_no_row_level_arrays(sim_df, tmp_path):
     out = tmp_path / "o"
     args = ["fit", "logit_count", "--data", str(data), "--out", str(out)]
     args += ["--draws", "100", "--tune", "100", "--chains", "2", "--quiet"]
-    assert main([*args, "--keep-row-level"]) == 0
+    assert main([*args, "--keep-row-level", "--pointwise"]) == 0
     idata = az.from_netcdf(out / "logit_count.nc")
     for g in idata.groups():
         assert "agency" not in getattr(idata, g).dims, g

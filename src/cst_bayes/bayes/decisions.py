@@ -56,7 +56,7 @@ def decisions(
     dict
         Keys :data:`DECISION_COLUMNS`.
     """
-    import arviz as az
+    from arviz_stats.base import array_stats as st
 
     x = np.asarray(log_draws, dtype=float)
     if x.ndim == 1:
@@ -78,7 +78,9 @@ def decisions(
     }
     for key, q in (("mcse_estimate", 0.5), ("mcse_ci_low", a), ("mcse_ci_high", 1 - a)):
         se_log = float(
-            az.mcse(x, method="median") if q == 0.5 else az.mcse(x, method="quantile", prob=q)
+            st.mcse(x, chain_axis=0, draw_axis=1, method="median")
+            if q == 0.5
+            else st.mcse(x, chain_axis=0, draw_axis=1, method="quantile", prob=q)
         )
         out[key] = float(np.exp(np.quantile(x, q)) * se_log)
     return out

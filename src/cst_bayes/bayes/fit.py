@@ -12,7 +12,6 @@ import json
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args
 
@@ -22,7 +21,14 @@ import pandas as pd
 from cst_bayes.bayes import families as fam
 from cst_bayes.bayes.build import prior_scales
 from cst_bayes.bayes.decisions import DECISION_COLUMNS, DEFAULT_ROPE, decisions
-from cst_bayes.bayes.design import collapse, design, normalise_weights, outcome, slope_columns
+from cst_bayes.bayes.design import (
+    Design,
+    collapse,
+    design,
+    normalise_weights,
+    outcome,
+    slope_columns,
+)
 from cst_bayes.bayes.samplers import sample
 from cst_bayes.bayes.spec import ModelSpec, load_spec
 from cst_bayes.core.config import APPROACHES, OUTCOME, STRATA, STRATUM, WEIGHT
@@ -52,32 +58,74 @@ class SamplerWarning(UserWarning):
     """Divergences, R-hat, ESS or BFMI outside their thresholds."""
 
 
-@dataclass
 class Fit:
-    """A fitted model: InferenceData, summary table, diagnostics and the spec."""
+    """A fitted model: its groups (InferenceData), summary table, diagnostics and the spec.
 
-    spec: ModelSpec
-    idata: Any
-    summary: pd.DataFrame
-    diagnostics: dict[str, Any]
-    timings: dict[str, float] = field(default_factory=dict)
+    A fit made in this process holds its groups as a dict of xarray Datasets; ``idata``
+    builds the ArviZ ``InferenceData`` from them on first use (importing ArviZ costs 2-4 s,
+    which a fit that only writes its file and summary never pays). ``groups`` and ``idata``
+    always describe the same data: assigning either replaces both.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        idata: Any = None,
+        summary: pd.DataFrame | None = None,
+        diagnostics: dict[str, Any] | None = None,
+        timings: dict[str, float] | None = None,
+        *,
+        groups: Mapping[str, Any] | None = None,
+    ) -> None:
+        if (idata is None) == (groups is None):
+            raise TypeError("Fit needs exactly one of idata and groups")
+        self.spec = spec
+        self._idata = idata
+        self._groups = dict(groups) if groups is not None else None
+        self.summary = summary if summary is not None else pd.DataFrame(columns=SUMMARY_COLUMNS)
+        self.diagnostics = diagnostics or {}
+        self.timings = timings or {}
+
+    @property
+    def idata(self) -> Any:
+        if self._idata is None:
+            import arviz as az
+
+            assert self._groups is not None
+            self._idata = az.InferenceData(**self._groups)
+        return self._idata
+
+    @idata.setter
+    def idata(self, value: Any) -> None:
+        self._idata, self._groups = value, None
+
+    @property
+    def groups(self) -> dict[str, Any]:
+        """``{group: xarray.Dataset}``, in the order they are written."""
+        if self._groups is None:
+            self._groups = {g: self._idata[g] for g in self._idata.groups()}
+        return self._groups
+
+    @groups.setter
+    def groups(self, value: Mapping[str, Any]) -> None:
+        self._groups, self._idata = dict(value), None
 
     @property
     def xbar(self) -> np.ndarray:
-        return np.asarray(self.idata.constant_data["xbar"].to_numpy(), dtype=float)
+        return np.asarray(self.groups["constant_data"]["xbar"].to_numpy(), dtype=float)
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return fit_columns(self.idata)
+        return fit_columns(self.groups)
 
     @property
     def levels(self) -> dict[str, list[str]]:
-        return fit_levels(self.idata)
+        return fit_levels(self.groups)
 
 
 def fit_columns(idata: Any) -> tuple[str, ...]:
     """Design columns of a fit (the coefficient coordinate), empty without coefficients."""
-    post = idata.posterior
+    post = idata["posterior"]
     if "beta" not in post:
         return ()
     return tuple(str(c) for c in post["beta"].coords[post["beta"].dims[-1]].to_numpy())
@@ -85,12 +133,12 @@ def fit_columns(idata: Any) -> tuple[str, ...]:
 
 def fit_levels(idata: Any) -> dict[str, list[str]]:
     """Categorical levels of the formula's data columns at fit time."""
-    return json.loads(str(idata.posterior.attrs.get("design_levels", "{}")))
+    return json.loads(str(idata["posterior"].attrs.get("design_levels", "{}")))
 
 
 def draws_of(idata: Any, name: str) -> np.ndarray:
     """Posterior draws of ``name`` flattened to (chain*draw, ...)."""
-    a = idata.posterior[name].to_numpy()
+    a = idata["posterior"][name].to_numpy()
     return a.reshape(a.shape[0] * a.shape[1], *a.shape[2:])
 
 
@@ -131,7 +179,7 @@ def _kappa(spec: ModelSpec, idata: Any, idx: np.ndarray | None = None) -> Any:
 def term_draws(spec: ModelSpec, idata: Any) -> dict[str, np.ndarray]:
     """Log-scale draws (chain, draw) of every reported term."""
     out: dict[str, np.ndarray] = {}
-    post = idata.posterior
+    post = idata["posterior"]
     if "beta" in post:
         b = post["beta"]
         cols = [str(c) for c in b.coords[b.dims[-1]].to_numpy()]
@@ -164,7 +212,7 @@ def summarise(
     (``rope`` on the ratio scale) and the Monte Carlo errors ``mcse_estimate``,
     ``mcse_ci_low``, ``mcse_ci_high`` (:func:`cst_bayes.bayes.decisions.decisions`).
     """
-    import arviz as az
+    from arviz_stats.base import array_stats as st
 
     rows = []
     for term, d in term_draws(spec, idata).items():
@@ -175,36 +223,51 @@ def summarise(
                 estimate=q[0],
                 ci_low=q[1],
                 ci_high=q[2],
-                r_hat=float(az.rhat(d)),
-                ess_bulk=float(az.ess(d, method="bulk")),
-                ess_tail=float(az.ess(d, method="tail")),
+                r_hat=float(st.rhat(d, chain_axis=0, draw_axis=1)),
+                ess_bulk=float(st.ess(d, chain_axis=0, draw_axis=1, method="bulk")),
+                ess_tail=float(st.ess(d, chain_axis=0, draw_axis=1, method="tail", prob=0.05)),
                 **decisions(d, rope=rope),
             )
         )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def diagnose(idata: Any) -> dict[str, Any]:
-    """Divergences, worst R-hat, bulk/tail ESS over all parameters, minimum BFMI, and flags."""
-    import arviz as az
+def _extremes(post: Any, stat: Any) -> tuple[float, float]:
+    """(max, min) of ``stat`` over every element of every posterior variable (NaN ignored)."""
+    vals = []
+    for v in post.data_vars:
+        a = post[v].transpose("chain", "draw", ...).to_numpy()
+        vals.append(np.ravel(stat(a.reshape(a.shape[0], a.shape[1], -1))))
+    allv = np.concatenate(vals) if vals else np.array([np.nan])
+    return float(np.nanmax(allv)), float(np.nanmin(allv))
 
-    post = idata.posterior
-    rh = az.rhat(post)
-    eb = az.ess(post, method="bulk")
-    et = az.ess(post, method="tail")
-    mx = lambda ds: float(max(np.nanmax(ds[v].to_numpy()) for v in ds.data_vars))  # noqa: E731
-    mn = lambda ds: float(min(np.nanmin(ds[v].to_numpy()) for v in ds.data_vars))  # noqa: E731
+
+def diagnose(idata: Any) -> dict[str, Any]:
+    """Divergences, worst R-hat, bulk/tail ESS over all parameters, minimum BFMI, and flags.
+
+    ``idata`` is an ``InferenceData`` or a ``{group: Dataset}`` mapping; the statistics are
+    ArviZ's (rank-normalised split R-hat, bulk and tail ESS, E-BFMI) from ``arviz_stats``.
+    """
+    from arviz_stats.base import array_stats as st
+
+    post = idata["posterior"]
+    kw = dict(chain_axis=0, draw_axis=1)
+    rhat, _ = _extremes(post, lambda a: st.rhat(a, **kw))
+    _, ess_bulk = _extremes(post, lambda a: st.ess(a, method="bulk", **kw))
+    _, ess_tail = _extremes(post, lambda a: st.ess(a, method="tail", prob=0.05, **kw))
+    stats = idata.get("sample_stats")
     div = (
-        int(idata.sample_stats["diverging"].to_numpy().sum())
-        if "diverging" in idata.sample_stats
+        int(stats["diverging"].to_numpy().sum())
+        if stats is not None and "diverging" in stats
         else 0
     )
-    try:
-        bfmi = float(np.min(az.bfmi(idata)))
-    except Exception:  # sampler without energy statistics
+    if stats is not None and "energy" in stats:
+        energy = stats["energy"].transpose("chain", "draw").to_numpy()
+        bfmi = float(np.min(st.bfmi(energy, **kw)))
+    else:  # a sampler without energy statistics
         bfmi = float("nan")
     d: dict[str, Any] = dict(
-        divergences=div, max_r_hat=mx(rh), min_ess_bulk=mn(eb), min_ess_tail=mn(et), min_bfmi=bfmi
+        divergences=div, max_r_hat=rhat, min_ess_bulk=ess_bulk, min_ess_tail=ess_tail, min_bfmi=bfmi
     )
     d["ok_divergences"] = div == 0
     d["ok_r_hat"] = d["max_r_hat"] <= RHAT_MAX
@@ -277,15 +340,15 @@ def _pointwise_groups(
     import xarray as xr
 
     eta = linear_predictor(spec, post, dz.codes, dz.X, xbar, dz.columns)
-    nc, nd = post.posterior.sizes["chain"], post.posterior.sizes["draw"]
+    nc, nd = post["posterior"].sizes["chain"], post["posterior"].sizes["draw"]
     n = len(y)
     kappa = _kappa(spec, post)
     ll = fam.pointwise_loglik(spec.family, spec.link, spec.outcome, eta, y, kappa)
     rng = np.random.default_rng([int(seed), 1])
     yrep = fam.draw_outcome(spec.family, spec.link, eta, rng, kappa).reshape(nc, nd, n)
     cd = {
-        "chain": post.posterior["chain"].to_numpy(),
-        "draw": post.posterior["draw"].to_numpy(),
+        "chain": post["posterior"]["chain"].to_numpy(),
+        "draw": post["posterior"]["draw"].to_numpy(),
         "agency": agency,
     }
     dims = ("chain", "draw", "agency")
@@ -297,6 +360,53 @@ def _pointwise_groups(
         ),
         "posterior_predictive": xr.Dataset({spec.outcome: (dims, yrep)}, coords=cd),
     }
+
+
+POINTWISE_GROUPS = ("log_likelihood", "posterior_predictive")
+
+
+def with_pointwise(fit: Fit) -> Fit:
+    """``fit`` with its agency-level ``log_likelihood`` and ``posterior_predictive`` groups.
+
+    Files are written without them by default (draws x agencies dominate a file's size);
+    they are recomputed here from what the file keeps (posterior, the observed outcome and
+    the design in ``constant_data``), with the seed the fit recorded, so the replicates are
+    the ones the fit would have stored. A fit that already has them is returned unchanged.
+    Pooled fits keep no member data: :func:`cst_bayes.checks.comparison.loo_table` takes the
+    members' frames instead.
+    """
+    groups = fit.groups
+    if all(g in groups for g in POINTWISE_GROUPS):
+        return fit
+    for g in ("observed_data", "constant_data"):
+        if g not in groups:
+            raise InputError(
+                f"model {fit.spec.name}: the fit keeps no {g} group, so its pointwise "
+                "log-likelihood cannot be recomputed (restricted files keep it only with "
+                "--keep-row-level)",
+                column=g,
+            )
+    spec, cd = fit.spec, groups["constant_data"]
+    columns = fit.columns
+    X = cd["X"].to_numpy() if "X" in cd else np.zeros((cd.sizes["agency"], 0))
+    dz = Design(
+        codes=cd["stratum_idx"].to_numpy().astype(np.int64),
+        X=np.asarray(X, dtype=float),
+        columns=columns,
+    )
+    y = groups["observed_data"][spec.outcome].to_numpy()
+    agency = cd["agency"].to_numpy()
+    seed = int(groups["posterior"].attrs.get("seed", 0))
+    new = _pointwise_groups(spec, groups, dz, y, fit.xbar, agency, seed)
+    for ds in new.values():
+        ds.attrs.update(groups["posterior"].attrs)
+    return Fit(
+        spec,
+        groups={**groups, **new},
+        summary=fit.summary,
+        diagnostics=fit.diagnostics,
+        timings=fit.timings,
+    )
 
 
 def _prior_groups(
@@ -371,7 +481,6 @@ def fit(
         PyMC's prior predictive of the model (covariate-pattern level, dimension
         ``pattern``; PyMC is imported for it).
     """
-    import arviz as az
     import xarray as xr
 
     if not isinstance(spec, ModelSpec):
@@ -415,7 +524,7 @@ def fit(
     if K:
         const["X"] = (("agency", dim), dz.X)
         coords[dim] = list(dz.columns)
-    groups: dict[str, Any] = dict(posterior=post.posterior, sample_stats=post.sample_stats)
+    groups: dict[str, Any] = dict(post)
     groups["observed_data"] = xr.Dataset(
         {spec.outcome: (("agency",), y.astype(np.int16))}, coords={"agency": agency}
     )
@@ -424,7 +533,6 @@ def fit(
         groups.update(_pointwise_groups(spec, post, dz, y, pat.xbar, agency, seed))
     if prior_draws:
         groups.update(_prior_groups(spec, pat, scales, int(prior_draws), int(seed)))
-    idata = az.InferenceData(**groups)
     plain = scales_plain(prior_scale, scales)
     attrs = {
         "model": spec.name,
@@ -452,13 +560,13 @@ def fit(
         from cst_bayes.core.config import SYNTHETIC_BANNER
 
         attrs["label"] = SYNTHETIC_BANNER
-    for g in idata.groups():
-        idata[g].attrs.update(attrs)
-    summary = summarise(spec, idata)
-    diag = diagnose(idata)
+    for ds in groups.values():
+        ds.attrs.update(attrs)
+    summary = summarise(spec, groups)
+    diag = diagnose(groups)
     timings["postprocess_s"] = time.perf_counter() - t1
     timings["total_s"] = time.perf_counter() - t0
-    return Fit(spec=spec, idata=idata, summary=summary, diagnostics=diag, timings=timings)
+    return Fit(spec=spec, groups=groups, summary=summary, diagnostics=diag, timings=timings)
 
 
 def scales_plain(prior_scale: Any, scales: Mapping[str, float]) -> float:

@@ -7,7 +7,9 @@ per-term priors) without a ``models/`` folder.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Literal
 
 from cst_bayes.bayes import layout
 from cst_bayes.bayes.fit import Fit, diagnose, summarise
@@ -17,10 +19,21 @@ from cst_bayes.core.options import DataStatus
 
 
 def _status(fit: Fit) -> DataStatus:
-    attrs = fit.idata.posterior.attrs
+    attrs = fit.groups["posterior"].attrs
     if attrs.get("synthetic"):
         return "SYNTHETIC"
     return "PUBLIC" if attrs.get("data_status") == "PUBLIC" else "RESTRICTED"
+
+
+def write_groups(groups: Mapping[str, Any], path: str | Path) -> None:
+    """Write ``{group: Dataset}`` as ArviZ's InferenceData netCDF layout (one netCDF group per
+    group, numeric variables zlib-compressed, as ``InferenceData.to_netcdf`` does), without
+    importing ArviZ; ``az.from_netcdf`` reads it back."""
+    mode: Literal["w", "a"] = "w"
+    for name, ds in groups.items():
+        encoding = {v: {"zlib": True} for v, x in ds.variables.items() if x.dtype.kind in "biufcS"}
+        ds.to_netcdf(path, mode=mode, group=name, engine="h5netcdf", encoding=encoding)
+        mode = "a"
 
 
 def write_fit(fit: Fit, out_dir: str | Path) -> tuple[Path, Path]:
@@ -31,7 +44,7 @@ def write_fit(fit: Fit, out_dir: str | Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
     nc = out / f"{fit.spec.name}.nc"
     with atomic_path(nc) as tmp:
-        fit.idata.to_netcdf(str(tmp), engine="h5netcdf")
+        write_groups(fit.groups, tmp)
     csv = write_csv(
         out / f"{fit.spec.name}-summary.csv",
         fit.summary,

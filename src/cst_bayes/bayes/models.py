@@ -46,6 +46,7 @@ from cst_bayes.bayes.fit import (
     diagnose,
     fit,
     summarise,
+    with_pointwise,
 )
 from cst_bayes.bayes.fit import data_hash as _data_hash
 from cst_bayes.bayes.fit import term_draws as _term_draws
@@ -106,6 +107,7 @@ __all__ = [
     "replicate",
     "summarise",
     "switchable_terms",
+    "with_pointwise",
     "write_fit",
     "write_vs_published",
 ]

@@ -1,8 +1,10 @@
 """Fit a Bayesian model spec to agency-level data (or to every reconstruction in a folder).
 
-Writes OUT/MODEL.nc (ArviZ InferenceData: posterior, posterior_predictive,
-log_likelihood, observed_data, provenance attributes) and OUT/MODEL-summary.csv (posterior
-median OR or PR with 95% interval, R-hat, ESS). With --compare-published also
+Writes OUT/MODEL.nc (ArviZ InferenceData: posterior, sample_stats, observed_data,
+constant_data, provenance attributes; with --pointwise also the agency-level log_likelihood and
+posterior_predictive, which `cst_bayes.bayes.models.with_pointwise` otherwise recomputes from
+the file on demand) and OUT/MODEL-summary.csv (posterior median OR or PR with 95% interval,
+R-hat, ESS). With --compare-published also
 OUT/MODEL-vs-published.csv: the posterior beside Table 3 and the frequentist refit.
 Sampler trouble (divergences, R-hat > 1.01, ESS < 400, BFMI < 0.3) is a warning; --strict
 makes it exit status 3. When --data is a folder of reconstructions, the model is fitted on
@@ -101,6 +103,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pointwise log-likelihood, predictions) to OUT/MODEL-row-level.nc, marked RESTRICTED, "
         "mode 0600; without it they are left out of every file",
     )
+    parser.add_argument(
+        "--pointwise",
+        action="store_true",
+        help="also store the agency-level log_likelihood and posterior_predictive groups "
+        "(draws x agencies; what az.loo reads); without it MODEL.nc keeps what they are "
+        "recomputed from (cst_bayes.bayes.models.with_pointwise)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -146,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs,
             progress=not args.quiet,
             prior_scale=scales,
+            pointwise=args.pointwise,
         )
         paths = pooling.write_pooled(pooled, args.out)
         for p in paths.values():
@@ -174,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         prior_scale=scales,
         progress=not args.quiet,
         prior_draws=args.prior_draws,
+        pointwise=args.pointwise,
     )
     from cst_bayes.core.provenance import status_of
 
