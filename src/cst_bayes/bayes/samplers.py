@@ -37,6 +37,7 @@ from cst_bayes.bayes.families import FAMILIES, N_TRIALS
 from cst_bayes.bayes.spec import ModelSpec, Prior
 from cst_bayes.core.config import OUTCOME, STRATA
 from cst_bayes.core.errors import SamplerTrouble
+from cst_bayes.core.lazy import import_deferring
 
 #: NUTS target acceptance. 0.8 left a handful of scattered divergences (not a funnel: at ordinary
 #: values of sigma_stratum) in the stratum models; 0.9 removes them for ~15% more leapfrog steps.
@@ -382,8 +383,6 @@ def _sample(
     prior_scale: Any,
     progress: bool,
 ) -> tuple[Any, dict[str, float]]:
-    import arviz as az
-
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     scales = prior_scales(prior_scale)
@@ -407,7 +406,7 @@ def _sample(
             )
         timings["sample_s"] = time.perf_counter() - t1
     else:
-        import nutpie
+        nutpie = _import_nutpie()
 
         key = (spec.hash, pat.columns, scales_key(scales), sampler)
         compiled = _COMPILED.get(key)
@@ -428,7 +427,7 @@ def _sample(
             compiled = _compile_nutpie_c(build_from_patterns(spec, pat, scales))
         timings["compile_s"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        idata = nutpie.sample(
+        raw = nutpie.sample(
             compiled,
             draws=draws,
             tune=tune,
@@ -437,10 +436,76 @@ def _sample(
             progress_bar=progress,
             save_warmup=False,
             target_accept=TARGET_ACCEPT,
+            return_raw_trace=True,
         )
         timings["sample_s"] = time.perf_counter() - t1
-    keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
-    post = idata.posterior[keep]
-    stats = idata.sample_stats
+        idata = _groups_from_trace(raw, compiled.coords)
+    post = idata["posterior"]
+    keep = [v for v in post.data_vars if not str(v).endswith("__")]
+    post = post[keep]
+    stats = idata["sample_stats"]
     stats = stats.rename({k: v for k, v in STAT_NAMES.items() if k in stats and v not in stats})
-    return az.InferenceData(posterior=post, sample_stats=stats), timings
+    return {"posterior": post, "sample_stats": stats}, timings
+
+
+def _import_nutpie() -> Any:
+    """nutpie, imported without ArviZ (see :mod:`cst_bayes.core.lazy`; ~2-4 s of a fit)."""
+    return import_deferring("nutpie", "arviz", users=("nutpie.sample",))
+
+
+#: nutpie statistics left out of ``sample_stats`` (nutpie's own conversion drops them too
+#: unless asked to store them): per-draw vectors and the sampler's bookkeeping.
+_SKIPPED_STATS = frozenset(
+    {
+        "chain",
+        "draw",
+        "gradient",
+        "unconstrained_draw",
+        "mass_matrix_inv",
+        "mass_matrix_eigvals",
+        "mass_matrix_stds",
+        "divergence_start",
+        "divergence_end",
+        "divergence_momentum",
+        "divergence_start_gradient",
+    }
+)
+
+
+def _groups_from_trace(raw: Any, coords: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``posterior`` and ``sample_stats`` Datasets from nutpie's raw (Arrow) trace, warm-up
+    rows dropped: what ``nutpie.sample`` returns, without building an ArviZ object."""
+    import xarray as xr
+    from nutpie.sample import _add_arrow_data
+
+    draw_batches, stat_batches = raw.get_arrow_trace()
+    n_chains = len(draw_batches)
+    groups = {}
+    for group, batches, skip in (
+        ("posterior", draw_batches, []),
+        ("sample_stats", stat_batches, sorted(_SKIPPED_STATS)),
+    ):
+        data: dict[str, np.ndarray] = {}
+        dims: dict[str, list[str]] = {}
+        kept = []
+        for chain, (batch, stats) in enumerate(zip(batches, stat_batches, strict=True)):
+            tuning = np.asarray(stats.column("tuning").to_numpy(), dtype=bool)
+            start = int(tuning.sum())  # nutpie writes the warm-up rows first
+            kept.append(batch.num_rows - start)
+            _add_arrow_data(
+                data, batch.num_rows - start, batch.slice(start, batch.num_rows - start),
+                chain, n_chains, dims, skip,
+            )  # fmt: skip
+        n_draws = min(kept)
+        variables = {}
+        for name, values in data.items():
+            item_dims = list(dims.get(name) or [])
+            extra = values.ndim - 2
+            if len(item_dims) != extra:
+                item_dims = [f"{name}_dim_{i}" for i in range(extra)]
+            variables[name] = (("chain", "draw", *item_dims), values[:, :n_draws])
+        used = {d for _, (ds, _) in variables.items() for d in ds}
+        crd: dict[str, Any] = {"chain": np.arange(n_chains), "draw": np.arange(n_draws)}
+        crd.update({k: list(v) for k, v in (coords or {}).items() if k in used})
+        groups[group] = xr.Dataset(variables, coords=crd)
+    return groups
