@@ -5,8 +5,9 @@ Why this module exists
     on the shared 2-core machine), and PyTensor's disk-cached C path pays a Python call into
     a PyTensor function per gradient. The functions here are plain ``@njit(cache=True)``
     functions of a module file: numba stores their machine code under ``__pycache__`` and a
-    fresh process loads it in a fraction of a second. nutpie drives them through
-    ``nutpie.compiled_pyfunc.from_pyfunc``.
+    fresh process loads it in a fraction of a second. nutpie calls them as C functions
+    (:func:`c_functions`, the data behind a pointer from :func:`pack`), so no Python and no
+    GIL sit between the chains and the density.
 
 What it covers (anything else falls back to the PyMC/PyTensor path, see :func:`supports`)
     * likelihood on collapsed covariate patterns: bernoulli-logit and binomial-logit (``a``
@@ -30,10 +31,11 @@ Layout of the unconstrained vector (PyMC's order of free variables)
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
-from numba import njit
+from numba import carray, cfunc, njit, types
 
 #: prior codes (rows of the ``priors`` array: code, p1, p2, p3, constant)
 NORMAL, STUDENT_T, HALFNORMAL, HALFSTUDENT_T, EXPONENTIAL, GAMMA = range(6)
@@ -163,9 +165,19 @@ def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
     of an exception: far out in the tails the density is -inf with a zero gradient, which the
     sampler treats as a divergence and rejects, where an exception would abort the sampler.
     """
-    K = Xc.shape[1]
     n = x.shape[0]
-    g = np.zeros(n)
+    g = np.empty(n)
+    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const)
+    if not _all_finite(lp, g):
+        return -math.inf, np.zeros(n)
+    return lp, g
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const):
+    """Log-density at ``x``; overwrites ``g`` with its gradient (may be non-finite)."""
+    K = Xc.shape[1]
+    g[:] = 0.0
     lp = const
     # intercept / hyper-mean
     l0, d0 = _prior(priors[0], x[0])
@@ -222,9 +234,120 @@ def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
             g[0] += galpha[j]
             g[1] += galpha[j] * sig * x[2 + j]
             g[2 + j] += galpha[j] * sig
+    return lp
+
+
+@njit(cache=True, nogil=True)
+def _all_finite(lp, g):
     finite = math.isfinite(lp)
-    for i in range(n):
+    for i in range(g.shape[0]):
         finite = finite and math.isfinite(g[i])
-    if not finite:
-        return -math.inf, np.zeros(n)
-    return lp, g
+    return finite
+
+
+# C entry points for nutpie.  The data travel in one packed float64 buffer behind nutpie's
+# user-data pointer, not as closure constants, so one compiled (and disk-cached) pair of
+# C functions serves every dataset and spec; they live in this file so that numba's cache,
+# which is invalidated by its own source file only, never pairs them with a stale density.
+
+#: buffer header: total length, structure, family, n_strata, patterns, columns, const, n_dim
+_HEADER = 8
+
+
+@njit(cache=True, nogil=True)
+def n_expanded(structure, n_strata, n_dim):
+    """Length of the expanded draw: the free vector plus ``alpha`` when it is derived."""
+    return n_dim + (n_strata if structure == NONCENTERED else 0)
+
+
+def pack(structure, family, n_strata, priors, sidx, Xc, a, b, const) -> np.ndarray:
+    """The arguments of :func:`logp_grad` as one float64 buffer (stratum codes as int64 bits)."""
+    P, K = Xc.shape
+    n_dim = 1 + K if structure == NO_STRATA else 2 + n_strata + K
+    if priors.shape != (2 + K, 5) or len(sidx) != P or len(a) != P or len(b) != P:
+        raise ValueError("fast density arrays disagree in length")
+    body = [
+        np.asarray(priors, dtype=np.float64).ravel(),
+        np.ascontiguousarray(sidx, dtype=np.int64).view(np.float64),
+        np.asarray(Xc, dtype=np.float64).ravel(),
+        np.asarray(a, dtype=np.float64),
+        np.asarray(b, dtype=np.float64),
+    ]
+    n = _HEADER + sum(len(v) for v in body)
+    head = np.array([n, structure, family, n_strata, P, K, const, n_dim], dtype=np.float64)
+    return np.ascontiguousarray(np.concatenate([head, *body]))
+
+
+@njit(cache=True, nogil=True)
+def _unpack(buf):
+    structure, family, n_strata = int(buf[1]), int(buf[2]), int(buf[3])
+    P, K = int(buf[4]), int(buf[5])
+    o = _HEADER
+    priors = buf[o : o + (2 + K) * 5].reshape((2 + K, 5))
+    o += (2 + K) * 5
+    sidx = buf[o : o + P].view(np.int64)
+    o += P
+    Xc = buf[o : o + P * K].reshape((P, K))
+    o += P * K
+    a = buf[o : o + P]
+    b = buf[o + P : o + 2 * P]
+    return structure, family, n_strata, priors, sidx, Xc, a, b, buf[6]
+
+
+def _logp_c(dim, x_, grad_, logp_, user_data):
+    buf = carray(user_data, (int(carray(user_data, (_HEADER,), np.float64)[0]),), np.float64)
+    n = int(buf[7])
+    if dim != n:
+        return -1
+    x = carray(x_, (n,))
+    g = carray(grad_, (n,))
+    structure, family, n_strata, priors, sidx, Xc, a, b, const = _unpack(buf)
+    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const)
+    logp_[0] = lp
+    # positive codes are recoverable for nutpie: the step becomes a divergence
+    if not math.isfinite(lp):
+        return 4
+    if not _all_finite(lp, g):
+        return 3
+    return 0
+
+
+def _expand_c(dim, n_out, x_, out_, user_data):
+    head = carray(user_data, (_HEADER,), np.float64)
+    structure, n_strata, n = int(head[1]), int(head[3]), int(head[7])
+    if dim != n or n_out != n_expanded(structure, n_strata, n):
+        return -1
+    x = carray(x_, (n,))
+    out = carray(out_, (n_out,))
+    for i in range(n):
+        out[i] = x[i]
+    if structure != NO_STRATA:
+        sig = math.exp(x[1])
+        out[1] = sig
+        if structure == NONCENTERED:
+            for j in range(n_strata):
+                out[n + j] = x[0] + sig * x[2 + j]
+    return 0
+
+
+@functools.cache
+def c_functions():
+    """``(logp, expand)`` numba C callbacks with nutpie's signatures, machine code from disk.
+
+    ``logp(dim, x, grad_out, logp_out, user_data) -> int64``: 0, or 4 / 3 for a non-finite
+    log-density / gradient; ``expand(dim, n_expanded, x, out, user_data) -> int64`` writes the
+    draw in the order mu_stratum, sigma_stratum, alpha or z_stratum, beta, [alpha] (pooled) or
+    intercept, beta. ``user_data`` is a buffer from :func:`pack`.
+    """
+    dbl = types.CPointer(types.double)
+    logp = cfunc(
+        types.int64(types.uint64, dbl, dbl, dbl, types.voidptr),
+        cache=True,
+        error_model="numpy",
+    )(_logp_c)
+    expand = cfunc(
+        types.int64(types.uint64, types.uint64, dbl, dbl, types.voidptr),
+        cache=True,
+        error_model="numpy",
+    )(_expand_c)
+    return logp, expand

@@ -233,22 +233,21 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: Any) -> An
 
     Why: its machine code is cached on disk by numba (``cache=True``), so a fresh process
     loads it in well under a second, where nutpie's PyTensor/numba compile takes 15-35 s;
-    each gradient is a cheap call into compiled code (the GIL is released inside it).
-    Same density as the PyMC model (tests compare logp and gradient), same variable names.
+    nutpie calls it as a C function (:mod:`cst_bayes.bayes.compiled`), so no Python callback
+    and no GIL sit between the chains and the density. Same density as the PyMC model (tests
+    compare logp and gradient), same variable names.
     """
-    from nutpie.compiled_pyfunc import from_pyfunc
+    from cst_bayes.bayes.compiled import fast_model
 
-    from cst_bayes.bayes import fastlogp as F
-
-    args = fast_args(spec, pat, prior_scale)
     x0 = fast_x0(spec, prior_scale, pat.columns)
-    n, S, K = len(x0), len(STRATA), pat.X.shape[1]
-    off = 2 + S if spec.pooled_strata else 1
+    S, K = len(STRATA), pat.X.shape[1]
     dim = spec.predictor_dim
     centered = spec.intercept_parameterisation == "centered"
+    # the order the expand callback writes: the free vector (sigma on its natural scale), then
+    # the derived alpha of the non-centered parameterisation
     if spec.pooled_strata:
         names = ["mu_stratum", "sigma_stratum", "alpha" if centered else "z_stratum"]
-        shapes = [(), (), (S,)]
+        shapes: list[tuple[int, ...]] = [(), (), (S,)]
         dims = {"alpha": ("stratum",), "z_stratum": ("stratum",)}
     else:
         names, shapes, dims = ["intercept"], [()], {}
@@ -259,56 +258,11 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: Any) -> An
     if spec.pooled_strata and not centered:
         names.append("alpha")
         shapes.append((S,))
-    pos = tuple(
-        args[k]
-        for k in ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")
-    )
-    F.logp_grad(x0, *pos)  # load (or compile, once per machine) the cached machine code now
-
-    def make_logp() -> Any:
-        fn = F.logp_grad
-
-        def logp_fn(x: np.ndarray) -> tuple[float, np.ndarray]:
-            return fn(x, *pos)
-
-        return logp_fn
-
-    def make_expand(seed1: int, seed2: int, chain: int) -> Any:
-        def expand(x: np.ndarray) -> dict[str, np.ndarray]:
-            out = {}
-            if spec.pooled_strata:
-                out["mu_stratum"] = np.asarray(x[0])
-                sig = np.exp(x[1])
-                out["sigma_stratum"] = np.asarray(sig)
-                out["alpha" if centered else "z_stratum"] = x[2 : 2 + S].copy()
-                if not centered:
-                    out["alpha"] = x[0] + sig * x[2 : 2 + S]
-            else:
-                out["intercept"] = np.asarray(x[0])
-            if K:
-                out["beta"] = x[off : off + K].copy()
-            return out
-
-        return expand
-
-    def init(
-        seed: int,
-    ) -> np.ndarray:  # PyMC's support point jittered by U(-1, 1), like nutpie and PyMC
-        return x0 + np.random.default_rng(seed).uniform(-1, 1, n)
-
     coords: dict[str, list] = {"stratum": list(STRATA)}
     if K:
         coords[dim] = list(pat.columns)
-    return from_pyfunc(
-        n,
-        make_logp,
-        make_expand,
-        [np.dtype("float64")] * len(names),
-        shapes,
-        names,
-        coords=coords,
-        dims=dims,
-        make_initial_point_fn=init,
+    return fast_model(
+        fast_args(spec, pat, prior_scale), x0, names, shapes, coords=coords, dims=dims
     )
 
 
