@@ -137,3 +137,60 @@ def test_manski_bounds_follow_the_eligibility_scenario(sim, frames):
     lower = sum(cases[h] * N[h] / n[h] for h in STRATA) / total  # base weights again
     non = sum((n[h] - inel.get(h, 0) - r[h]) * N[h] / n[h] for h in STRATA) / total
     np.testing.assert_allclose(bounds["estimate"], [lower, lower + non], rtol=1e-12)
+
+
+def test_curves_equal_the_per_agency_definition(sim, run, frames):
+    """Risks per covariate pattern give the module docstring's per-stratum agency means."""
+    from cst_bayes.weighting.williams_savitsky import fit_pseudo_posterior
+
+    df, _ = sim
+    steps, curves, _, _ = run
+    sc = W.load_scenarios()["design"]
+    X, names = W.model_matrix(df, True)
+    # the same normal-approximation draws delta_curves takes (seed 5, 400 draws, one chain)
+    post = fit_pseudo_posterior(
+        X,
+        df[OUTCOME].to_numpy(float),
+        W.make_design(df, sc, frames),
+        names,
+        method="laplace",
+        draws=400,
+        chains=1,
+        seed=5,
+    )
+    th = post.adjusted.reshape(-1, len(names))
+    t = steps.set_index("stratum").loc[list(STRATA)]
+    share = (t["eligible_frame"] / t["eligible_frame"].sum()).to_numpy()
+    rho = (t["respondents"] / t["eligible"]).to_numpy()
+    masks = [(df[STRATUM].astype(str) == h).to_numpy() for h in STRATA]
+    eta = th @ X.T
+    for d in (-1.5, 0.0, 0.7):
+        got = curves[np.isclose(curves["delta"], d)].set_index("quantity")
+        prev = sum(
+            share[j]
+            * (rho[j] * expit(eta[:, m]).mean(1) + (1 - rho[j]) * expit(eta[:, m] + d).mean(1))
+            for j, m in enumerate(masks)
+        )
+        want = {OUTCOME: prev}
+        for a in APPROACHES:
+            X1, X0 = X.copy(), X.copy()
+            k = names.index(a)
+            X1[:, k], X0[:, k] = 1.0, 0.0
+            e1, p0 = th @ X1.T, expit(th @ X0.T)
+            want[f"rd:{a}"] = sum(
+                share[j]
+                * (
+                    rho[j] * (expit(e1[:, m]) - p0[:, m]).mean(1)
+                    + (1 - rho[j]) * (expit(e1[:, m] + d) - p0[:, m]).mean(1)
+                )
+                for j, m in enumerate(masks)
+            )
+        for q, v in want.items():
+            lo, med, hi = np.quantile(v, [0.025, 0.5, 0.975])
+            np.testing.assert_allclose(
+                got.loc[q, ["ci_low", "median", "ci_high"]].to_numpy(float),
+                [lo, med, hi],
+                rtol=1e-10,
+                atol=1e-15,
+            )
+            assert got.loc[q, "p_positive"] == np.mean(v > 0)

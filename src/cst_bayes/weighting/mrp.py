@@ -121,8 +121,16 @@ def beta_binomial_draws(
     prior: tuple[float, float] = FLAT_PRIOR,
 ) -> np.ndarray:
     """``(draws, 4)`` draws of each stratum's share of ``variable`` (conjugate Beta posterior)."""
-    idx = stratum_index(df)
-    y = df[variable].to_numpy(float)
+    return _beta_draws(stratum_index(df), df[variable].to_numpy(float), draws, rng, prior)
+
+
+def _beta_draws(
+    idx: np.ndarray,
+    y: np.ndarray,
+    draws: int,
+    rng: np.random.Generator,
+    prior: tuple[float, float],
+) -> np.ndarray:
     out = np.empty((draws, len(STRATA)))
     for j in range(len(STRATA)):
         m = idx == j
@@ -132,8 +140,10 @@ def beta_binomial_draws(
 
 def observed_counts(df: pd.DataFrame, variable: str) -> dict[str, tuple[float, float]]:
     """``{stratum: (yes, respondents)}`` of a 0/1 variable."""
-    idx = stratum_index(df)
-    y = df[variable].to_numpy(float)
+    return _observed(stratum_index(df), df[variable].to_numpy(float))
+
+
+def _observed(idx: np.ndarray, y: np.ndarray) -> dict[str, tuple[float, float]]:
     return {s: (float(y[idx == j].sum()), float((idx == j).sum())) for j, s in enumerate(STRATA)}
 
 
@@ -152,10 +162,12 @@ def approach_shares(
     Returns ``{variable: (draws,) national shares}``. Same seed, same draws.
     """
     rng = np.random.default_rng(seed)
+    idx = stratum_index(df)
     out = {}
     for v in variables:
-        P = beta_binomial_draws(df, v, draws=draws, rng=rng, prior=prior)
-        out[v] = poststratify(P, frame, observed=observed_counts(df, v) if fpc else None, rng=rng)
+        y = df[v].to_numpy(float)
+        P = _beta_draws(idx, y, draws, rng, prior)
+        out[v] = poststratify(P, frame, observed=_observed(idx, y) if fpc else None, rng=rng)
     return out
 
 

@@ -7,7 +7,7 @@ Orchestration above :mod:`weights` (scenarios, design-based), :mod:`williams_sav
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from cst_bayes.core.provenance import DataStatus, status_of
 from cst_bayes.weighting import filedesign, mrp, sensitivity, tipping
 from cst_bayes.weighting import weights as W
 from cst_bayes.weighting import williams_savitsky as WS
+from cst_bayes.weighting.design import Design
 
 #: ``dataset`` of the tables pooled over every member.
 ENSEMBLE = "ensemble"
@@ -47,6 +48,7 @@ def pseudo_likelihood(
     tune: int = 1000,
     chains: int = 2,
     seed: int = DEFAULT_SEED,
+    designs: Mapping[str, Design] | None = None,
 ) -> pd.DataFrame:
     """Raw (``pseudo_likelihood``) and Williams-Savitsky-adjusted (``pseudo_likelihood_adjusted``) rows.
 
@@ -55,36 +57,57 @@ def pseudo_likelihood(
     the log-OR scale) and ``rd_<...>:<approach>`` (standardised risk differences).
     """
     y = df[OUTCOME].to_numpy(float)
-    rows = []
+    keys: list[tuple[str, str, str, bool]] = []  # scenario, method, estimand, on the OR scale
+    draws_of: list[np.ndarray] = []
+    models = {}
+    for adjusted_for_size in (False, True):
+        X, names = W.model_matrix(df, adjusted_for_size)
+        cols = [names.index(a) for a in APPROACHES]
+        models[adjusted_for_size] = (X, names, cols, WS.Patterns.of(X, cols))
     for sc in scenarios:
-        design = W.make_design(df, sc, frames)
+        design = designs[sc.name] if designs else W.make_design(df, sc, frames)
         for adjusted_for_size in (False, True):
             label = "adjusted" if adjusted_for_size else "unadjusted"
-            X, names = W.model_matrix(df, adjusted_for_size)
+            X, names, cols, patterns = models[adjusted_for_size]
             post = WS.fit_pseudo_posterior(
                 X, y, design, names, method=method, draws=draws, tune=tune, chains=chains, seed=seed
             )
-            cols = [names.index(a) for a in APPROACHES]
             for adj in (False, True):
                 meth = "pseudo_likelihood_adjusted" if adj else "pseudo_likelihood"
                 th = post.draws(adj)
-
-                def add(est: str, d: np.ndarray, *, exp: bool = False, sc=sc, meth=meth) -> None:
-                    s = WS.summarise_draws(d)
-                    if exp:
-                        for k in ("median", "ci_low", "ci_high"):
-                            s[k] = float(np.exp(s[k]))
-                    rows.append({"scenario": sc.name, "method": meth, "estimand": est, **s})
-
                 for j, t in enumerate(names):
                     if t != "(Intercept)":
-                        add(f"or_{label}:{t}", th[..., j], exp=True)
-                der = WS.derived_draws(post, adjusted=adj, columns=cols)
+                        keys.append((sc.name, meth, f"or_{label}:{t}", True))
+                        draws_of.append(th[..., j])
+                der = WS.derived_draws(post, adjusted=adj, columns=cols, patterns=patterns)
                 if adjusted_for_size:
-                    add(OUTCOME, der["prevalence"])
+                    keys.append((sc.name, meth, OUTCOME, False))
+                    draws_of.append(der["prevalence"])
                 for a, j in zip(APPROACHES, cols):
-                    add(f"rd_{label}:{a}", der[j])
-    return pd.DataFrame(rows, columns=PL_COLUMNS)
+                    keys.append((sc.name, meth, f"rd_{label}:{a}", False))
+                    draws_of.append(der[j])
+    return pd.DataFrame(_summaries(keys, draws_of), columns=PL_COLUMNS)
+
+
+def _summaries(
+    keys: Sequence[tuple[str, str, str, bool]], draws_of: Sequence[np.ndarray]
+) -> list[dict[str, object]]:
+    """One :data:`PL_COLUMNS` row per estimand; draws of one shape summarised in one batch."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, d in enumerate(draws_of):
+        by_shape.setdefault(np.shape(d), []).append(i)
+    stats: list[dict[str, float]] = [{} for _ in draws_of]
+    for idx in by_shape.values():
+        s = WS.summarise_many(np.stack([draws_of[i] for i in idx]))
+        for n, i in enumerate(idx):
+            stats[i] = {k: float(v[n]) for k, v in s.items()}
+    rows = []
+    for (sc, meth, est, on_or), st in zip(keys, stats):
+        if on_or:  # median and interval as ORs; p_positive and MCSEs on the log-OR scale
+            for k in ("median", "ci_low", "ci_high"):
+                st[k] = float(np.exp(st[k]))
+        rows.append({"scenario": sc, "method": meth, "estimand": est, **st})
+    return rows
 
 
 def file_scenario(cols: filedesign.DesignColumns) -> W.Scenario:
@@ -133,12 +156,13 @@ def run_weights(
     if design_columns is not None:
         scenarios = [*scenarios, file_scenario(design_columns)]
     steps = W.weights_table(df, scenarios, frames)
+    designs = {sc.name: W.make_design(df, sc, frames) for sc in scenarios}
     out: dict[str, pd.DataFrame] = {
         "weights": steps[W.WEIGHTS_COLUMNS].copy(),
         "weighting_steps": steps,
-        "design_estimates": W.design_estimates(df, scenarios, frames),
-        "design_tests": W.design_tests(df, scenarios, frames),
-        "design_models": W.design_models(df, scenarios, frames),
+        "design_estimates": W.design_estimates(df, scenarios, frames, designs),
+        "design_tests": W.design_tests(df, scenarios, frames, designs),
+        "design_models": W.design_models(df, scenarios, frames, designs),
     }
     pl = pseudo_likelihood(
         df,
@@ -149,6 +173,7 @@ def run_weights(
         tune=tune,
         chains=chains,
         seed=seed,
+        designs=designs,
     )
     targets = {}
     for sc in scenarios:
@@ -177,7 +202,7 @@ def run_weights(
     base = next((sc for sc in scenarios if sc.weighted), None)
     if tipping_point and base is not None:
         curves, bounds = tipping.delta_curves(
-            df, steps[steps["scenario"] == base.name], W.make_design(df, base, frames), seed=seed
+            df, steps[steps["scenario"] == base.name], designs[base.name], seed=seed
         )
         out["tipping_curves"] = curves.assign(scenario=base.name)
         out["manski_bounds"] = bounds.assign(scenario=base.name)

@@ -22,12 +22,14 @@ at 0 (NaN when it never does on the grid).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 from cst_bayes.core.config import APPROACHES, OUTCOME, STRATA, STRATUM
 from cst_bayes.weighting.design import Design
-from cst_bayes.weighting.williams_savitsky import fit_pseudo_posterior
+from cst_bayes.weighting.williams_savitsky import Patterns, expit, fit_pseudo_posterior
 
 DELTA_GRID: np.ndarray = np.round(np.linspace(-2.0, 2.0, 41), 10)
 CURVE_COLUMNS = ["quantity", "delta", "median", "ci_low", "ci_high", "p_positive"]
@@ -35,10 +37,6 @@ TIPPING_COLUMNS = ["claim", "quantity", "published", "delta_low", "delta_high", 
 BOUND_COLUMNS = ["bound", "estimate"]
 #: Posterior probability a directional claim needs.
 P_HOLDS: float = 0.975
-
-
-def _expit(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
 def delta_curves(
@@ -69,44 +67,52 @@ def delta_curves(
     share = Nstar / Nstar.sum()
     s = df[STRATUM].astype(str).to_numpy()
     masks = [s == h for h in STRATA]
-    rows = []
-
-    def add(q: str, d: float, v: np.ndarray) -> None:
-        lo, med, hi = np.quantile(v, [0.025, 0.5, 0.975])
-        rows.append(
-            {
-                "quantity": q,
-                "delta": d,
-                "median": med,
-                "ci_low": lo,
-                "ci_high": hi,
-                "p_positive": float(np.mean(v > 0)),
-            }
-        )
-
-    eta = th @ X.T  # (draws, n)
-    eff = {}
-    for a in APPROACHES:
-        k = names.index(a)
-        X1, X0 = X.copy(), X.copy()
-        X1[:, k], X0[:, k] = 1.0, 0.0
-        e1 = th @ X1.T
-        p0 = _expit(th @ X0.T)
-        eff[a] = (e1, [(_expit(e1[:, m]) - p0[:, m]).mean(axis=1) for m in masks], p0)
-    for d in grid:
-        prev = np.zeros(len(th))
-        for j, m in enumerate(masks):
-            resp = _expit(eta[:, m]).mean(axis=1)
-            non = _expit(eta[:, m] + d).mean(axis=1)
-            prev += share[j] * (rho[j] * resp + (1 - rho[j]) * non)
-        add(OUTCOME, float(d), prev)
-        for a in APPROACHES:
-            e1, resp, p0 = eff[a]
-            rd = np.zeros(len(th))
-            for j, m in enumerate(masks):
-                non = (_expit(e1[:, m] + d) - p0[:, m]).mean(axis=1)
-                rd += share[j] * (rho[j] * resp[j] + (1 - rho[j]) * non)
-            add(f"rd:{a}", float(d), rd)
+    # Each agency's weight in the national average as a respondent (its stratum's share x
+    # rho_h / n_h) and as a stand-in for the nonrespondents; agencies with the same design row
+    # share their risks, so risks are computed once per covariate pattern.
+    code = np.select(masks, range(len(STRATA)), -1)
+    n_h = np.array([m.sum() for m in masks], float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_resp = np.where(code >= 0, (share * rho / n_h)[code], 0.0)
+        w_non = np.where(code >= 0, (share * (1 - rho) / n_h)[code], 0.0)
+    cols = [names.index(a) for a in APPROACHES]
+    pat = Patterns.of(X, cols)
+    # Columns: prevalence, then each approach's effect. Respondents' part (fixed) and
+    # nonrespondents' part (shifted by delta): risk with the approach minus without, where
+    # only the risk with it is shifted (a nonrespondent user's odds x exp(delta)).
+    fixed = np.column_stack(
+        [pat.weights(pat.observed, w_resp)]
+        + [
+            pat.weights(pat.set1[c], w_resp) - pat.weights(pat.set0[c], w_resp + w_non)
+            for c in range(len(cols))
+        ]
+    )
+    moved = np.column_stack(
+        [pat.weights(pat.observed, w_non)]
+        + [pat.weights(pat.set1[c], w_non) for c in range(len(cols))]
+    )
+    used = np.flatnonzero(np.any(moved != 0, axis=1))
+    eta = th @ pat.rows.T
+    base = expit(eta) @ fixed
+    with np.errstate(over="ignore"):
+        e = np.exp(-eta[:, used])  # expit(x + d) = 1 / (1 + exp(-x) exp(-d))
+    grid = np.asarray(grid, float)
+    v = np.stack([base + (1.0 / (1.0 + e * math.exp(-d))) @ moved[used] for d in grid])
+    lo, med, hi = np.quantile(v, [0.025, 0.5, 0.975], axis=1)  # (grid, quantities)
+    pos = np.mean(v > 0, axis=1)
+    quantities = [OUTCOME, *(f"rd:{a}" for a in APPROACHES)]
+    rows = [
+        {
+            "quantity": q,
+            "delta": float(d),
+            "median": med[g, c],
+            "ci_low": lo[g, c],
+            "ci_high": hi[g, c],
+            "p_positive": float(pos[g, c]),
+        }
+        for g, d in enumerate(grid)
+        for c, q in enumerate(quantities)
+    ]
     yes = np.array([y[m].mean() for m in masks])
     low = float(share @ (rho * yes))
     bounds = pd.DataFrame(

@@ -352,54 +352,37 @@ def stratum_weights(
         )
     N = f["population"].to_numpy(float)
     n = f["sampled"].to_numpy(float)
-    if not scenario.weighted:
-        inel = np.zeros(4)
-        w = np.ones(4)
-        out = pd.DataFrame(
-            {
-                "scenario": scenario.name,
-                "stratum": list(STRATA),
-                "population": N,
-                "sampled": n,
-                "ineligible": inel,
-                "eligible": n,
-                "respondents": r,
-                "eligible_frame": r,
-                "base_weight": 1.0,
-                "nonresponse_factor": 1.0,
-                "weight_untrimmed": w,
-                "weight": w,
-                "weight_total": r,
-            }
-        )
-        return out[STRATUM_TABLE_COLUMNS]
-    inel_map = scenario.ineligible_by_stratum(frames)
-    inel = np.array([inel_map[s] for s in STRATA])
-    elig = n - inel
-    too_many = r > elig + 1e-9
-    if too_many.any():
-        s = STRATA[int(np.flatnonzero(too_many)[0])]
-        raise SpecError(
-            f"{inel_map[s]:g} ineligible leave {elig[STRATA.index(s)]:g} eligible sampled agencies in stratum {s}, "
-            f"fewer than its {int(r[STRATA.index(s)])} respondents",
-            column=f"scenario.{scenario.name}.ineligible",
-        )
-    base = N / n
-    elig_frame = base * elig
-    nr_factor = elig / r
-    w0 = base * nr_factor
-    w = w0.copy()
-    if scenario.trim_k is not None:
-        unit = np.repeat(w0, r.astype(int))
-        try:
-            trimmed = trim_weights(unit, scenario.trim_k)
-        except SpecError as exc:
-            raise SpecError(str(exc), column=f"scenario.{scenario.name}.trim_k") from None
-        bounds = np.concatenate([[0], np.cumsum(r.astype(int))])
-        w = np.array([trimmed[bounds[j] : bounds[j + 1]].mean() for j in range(4)])
-    if scenario.calibrate:
-        # Calibration to the stratum totals N*_h (poststratification on the stratum).
-        w = w * elig_frame / (w * r)
+    if not scenario.weighted:  # every respondent stands for itself
+        inel, elig, elig_frame = np.zeros(4), n, r
+        base = nr_factor = w0 = w = np.ones(4)
+    else:
+        inel_map = scenario.ineligible_by_stratum(frames)
+        inel = np.array([inel_map[s] for s in STRATA])
+        elig = n - inel
+        too_many = r > elig + 1e-9
+        if too_many.any():
+            s = STRATA[int(np.flatnonzero(too_many)[0])]
+            raise SpecError(
+                f"{inel_map[s]:g} ineligible leave {elig[STRATA.index(s)]:g} eligible sampled agencies in stratum {s}, "
+                f"fewer than its {int(r[STRATA.index(s)])} respondents",
+                column=f"scenario.{scenario.name}.ineligible",
+            )
+        base = N / n
+        elig_frame = base * elig
+        nr_factor = elig / r
+        w0 = base * nr_factor
+        w = w0.copy()
+        if scenario.trim_k is not None:
+            unit = np.repeat(w0, r.astype(int))
+            try:
+                trimmed = trim_weights(unit, scenario.trim_k)
+            except SpecError as exc:
+                raise SpecError(str(exc), column=f"scenario.{scenario.name}.trim_k") from None
+            bounds = np.concatenate([[0], np.cumsum(r.astype(int))])
+            w = np.array([trimmed[bounds[j] : bounds[j + 1]].mean() for j in range(4)])
+        if scenario.calibrate:
+            # Calibration to the stratum totals N*_h (poststratification on the stratum).
+            w = w * elig_frame / (w * r)
     out = pd.DataFrame(
         {
             "scenario": scenario.name,
@@ -457,9 +440,15 @@ def make_design(df: pd.DataFrame, scenario: Scenario, frames: pd.DataFrame | Non
 
 
 def design_estimates(
-    df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    scenarios: Iterable[Scenario],
+    frames: pd.DataFrame | None = None,
+    designs: Mapping[str, Design] | None = None,
 ) -> pd.DataFrame:
     """National share of agencies with any CST case and using each approach, with design SEs.
+
+    ``designs`` (here and in :func:`design_tests`, :func:`design_models`): each scenario's
+    :func:`make_design` by name, when the caller has built them already.
 
     Returns
     -------
@@ -469,7 +458,7 @@ def design_estimates(
     variables = [OUTCOME, *APPROACHES]
     rows = []
     for sc in scenarios:
-        d = make_design(df, sc, frames)
+        d = designs[sc.name] if designs else make_design(df, sc, frames)
         mean, cov = svymean(d, df[variables].to_numpy(float))
         se = np.sqrt(np.diag(cov))
         rows += [
@@ -480,7 +469,10 @@ def design_estimates(
 
 
 def design_tests(
-    df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    scenarios: Iterable[Scenario],
+    frames: pd.DataFrame | None = None,
+    designs: Mapping[str, Design] | None = None,
 ) -> pd.DataFrame:
     """Rao-Scott tests of Table 1 (each variable by stratum) and Figure 1 (each approach by any_cst).
 
@@ -495,7 +487,7 @@ def design_tests(
     rows = []
     strat = df[STRATUM].astype(str).map({lab: i for i, lab in enumerate(STRATA)}).to_numpy(int)
     for sc in scenarios:
-        d = make_design(df, sc, frames)
+        d = designs[sc.name] if designs else make_design(df, sc, frames)
         for v in (*APPROACHES, OUTCOME):
             rows.append(
                 {
@@ -540,7 +532,10 @@ def model_matrix(df: pd.DataFrame, adjusted: bool) -> tuple[np.ndarray, list[str
 
 
 def design_models(
-    df: pd.DataFrame, scenarios: Iterable[Scenario], frames: pd.DataFrame | None = None
+    df: pd.DataFrame,
+    scenarios: Iterable[Scenario],
+    frames: pd.DataFrame | None = None,
+    designs: Mapping[str, Design] | None = None,
 ) -> pd.DataFrame:
     """Survey-weighted Table 3 Analysis 1 (logit) with standardised risk differences.
 
@@ -551,7 +546,7 @@ def design_models(
     rows = []
     y = df[OUTCOME].to_numpy(float)
     for sc in scenarios:
-        d = make_design(df, sc, frames)
+        d = designs[sc.name] if designs else make_design(df, sc, frames)
         for adjusted in (False, True):
             X, names = model_matrix(df, adjusted)
             fit = svyglm_logit(d, X, y, names)

@@ -71,7 +71,8 @@ class PseudoPosterior:
         return self.adjusted if adjusted else self.raw
 
 
-def _expit(x: np.ndarray) -> np.ndarray:
+def expit(x: np.ndarray) -> np.ndarray:
+    """Inverse logit (tanh form: no overflow for large |x|)."""
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
@@ -87,7 +88,7 @@ def _mode(Z: np.ndarray, y: np.ndarray, w: np.ndarray, prior_sd: float) -> np.nd
     m0[0] = INTERCEPT_PRIOR[0]
     th = m0.copy()
     for _ in range(100):
-        mu = _expit(Z @ th)
+        mu = expit(Z @ th)
         g = Z.T @ (w * (y - mu)) - P @ (th - m0)
         H = Z.T @ (Z * (w * mu * (1 - mu))[:, None]) + P
         step = np.linalg.solve(H, g)
@@ -238,14 +239,14 @@ def fit_pseudo_posterior(
         )
     elif method == "laplace":
         mode = _mode(Zc, y, w, prior_sd)
-        mu = _expit(Zc @ mode)
+        mu = expit(Zc @ mode)
         H0 = Zc.T @ (Zc * (w * mu * (1 - mu))[:, None]) + _prior_precision(p, prior_sd)
         th = rng.multivariate_normal(mode, np.linalg.inv(H0), size=(chains, draws))
         diag = {"divergences": 0.0, "max_rhat": float("nan"), "min_ess_bulk": float("nan")}
     else:
         raise InputError(f"unknown method {method!r} (mcmc or laplace)", column="method")
     center = th.reshape(-1, p).mean(axis=0)
-    mu = _expit(Zc @ center)
+    mu = expit(Zc @ center)
     H = Zc.T @ (Zc * (w * mu * (1 - mu))[:, None]) + _prior_precision(p, prior_sd)
     scores = Zc * (w * (y - mu))[:, None]
     J = design_variance(design, scores)
@@ -272,11 +273,137 @@ def fit_pseudo_posterior(
     )
 
 
-def mcse_quantile(d: np.ndarray, prob: float) -> float:
-    """Monte Carlo standard error of a quantile of ``(chains, draws)`` draws (arviz)."""
-    import arviz as az
+#: Probabilities of the +-1 SD interval of a quantile's beta posterior (arviz).
+_SD_PROBS: np.ndarray = np.array([0.1586553, 0.8413447])
 
-    return float(az.mcse(np.asarray(d, float), method="quantile", prob=prob))
+
+def _geyer_tau(rho: np.ndarray) -> float:
+    """Integrated autocorrelation time from one slice's lag autocorrelations (arviz ``_ess``).
+
+    Geyer's initial positive then initial monotone sequence, step for step as arviz 0.23
+    (so the numbers are arviz's to the last bit).
+    """
+    n_draw = len(rho)
+    r = rho.tolist()
+    rho_hat_t = np.zeros(n_draw)
+    rho_hat_even = 1.0
+    rho_hat_t[0] = rho_hat_even
+    rho_hat_odd = r[1]
+    rho_hat_t[1] = rho_hat_odd
+    t = 1
+    while t < (n_draw - 3) and (rho_hat_even + rho_hat_odd) > 0.0:
+        rho_hat_even = r[t + 1]
+        rho_hat_odd = r[t + 2]
+        if (rho_hat_even + rho_hat_odd) >= 0:
+            rho_hat_t[t + 1] = rho_hat_even
+            rho_hat_t[t + 2] = rho_hat_odd
+        t += 2
+    max_t = t - 2
+    if rho_hat_even > 0:
+        rho_hat_t[max_t + 1] = rho_hat_even
+    t = 1
+    while t <= max_t - 2:
+        if (rho_hat_t[t + 1] + rho_hat_t[t + 2]) > (rho_hat_t[t - 1] + rho_hat_t[t]):
+            rho_hat_t[t + 1] = (rho_hat_t[t - 1] + rho_hat_t[t]) / 2.0
+            rho_hat_t[t + 2] = rho_hat_t[t + 1]
+        t += 2
+    if np.isnan(rho_hat_t).any():
+        return math.nan
+    return float(
+        -1.0 + 2.0 * np.sum(rho_hat_t[: max_t + 1]) + np.sum(rho_hat_t[max_t + 1 : max_t + 2])
+    )
+
+
+def mcse_quantiles(d: np.ndarray, prob: float) -> np.ndarray:
+    """Monte Carlo standard error of the ``prob`` quantile of each of ``(k, chains, draws)`` draws.
+
+    arviz 0.23's ``mcse(method="quantile")`` (ESS of the split-chain indicator ``d <= q``,
+    the quantile's beta posterior, the half-width of its +-1 SD interval in sorted draws),
+    with the sorts, quantiles and autocovariance FFTs done for all ``k`` slices at once; only
+    Geyer's truncation runs per slice. ``k`` of arviz's calls would cost ~1 ms each.
+    """
+    d = np.asarray(d, float)
+    k, n_chain, n = d.shape
+    out = np.full(k, math.nan)
+    if n < 4 or n_chain < 1 or k == 0:
+        return out
+    size = n_chain * n
+    srt = np.sort(d.reshape(k, size), axis=1)
+    # The quantile as arviz takes it (scipy's mquantiles, R type 7), in its arithmetic.
+    m = 1.0 + prob * (1.0 - 1.0 - 1.0)
+    aleph = size * prob + m
+    j = int(np.floor(np.clip(aleph, 1, size - 1)))
+    gamma = float(np.clip(aleph - j, 0, 1))
+    q = (1.0 - gamma) * srt[:, j - 1] + gamma * srt[:, j]
+    ind = (d <= q[:, None, None]).astype(float)
+    half = n // 2
+    split = np.concatenate([ind[:, :, :half], ind[:, :, -half:]], axis=1)  # (k, 2 chains, half)
+    c2 = split.shape[1]
+    flat = split.reshape(k, -1)
+    constant = (flat.max(axis=1) - flat.min(axis=1)) < np.finfo(float).resolution
+    from scipy.fftpack import next_fast_len  # arviz's padding (not scipy.fft's)
+
+    mlen = next_fast_len(2 * half)
+    cen = split - split.mean(axis=2, keepdims=True)
+    f = np.fft.rfft(cen, n=mlen, axis=2)
+    f *= np.conjugate(f)
+    acov = np.fft.irfft(f, n=mlen, axis=2)[:, :, :half]
+    acov /= half
+    chain_mean = split.mean(axis=2)
+    mean_var = np.mean(acov[:, :, 0], axis=1) * half / (half - 1.0)
+    var_plus = mean_var * (half - 1.0) / half
+    if c2 > 1:  # numba's one-pass variance, as arviz computes it when numba is installed
+        a_a = np.zeros(k)
+        b_b = np.zeros(k)
+        for c in range(c2):
+            a_a = a_a + chain_mean[:, c]
+            b_b = b_b + chain_mean[:, c] * chain_mean[:, c]
+        var_plus = var_plus + (b_b / c2 - (a_a / c2) ** 2) * (c2 / (c2 - 1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = 1.0 - (mean_var[:, None] - np.mean(acov, axis=1)) / var_plus[:, None]
+    ess_n = c2 * half
+    ess = np.empty(k)
+    for i in range(k):
+        if constant[i]:
+            ess[i] = flat.shape[1]
+            continue
+        tau = _geyer_tau(rho[i])
+        ess[i] = ess_n / max(tau, 1 / np.log10(ess_n)) if not math.isnan(tau) else math.nan
+    from scipy import stats
+
+    with np.errstate(invalid="ignore"):
+        ppf = stats.beta.ppf(
+            _SD_PROBS[None, :], (ess * prob + 1)[:, None], (ess * (1 - prob) + 1)[:, None]
+        )
+    ppf_size = ppf * size - 1
+    i1 = np.floor(np.fmax(ppf_size[:, 0], 0)).astype(int)
+    i2 = np.ceil(np.fmin(ppf_size[:, 1], size - 1)).astype(int)
+    rows = np.arange(k)
+    out = (srt[rows, i2] - srt[rows, i1]) / 2
+    out[np.isnan(d).any(axis=(1, 2))] = math.nan
+    return out
+
+
+def mcse_quantile(d: np.ndarray, prob: float) -> float:
+    """Monte Carlo standard error of a quantile of ``(chains, draws)`` draws (as arviz)."""
+    d = np.atleast_2d(np.asarray(d, float))
+    return float(mcse_quantiles(d[None], prob)[0])
+
+
+def summarise_many(d: np.ndarray, *, prob: float = 0.95) -> dict[str, np.ndarray]:
+    """:func:`summarise_draws` of each ``(chains, draws)`` slice of ``(k, chains, draws)``."""
+    d = np.asarray(d, float)
+    k = d.shape[0]
+    flat = d.reshape(k, -1)
+    a = (1 - prob) / 2
+    lo, med, hi = np.quantile(flat, [a, 0.5, 1 - a], axis=1)
+    out = {"median": med, "ci_low": lo, "ci_high": hi, "p_positive": np.mean(flat > 0, axis=1)}
+    if d.ndim == 3 and d.shape[2] >= 4:
+        out["mcse_low"] = mcse_quantiles(d, a)
+        out["mcse_high"] = mcse_quantiles(d, 1 - a)
+    else:
+        out["mcse_low"] = out["mcse_high"] = np.full(k, math.nan)
+    return out
 
 
 def summarise_draws(d: np.ndarray, *, prob: float = 0.95) -> dict[str, float]:
@@ -285,6 +412,8 @@ def summarise_draws(d: np.ndarray, *, prob: float = 0.95) -> dict[str, float]:
     ``d`` is ``(chains, draws)``; ``p_positive`` is on the scale given (log-OR or RD).
     """
     d = np.asarray(d, float)
+    if d.ndim == 2:
+        return {key: float(v[0]) for key, v in summarise_many(d[None], prob=prob).items()}
     a = (1 - prob) / 2
     lo, med, hi = np.quantile(d, [a, 0.5, 1 - a])
     return {
@@ -292,33 +421,75 @@ def summarise_draws(d: np.ndarray, *, prob: float = 0.95) -> dict[str, float]:
         "ci_low": float(lo),
         "ci_high": float(hi),
         "p_positive": float(np.mean(d > 0)),
-        "mcse_low": mcse_quantile(d, a) if d.ndim == 2 and d.shape[1] >= 4 else math.nan,
-        "mcse_high": mcse_quantile(d, 1 - a) if d.ndim == 2 and d.shape[1] >= 4 else math.nan,
+        "mcse_low": math.nan,
+        "mcse_high": math.nan,
     }
 
 
+@dataclass(frozen=True)
+class Patterns:
+    """The distinct covariate rows an average over agencies needs, observed and counterfactual.
+
+    ``rows``: distinct rows among ``X`` and its copies with each column of ``columns`` set to 1
+    and to 0; ``observed[i]``, ``set1[c, i]``, ``set0[c, i]``: the row of agency ``i`` as
+    observed, with ``columns[c]`` set to 1, set to 0. Agencies sharing a row share its risk,
+    so a weighted average of risks is ``expit(theta @ rows.T) @ M`` for a matrix of summed
+    weights ``M`` (:meth:`weights`): one risk per distinct row instead of one per agency and
+    counterfactual.
+    """
+
+    rows: np.ndarray
+    observed: np.ndarray
+    set1: np.ndarray
+    set0: np.ndarray
+
+    @classmethod
+    def of(cls, X: np.ndarray, columns: list[int]) -> Patterns:
+        X = np.asarray(X, float)
+        U, inv = np.unique(X, axis=0, return_inverse=True)
+        copies = [U]
+        for j in columns:
+            for v in (1.0, 0.0):
+                c = U.copy()
+                c[:, j] = v
+                copies.append(c)
+        rows, where = np.unique(np.vstack(copies), axis=0, return_inverse=True)
+        where = where.ravel().reshape(len(copies), len(U))[:, inv.ravel()]
+        return cls(rows=rows, observed=where[0], set1=where[1::2], set0=where[2::2])
+
+    def weights(self, which: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """``w`` (one weight per agency) summed onto the rows ``which`` assigns them."""
+        return np.bincount(which, weights=w, minlength=len(self.rows))
+
+
 def derived_draws(
-    post: PseudoPosterior, *, adjusted: bool, columns: list[int], max_draws: int = 1000
+    post: PseudoPosterior,
+    *,
+    adjusted: bool,
+    columns: list[int],
+    max_draws: int = 1000,
+    patterns: Patterns | None = None,
 ) -> dict[str | int, np.ndarray]:
     """Prevalence and marginal risk differences from the coefficient draws.
 
     Returns ``{"prevalence": (chains, k), j: (chains, k)}`` with ``j`` each column index in
     ``columns``: the weighted average over agencies of the risk with that 0/1 predictor set to
     1 minus set to 0 (standardised, as :func:`design.marginal_rd`). Draws are thinned evenly
-    to ``max_draws`` per chain.
+    to ``max_draws`` per chain. ``patterns``: :meth:`Patterns.of` ``(post.X, columns)``, to
+    reuse across fits of one design matrix.
     """
     th = post.draws(adjusted)
     d = th.shape[1]
     keep = np.linspace(0, d - 1, min(d, max_draws)).round().astype(int)
     th = th[:, keep]
-    # agencies with the same design row share their risk: sum their weights per pattern
-    X, inv = np.unique(post.X, axis=0, return_inverse=True)
-    w = np.bincount(inv.ravel(), weights=post.weights) / post.weights.sum()
-    out = {"prevalence": _expit(th @ X.T) @ w}
-    for j in columns:
-        X1 = X.copy()
-        X0 = X.copy()
-        X1[:, j] = 1.0
-        X0[:, j] = 0.0
-        out[j] = (_expit(th @ X1.T) - _expit(th @ X0.T)) @ w
+    pat = Patterns.of(post.X, columns) if patterns is None else patterns
+    w = post.weights / post.weights.sum()
+    M = np.column_stack(
+        [pat.weights(pat.observed, w)]
+        + [pat.weights(pat.set1[c], w) - pat.weights(pat.set0[c], w) for c in range(len(columns))]
+    )
+    est = expit(th @ pat.rows.T) @ M
+    out: dict[str | int, np.ndarray] = {"prevalence": est[..., 0]}
+    for c, j in enumerate(columns):
+        out[j] = est[..., c + 1]
     return out
