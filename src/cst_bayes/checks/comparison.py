@@ -74,6 +74,7 @@ def loo_table(
     fits: Mapping[str, Any],
     *,
     method: Literal["stacking", "BB-pseudo-BMA", "pseudo-BMA"] = "stacking",
+    data: pd.DataFrame | Sequence[pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """PSIS-LOO of every model and their comparison within groups of the same outcome.
 
@@ -88,9 +89,15 @@ def loo_table(
     Parameters
     ----------
     fits
-        ``{model name: Fit or InferenceData}``, each with a ``log_likelihood`` group.
+        ``{model name: Fit or InferenceData}``.
     method
         ArviZ's model-weighting method of :func:`arviz.compare`.
+    data
+        The agencies the fits were made on (one frame, or the ensemble's frames in member
+        order for pooled fits). A fit without a ``log_likelihood`` group (files are lean by
+        default) gets its PSIS-LOO from these through the distinct covariate rows
+        (:mod:`cst_bayes.checks.loo_patterns`, equal to ``az.loo`` on agency rows); a fit with
+        one is read as stored.
 
     Returns
     -------
@@ -107,7 +114,8 @@ def loo_table(
         raise InputError("no models to compare")
     pooled = {n: "reconstruction" in _idata(f).posterior.coords for n, f in fits.items()}
     if not any(pooled.values()):
-        t, _ = _loo_single(fits, method=method)
+        one = data if data is None or isinstance(data, pd.DataFrame) else _only(data)
+        t, _ = _loo_single(fits, method=method, data=one)
         t["n_members"] = 1
         t["favoured_in"] = t["favoured"].astype(int)
         return t
@@ -124,10 +132,15 @@ def loo_table(
     if len({tuple(m) for m in members.values()}) != 1:
         raise InputError(f"pooled fits cover different reconstructions: {members}")
     parts, notes, pointwise = [], [], {}
+    frames = None if data is None or isinstance(data, pd.DataFrame) else list(data)
     for m in next(iter(members.values())):
+        if frames is not None and not 1 <= m <= len(frames):
+            raise InputError(f"no data frame for reconstruction {m} ({len(frames)} given)")
         t, pointwise[m] = _loo_single(
             {n: _with_outcome(member_idata(_idata(f), m), f) for n, f in fits.items()},
             method=method,
+            data=None if frames is None else frames[m - 1],
+            specs={n: getattr(f, "spec", None) for n, f in fits.items()},
         )
         t["member"] = m
         notes += [f"reconstruction {m}: {x}" for x in t.attrs.get("notes", [])]
@@ -181,10 +194,43 @@ def _with_outcome(idata: Any, fit: Any) -> Any:
     return idata
 
 
+def _only(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    if len(frames) != 1:
+        raise InputError(f"fits on one dataset take one data frame, got {len(frames)}")
+    return frames[0]
+
+
+def _psis_loo(name: str, fit: Any, spec: Any, data: pd.DataFrame | None) -> Any:
+    """PSIS-LOO of one fit: its stored log-likelihood, else recomputed from ``data``."""
+    import arviz as az
+
+    from cst_bayes.checks import loo_patterns
+
+    idata = _idata(fit)
+    if "log_likelihood" in idata.groups():
+        var = _loglik_var(idata, name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the warning is reported in the table
+            return az.loo(idata, var_name=var, pointwise=True)
+    if data is None:
+        raise InputError(
+            f"model {name!r} has no log_likelihood group: pass the data it was fitted on "
+            "(or fit it with --pointwise)",
+            column="log_likelihood",
+        )
+    if spec is None:
+        from cst_bayes.checks.fits import _as_fit
+
+        spec = _as_fit(fit).spec
+    return loo_patterns.loo_from_data(spec, idata, data)
+
+
 def _loo_single(
     fits: Mapping[str, Any],
     *,
     method: Literal["stacking", "BB-pseudo-BMA", "pseudo-BMA"] = "stacking",
+    data: pd.DataFrame | None = None,
+    specs: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """:func:`loo_table` for fits on one dataset, and each model's pointwise LOO values."""
     import arviz as az
@@ -198,11 +244,8 @@ def _loo_single(
     members: dict[str, list[str]] = {}
     notes: list[str] = []
     for name, fit in fits.items():
-        idata = _idata(fit)
-        var = _loglik_var(idata, name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the warning is reported in the table
-            loo = az.loo(idata, var_name=var, pointwise=True)
+        spec = (specs or {}).get(name) or getattr(fit, "spec", None)
+        loo = _psis_loo(name, fit, spec, data)
         k = np.asarray(loo.pareto_k).ravel()
         good = float(loo.good_k)
         n_obs = int(loo.n_data_points)
@@ -361,6 +404,7 @@ def write_loo(
                 seed=seed,
                 sampler=sampler,
                 jobs=jobs,
+                pointwise=False,
             )
         else:
             fits[spec.name] = mdl.fit(
@@ -372,8 +416,9 @@ def write_loo(
                 seed=seed,
                 sampler=sampler,
                 progress=False,
+                pointwise=False,
             )
-    table = loo_table(fits)
+    table = loo_table(fits, data=frames)
     synthetic = any(bool(d.attrs.get("synthetic", False)) for d in frames)
     notes = [f"cst-bayes compare on {data}: PSIS-LOO within outcome groups (stacking weights)"]
     notes += [f"note: {n}" for n in table.attrs.get("notes", [])]

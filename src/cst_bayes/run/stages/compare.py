@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 def run(ctx: RunContext, work: Path) -> dict[str, Any]:
     if ctx.restricted:
         raise StageUnavailable(
-            "PSIS-LOO needs the pointwise log-likelihood, which restricted mode does not keep"
+            "PSIS-LOO is per agency: its pointwise values are row-level data, which restricted "
+            "mode does not write"
         )
     fits = {}
     for name in ctx.specs:
@@ -28,7 +29,7 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
             fits[name] = models_mod.read_fit(nc)
     if len(fits) < 2:
         raise StageUnavailable(f"{len(fits)} fitted model(s): nothing to compare")
-    table = comparison.loo_table(fits)
+    table = comparison.loo_table(fits, data=ctx.frames)
     write_table(ctx, work / "loo.csv", table)
     write_text(work / "loo.md", comparison.summary_text(table) + "\n")
     stacked = stacked_predictions(fits, table, ctx.frames, seed=ctx.seed)

@@ -27,8 +27,15 @@ DIAGNOSTICS = (
 def run(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     spec = ctx.specs[name]
     s = ctx.settings
+    # lean files: the compare stage recomputes the pointwise log-likelihood from the data
+    # (checks.loo_patterns) and the PPC draws its own replicates
     kw: dict[str, Any] = dict(
-        draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed, sampler=s.sampler
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        seed=ctx.seed,
+        sampler=s.sampler,
+        pointwise=False,
     )
     info: dict[str, Any] = {"model": name, "datasets": len(ctx.frames)}
     if len(ctx.frames) > 1:
