@@ -3,7 +3,7 @@
 * :func:`run_process` times one command from launch to exit: wall seconds, CPU seconds of the
   process and every descendant (``RUSAGE_CHILDREN``; this process is made a child subreaper,
   so workers that outlive their parent, as R's PSOCK clusters can, are reaped here and
-  counted), peak RSS of its largest process.
+  counted, with ``adopt_orphans``), peak RSS of its largest process.
 * :func:`write_sections` writes ``docs/generated/<name>.md``: sections this run measured replace
   the file's sections of the same name; sections not run keep their previous text, each with
   the date it was measured (never presented as new).
@@ -61,11 +61,20 @@ def _reap_orphans() -> None:
 
 
 def run_process(
-    cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    cmd: list[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    adopt_orphans: bool = False,
 ) -> ProcessRun:
-    """Run ``cmd`` to completion as a whole process; see the module docstring."""
-    _become_subreaper()
-    _reap_orphans()
+    """Run ``cmd`` to completion as a whole process; see the module docstring.
+
+    ``adopt_orphans``: make this process a child subreaper and wait for every descendant left
+    behind, so their CPU counts. Only for a process that has no other children (a benchmark
+    script), since it waits for all of them.
+    """
+    if adopt_orphans:
+        _become_subreaper()
+        _reap_orphans()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
@@ -73,7 +82,8 @@ def run_process(
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
-        _reap_orphans()
+        if adopt_orphans:
+            _reap_orphans()
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")

@@ -88,7 +88,7 @@ def run_reproduce(out: Path, profile: str, extra: list[str]) -> dict:
         *extra,
     ]
     load_before = load()
-    r = run_process(cmd)
+    r = run_process(cmd, adopt_orphans=True)
     # exit 1: some unit unavailable or failed; the run folder still says which
     if r.returncode not in (0, 1):
         raise SystemExit(f"reproduce failed ({r.returncode}):\n{r.stderr[-2000:]}")
@@ -166,7 +166,7 @@ def _num(v: float, fmt: str = ".1f") -> str:
     return "" if v is None or v != v else format(v, fmt)
 
 
-def profile_section(profile: str, runs: dict[str, dict]) -> str:
+def profile_section(profile: str, runs: dict[str, dict], code: str) -> str:
     """Markdown for one profile: a stage table (cold and warm) and its figures."""
     cold, warm = runs.get("cold"), runs.get("warm")
     first = cold or warm
@@ -175,7 +175,7 @@ def profile_section(profile: str, runs: dict[str, dict]) -> str:
         "",
         f"Measured {first['date']} on {os.cpu_count()} cores; load average "
         f"{first['load_before']:.1f} before, {(warm or cold)['load_after']:.1f} after; code "
-        f"{code_version()}. SYNTHETIC data (the shipped reconstructions). Cold: empty run folder; "
+        f"{code}. SYNTHETIC data (the shipped reconstructions). Cold: empty run folder; "
         "warm: the same command again (cached units). Stage seconds from `run.json`; MB: bytes "
         "written under the stage's folder; peak MB: the stage's own peak resident memory.",
         "",
@@ -218,7 +218,7 @@ def profile_section(profile: str, runs: dict[str, dict]) -> str:
     return "\n".join([*lines, "", figure_table(figs)])
 
 
-def scale_section(runs: dict[int, dict]) -> str:
+def scale_section(runs: dict[int, dict], code: str) -> str:
     base = runs[1]["wall_s"]
     ks = sorted(runs)
     lines = [
@@ -226,7 +226,7 @@ def scale_section(runs: dict[int, dict]) -> str:
         "",
         f"Measured {runs[ks[0]]['date']} on {os.cpu_count()} cores; load average "
         f"{runs[ks[0]]['load_before']:.1f} before, {runs[ks[-1]]['load_after']:.1f} after; code "
-        f"{code_version()}. SYNTHETIC: {SCALE_MEMBERS} simulated members per scale "
+        f"{code}. SYNTHETIC: {SCALE_MEMBERS} simulated members per scale "
         "(`cst_bayes.data.simulate`, study stratum sizes x K); every stage but `weights` (its "
         "scenarios describe the real frames). Seconds and peak resident MB per stage.",
         "",
@@ -285,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="folder for the run folders (default: a temporary one, removed)",
     )
+    ap.add_argument(
+        "--code", default=None, help="what code is measured (default: this checkout's commit)"
+    )
     args = ap.parse_args(argv)
+    code = args.code or code_version()
     sections: dict[str, str] = {}
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -308,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"    {st:12s} {s:7.1f} s {r['bytes'].get(st, 0) / 1e6:8.1f} MB "
                         f"peak {_num(r['stage_peak_mb'].get(st), '.0f')} MB"
                     )
-            sections[f"profile-{profile}"] = profile_section(profile, runs)
+            sections[f"profile-{profile}"] = profile_section(profile, runs, code)
         if args.scales:
             scale_runs = {}
             for k in sorted({1, *args.scales}):
@@ -322,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"the x1 time), peak {r['peak_rss_mb']:.0f} MB",
                     flush=True,
                 )
-            sections["scale"] = scale_section(scale_runs)
+            sections["scale"] = scale_section(scale_runs, code)
     if args.no_md:
         return 0
     res = HERE / "results" / "pipeline.csv"

@@ -85,7 +85,7 @@ def cli_run(data: Path, settings: tuple[int, int, int] | None, seed: int) -> dic
             cmd += ["--chains", str(chains), "--draws", str(draws), "--tune", str(tune)]
         if seed:
             cmd += ["--seed", str(seed)]
-        r = run_process(cmd)
+        r = run_process(cmd, adopt_orphans=True)
         if r.returncode != 0:
             raise SystemExit(f"cst-bayes fit failed ({r.returncode}): {r.stderr[-1500:]}")
         summ = pd.read_csv(Path(tmp) / f"{MODEL}-summary.csv")
@@ -108,7 +108,7 @@ def r_run(data: Path, settings: tuple[int, int, int] | None, seed: int) -> dict:
     cmd = ["Rscript", str(HERE / "rstanarm_main.R"), str(data), str(seed)]
     if settings is not None:
         cmd += [str(x) for x in settings]
-    r = run_process(cmd)
+    r = run_process(cmd, adopt_orphans=True)
     if r.returncode != 0:
         raise SystemExit(f"Rscript rstanarm failed ({r.returncode}): {r.stderr[-1500:]}")
     inner, ess, div = r.stdout.strip().splitlines()[-1].split(",")
