@@ -66,3 +66,24 @@ def test_share_equals_a_hand_count_over_members_and_scenarios(ens, term):
         for _, g in rows.groupby("dataset")
     )
     assert concl.loc[claim, "members_surviving"] == surviving
+
+
+def test_worker_processes_give_the_same_tables(ens):
+    """Members spread over two worker processes: every table and the text as in one process."""
+    _, res, _ = ens
+    par = stage.run_ensemble(
+        load_ensemble(n=2), None, scenarios=SCENARIOS, bayes=False, seed=7, jobs=2
+    )
+    assert set(par) == set(res)
+    for key, v in res.items():
+        if isinstance(v, pd.DataFrame):
+            pd.testing.assert_frame_equal(par[key], v, check_exact=True, obj=key)
+        else:
+            assert par[key] == v
+
+
+def test_jobs_below_one_is_refused():
+    from cst_bayes.core.errors import InputError
+
+    with pytest.raises(InputError, match="jobs"):
+        stage.run_ensemble(load_ensemble(n=1), None, jobs=0)

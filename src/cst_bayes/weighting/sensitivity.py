@@ -225,16 +225,14 @@ def conclusions(
     out: list[dict[str, object]] = []
     t3 = load_table3(published_dir)
     t3 = t3[(t3["analysis"] == 1) & t3["term"].isin(APPROACHES)]
+    ors: dict[tuple[object, object], list[dict[Hashable, Any]]] = {}
+    for s in sens[sens["estimand"] == "or"].to_dict("records"):  # one pass, rows in order
+        ors.setdefault((s["term"], s["adjusted_for_size"]), []).append(s)
     for r3 in t3.to_dict("records"):  # "or" is a keyword: no itertuples attribute
         sig = (r3["p_value"] < alpha) or (r3["p_op"] == "<" and r3["p_value"] <= alpha)
         pub = ("+" if r3["or"] > 1 else "-") if sig else "0"
-        sub = sens[
-            (sens["estimand"] == "or")
-            & (sens["term"] == r3["term"])
-            & (sens["adjusted_for_size"] == r3["adjusted_for_size"])
-        ]
         verdicts = []
-        for s in sub.to_dict("records"):
+        for s in ors.get((r3["term"], r3["adjusted_for_size"]), []):
             v, border = _row_verdict(s, 1.0)
             verdicts.append((v, f"{s['scenario']}/{s['method']}", border))
         adj = "size-adjusted" if r3["adjusted_for_size"] == "yes" else "unadjusted"

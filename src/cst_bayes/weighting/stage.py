@@ -7,7 +7,9 @@ Orchestration above :mod:`weights` (scenarios, design-based), :mod:`williams_sav
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import contextlib
+import warnings
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import pandas as pd
 
 from cst_bayes.core.config import APPROACHES, OUTCOME
 from cst_bayes.core.disclosure import protect, small_cells
+from cst_bayes.core.errors import InputError
 from cst_bayes.core.options import DEFAULT_SEED
 from cst_bayes.core.provenance import DataStatus, status_of
 from cst_bayes.weighting import filedesign, mrp, sensitivity, tipping
@@ -55,6 +58,7 @@ def pseudo_likelihood(
     Estimands: ``any_cst`` (weighted average risk), ``or_<unadjusted|adjusted>:<term>`` for
     every approach and stratum contrast (median/interval as ORs; ``p_positive`` and MCSEs on
     the log-OR scale) and ``rd_<...>:<approach>`` (standardised risk differences).
+    ``designs``: each scenario's :func:`weights.make_design` by name, if already built.
     """
     y = df[OUTCOME].to_numpy(float)
     keys: list[tuple[str, str, str, bool]] = []  # scenario, method, estimand, on the OR scale
@@ -121,6 +125,16 @@ def file_scenario(cols: filedesign.DesignColumns) -> W.Scenario:
     )
 
 
+def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
+    """BLAS on one thread: the matrices are small (agencies x 13), more threads only add
+    contention on a shared machine, and the last bit of a sum would depend on the count."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - comes with PyMC
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
 def run_weights(
     df: pd.DataFrame,
     *,
@@ -145,84 +159,85 @@ def run_weights(
     ``design_columns``: the file's own design becomes scenario ``file_weights``, analysed
     beside ``unweighted`` (and the scenarios named in ``scenario_names``, if any).
     """
-    from cst_bayes.data.published import load_sampling_frames
+    with _one_blas_thread():
+        from cst_bayes.data.published import load_sampling_frames
 
-    frames = load_sampling_frames(published_dir)
-    loaded = W.load_scenarios(scenarios_file)
-    if design_columns is not None and not scenario_names:
-        scenarios = [loaded[n] for n in ("unweighted",) if n in loaded]
-    else:
-        scenarios = W.select_scenarios(loaded, scenario_names)
-    if design_columns is not None:
-        scenarios = [*scenarios, file_scenario(design_columns)]
-    steps = W.weights_table(df, scenarios, frames)
-    designs = {sc.name: W.make_design(df, sc, frames) for sc in scenarios}
-    out: dict[str, pd.DataFrame] = {
-        "weights": steps[W.WEIGHTS_COLUMNS].copy(),
-        "weighting_steps": steps,
-        "design_estimates": W.design_estimates(df, scenarios, frames, designs),
-        "design_tests": W.design_tests(df, scenarios, frames, designs),
-        "design_models": W.design_models(df, scenarios, frames, designs),
-    }
-    pl = pseudo_likelihood(
-        df,
-        scenarios,
-        frames,
-        method="mcmc" if mcmc else "laplace",
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        designs=designs,
-    )
-    targets = {}
-    for sc in scenarios:
-        t = steps[steps["scenario"] == sc.name]
-        targets[sc.name] = (
-            dict(zip(t["stratum"], t["eligible_frame"])),
-            bool(sc.fpc and sc.weighted),
+        frames = load_sampling_frames(published_dir)
+        loaded = W.load_scenarios(scenarios_file)
+        if design_columns is not None and not scenario_names:
+            scenarios = [loaded[n] for n in ("unweighted",) if n in loaded]
+        else:
+            scenarios = W.select_scenarios(loaded, scenario_names)
+        if design_columns is not None:
+            scenarios = [*scenarios, file_scenario(design_columns)]
+        steps = W.weights_table(df, scenarios, frames)
+        designs = {sc.name: W.make_design(df, sc, frames) for sc in scenarios}
+        out: dict[str, pd.DataFrame] = {
+            "weights": steps[W.WEIGHTS_COLUMNS].copy(),
+            "weighting_steps": steps,
+            "design_estimates": W.design_estimates(df, scenarios, frames, designs),
+            "design_tests": W.design_tests(df, scenarios, frames, designs),
+            "design_models": W.design_models(df, scenarios, frames, designs),
+        }
+        pl = pseudo_likelihood(
+            df,
+            scenarios,
+            frames,
+            method="mcmc" if mcmc else "laplace",
+            draws=draws,
+            tune=tune,
+            chains=chains,
+            seed=seed,
+            designs=designs,
         )
-    fit_mrp = mcmc if mrp_fits is None else mrp_fits
-    kw: dict[str, Any] = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
-    mrp_table = mrp.poststratified(df, targets, mcmc=fit_mrp, **kw)
-    if fit_mrp:
-        mrp_table = pd.concat(
-            [mrp_table, mrp.mrp_varying_slopes(df, targets, **kw)], ignore_index=True
+        targets = {}
+        for sc in scenarios:
+            t = steps[steps["scenario"] == sc.name]
+            targets[sc.name] = (
+                dict(zip(t["stratum"], t["eligible_frame"])),
+                bool(sc.fpc and sc.weighted),
+            )
+        fit_mrp = mcmc if mrp_fits is None else mrp_fits
+        kw: dict[str, Any] = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
+        mrp_table = mrp.poststratified(df, targets, mcmc=fit_mrp, **kw)
+        if fit_mrp:
+            mrp_table = pd.concat(
+                [mrp_table, mrp.mrp_varying_slopes(df, targets, **kw)], ignore_index=True
+            )
+        out["pseudo_likelihood_estimates"] = pl
+        out["mrp_estimates"] = mrp_table
+        sens = sensitivity.sensitivity_table(
+            out["design_estimates"], out["design_models"], pl, mrp_table
         )
-    out["pseudo_likelihood_estimates"] = pl
-    out["mrp_estimates"] = mrp_table
-    sens = sensitivity.sensitivity_table(
-        out["design_estimates"], out["design_models"], pl, mrp_table
-    )
-    out["sensitivity"] = sens
-    out["conclusions"] = sensitivity.conclusions(
-        sens, out["design_tests"], published_dir=published_dir
-    )
-    curves = bounds = None
-    base = next((sc for sc in scenarios if sc.weighted), None)
-    if tipping_point and base is not None:
-        curves, bounds = tipping.delta_curves(
-            df, steps[steps["scenario"] == base.name], designs[base.name], seed=seed
+        out["sensitivity"] = sens
+        out["conclusions"] = sensitivity.conclusions(
+            sens, out["design_tests"], published_dir=published_dir
         )
-        out["tipping_curves"] = curves.assign(scenario=base.name)
-        out["manski_bounds"] = bounds.assign(scenario=base.name)
-        out["tipping_point"] = tipping.tipping_points(
-            curves, tipping.effect_claims(published_dir)
-        ).assign(scenario=base.name)
-    synthetic = bool(df.attrs.get("synthetic", False))
-    text = sensitivity.conclusions_text(out["conclusions"], sens, synthetic=synthetic)
-    status = status_of(df)
-    if status == "RESTRICTED":
-        text = RESTRICTED_TEXT  # printed by the CLI: no estimate in it
-    if out_dir is not None:
-        written = out
+        curves = bounds = None
+        base = next((sc for sc in scenarios if sc.weighted), None)
+        if tipping_point and base is not None:
+            curves, bounds = tipping.delta_curves(
+                df, steps[steps["scenario"] == base.name], designs[base.name], seed=seed
+            )
+            out["tipping_curves"] = curves.assign(scenario=base.name)
+            out["manski_bounds"] = bounds.assign(scenario=base.name)
+            out["tipping_point"] = tipping.tipping_points(
+                curves, tipping.effect_claims(published_dir)
+            ).assign(scenario=base.name)
+        synthetic = bool(df.attrs.get("synthetic", False))
+        text = sensitivity.conclusions_text(out["conclusions"], sens, synthetic=synthetic)
+        status = status_of(df)
         if status == "RESTRICTED":
-            # weighted shares and estimates with the (public) weights solve small cells:
-            # every written table through the one policy (the pipeline's stage does the same)
-            policy = small_cells(df)
-            written = {k: protect(v, policy, pair_with=OUTCOME) for k, v in out.items()}
-        write_outputs(written, text, out_dir, status=status)
-    return {**out, "sensitivity_text": text}
+            text = RESTRICTED_TEXT  # printed by the CLI: no estimate in it
+        if out_dir is not None:
+            written = out
+            if status == "RESTRICTED":
+                # weighted shares and estimates with the (public) weights solve small cells:
+                # every written table through the one policy (the pipeline's stage does the same)
+                policy = small_cells(df)
+                written = {k: protect(v, policy, pair_with=OUTCOME) for k, v in out.items()}
+            write_outputs(written, text, out_dir, status=status)
+        return {**out, "sensitivity_text": text}
 
 
 RESTRICTED_TEXT = (
@@ -255,6 +270,29 @@ def write_outputs(
         tipping.plot_tipping(c, b, out_dir / "tipping_point.png", synthetic=synthetic)
 
 
+def _member_task(task: tuple[pd.DataFrame, dict[str, Any]]) -> tuple[dict[str, Any], list]:
+    """:func:`run_weights` in a worker, with the warnings it raised (they would stay there)."""
+    df, kw = task
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = run_weights(df, **kw)
+    return res, [(w.category, str(w.message)) for w in caught]
+
+
+def _in_processes(tasks: list[tuple[pd.DataFrame, dict[str, Any]]], jobs: int) -> Iterator[dict]:
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: nutpie and numba hold threads a fork would copy mid-flight
+    workers = min(jobs, len(tasks), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+        for res, caught in ex.map(_member_task, tasks):
+            for category, message in caught:
+                warnings.warn(message, category, stacklevel=3)
+            yield res
+
+
 def run_ensemble(
     frames: Sequence[pd.DataFrame],
     out_dir: str | Path | None,
@@ -269,6 +307,7 @@ def run_ensemble(
     sampler: str | None = mrp.DEFAULT_SAMPLER,
     published_dir: str | Path | None = None,
     tipping_point: bool = True,
+    jobs: int = 1,
 ) -> dict[str, pd.DataFrame | str]:
     """The weighting stage over every member; every table gets a ``dataset`` column.
 
@@ -276,28 +315,37 @@ def run_ensemble(
     pseudo-posterior by nutpie and the MRP fits) for every member (True), none (False: the
     pseudo-posterior by its normal approximation, conjugate MRP) or the members named.
     ``conclusions`` reports per claim the share of members x scenarios x methods in which
-    it holds (``share``), pooled over members.
+    it holds (``share``), pooled over members. ``jobs > 1`` runs members in that many worker
+    processes (same numbers; a worker's warnings, such as sampler trouble, are re-issued here).
     """
     parts: dict[str, list[pd.DataFrame]] = {}
     texts = []
     statuses = set()
+    members, tasks = [], []
     for i, df in enumerate(frames):
-        member = str(df.attrs.get("member", f"{i + 1:03d}"))
+        members.append(str(df.attrs.get("member", f"{i + 1:03d}")))
         statuses.add(status_of(df))
-        use = bayes if isinstance(bayes, bool) else member in set(bayes)
-        res = run_weights(
-            df,
-            scenarios_file=scenarios_file,
-            scenario_names=scenarios,
-            mcmc=use,
-            draws=draws,
-            tune=tune,
-            chains=chains,
-            seed=seed,
-            sampler=sampler,
-            published_dir=published_dir,
-            tipping_point=tipping_point,
-        )
+        use = bayes if isinstance(bayes, bool) else members[-1] in set(bayes)
+        kw: dict[str, Any] = {
+            "scenarios_file": scenarios_file,
+            "scenario_names": scenarios,
+            "mcmc": use,
+            "draws": draws,
+            "tune": tune,
+            "chains": chains,
+            "seed": seed,
+            "sampler": sampler,
+            "published_dir": published_dir,
+            "tipping_point": tipping_point,
+        }
+        tasks.append((df, kw))
+    if jobs < 1:
+        raise InputError(f"jobs must be >= 1, got {jobs}", column="jobs")
+    if jobs == 1 or len(tasks) == 1:
+        results: Iterable[dict[str, Any]] = (run_weights(df, **kw) for df, kw in tasks)
+    else:
+        results = _in_processes(tasks, jobs)
+    for member, res in zip(members, results):
         for k, v in res.items():
             if isinstance(v, pd.DataFrame):
                 parts.setdefault(k, []).append(v.assign(dataset=member))

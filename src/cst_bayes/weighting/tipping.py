@@ -23,6 +23,7 @@ at 0 (NaN when it never does on the grid).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -166,7 +167,7 @@ def tipping_points(curves: pd.DataFrame, claims: dict[str, str]) -> pd.DataFrame
     return pd.DataFrame(rows, columns=TIPPING_COLUMNS)
 
 
-def effect_claims(published_dir: object = None, alpha: float = 0.05) -> dict[str, str]:
+def effect_claims(published_dir: str | Path | None = None, alpha: float = 0.05) -> dict[str, str]:
     """The article's size-adjusted Table 3 claims as tipping-point quantities."""
     from cst_bayes.data.published import load_table3
 
@@ -184,7 +185,7 @@ def effect_claims(published_dir: object = None, alpha: float = 0.05) -> dict[str
 
 
 def plot_tipping(
-    curves: pd.DataFrame, bounds: pd.DataFrame, path: object, *, synthetic: bool
+    curves: pd.DataFrame, bounds: pd.DataFrame, path: str | Path, *, synthetic: bool
 ) -> None:
     """Prevalence (with Manski bounds) and each marginal effect against delta (PNG)."""
     import matplotlib

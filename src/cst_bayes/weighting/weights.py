@@ -550,12 +550,12 @@ def design_models(
         for adjusted in (False, True):
             X, names = model_matrix(df, adjusted)
             fit = svyglm_logit(d, X, y, names)
-            tab = fit.table()
+            tab = fit.table()[["estimate", "se", "p_value"]].to_numpy(float)  # rows: names
             q = stats.t.ppf(0.975, fit.df_resid)
             for j, term in enumerate(names):
                 if term == "(Intercept)":
                     continue
-                b, se, p = tab.loc[j, ["estimate", "se", "p_value"]]
+                b, se, p = tab[j]
                 rd = rd_se = np.nan
                 if term in APPROACHES:
                     rd, rd_se = marginal_rd(d, fit, j)
