@@ -87,3 +87,19 @@ def test_jobs_below_one_is_refused():
 
     with pytest.raises(InputError, match="jobs"):
         stage.run_ensemble(load_ensemble(n=1), None, jobs=0)
+
+
+def test_a_workers_warnings_travel_back(monkeypatch):
+    """Sampler trouble in a worker process must not stay there (it is re-issued by the parent)."""
+    import warnings
+
+    from cst_bayes.weighting.williams_savitsky import SamplerTrouble
+
+    def warns(df, **kw):
+        warnings.warn("pseudo-posterior fit: 3 divergences", SamplerTrouble, stacklevel=2)
+        return {"sensitivity_text": ""}
+
+    monkeypatch.setattr(stage, "run_weights", warns)
+    res, caught = stage._member_task((pd.DataFrame(), {}))
+    assert res == {"sensitivity_text": ""}
+    assert caught == [(SamplerTrouble, "pseudo-posterior fit: 3 divergences")]
