@@ -739,8 +739,9 @@ def test_fast_priors_equal_scipy(dist, params, ref):
 
 def test_fast_path_covers_only_what_it_implements(tmp_path):
     assert not M._fast_supported(M.load_spec("logit_varying_slopes"))
-    assert not M._fast_supported(M.load_spec("count_betabinomial_strata"))
     for name in (
+        "count_betabinomial_strata",
+        "logbinomial_approaches_strata",
         "logit_approaches_strata",
         "logit_approaches",
         "logit_count_strata",

@@ -25,9 +25,12 @@ SCALE_PRIORS = [
 ]
 CASES = list(
     itertools.product(
-        (F.NO_STRATA, F.CENTERED, F.NONCENTERED), (F.LOGISTIC, F.LOGLINEAR), SCALE_PRIORS
+        (F.NO_STRATA, F.CENTERED, F.NONCENTERED),
+        (F.LOGISTIC, F.LOGLINEAR, F.BETABINOMIAL),
+        SCALE_PRIORS,
     )
 )
+N_TRIALS = 9
 
 
 def _dptr(a: np.ndarray) -> ctypes._Pointer:
@@ -43,6 +46,9 @@ def _args(structure: int, family: int, scale_prior: tuple, seed: int = 0) -> dic
         *[F.prior_row("normal", {"mu": 0.0, "sigma": 1.0 + k}) for k in range(K - 1)],
         F.prior_row("student_t", {"mu": -0.1, "sigma": 1.0, "nu": 7.0}),
     ]
+    if family == F.BETABINOMIAL:
+        rows.append(F.prior_row("gamma", {"alpha": 2.0, "beta": 0.1}))
+    bb = family == F.BETABINOMIAL
     return dict(
         structure=structure,
         family=family,
@@ -50,14 +56,16 @@ def _args(structure: int, family: int, scale_prior: tuple, seed: int = 0) -> dic
         priors=np.vstack(rows),
         sidx=rng.integers(0, S, P),
         Xc=rng.normal(size=(P, K)),
-        a=rng.uniform(0, 6, P),
+        a=rng.integers(0, N_TRIALS + 1, P).astype(float) if bb else rng.uniform(0, 6, P),
         b=rng.uniform(0, 6, P),
         const=rng.normal(),
+        n_trials=N_TRIALS if bb else 0,
     )
 
 
-def _n_dim(structure: int) -> int:
-    return 1 + K if structure == F.NO_STRATA else 2 + S + K
+def _n_dim(structure: int, family: int = F.LOGISTIC) -> int:
+    base = 1 + K if structure == F.NO_STRATA else 2 + S + K
+    return base + (family == F.BETABINOMIAL)
 
 
 def _call_logp(buf: np.ndarray, x: np.ndarray, dim: int | None = None) -> tuple:
@@ -84,7 +92,7 @@ def test_c_density_equals_logp_grad(structure, family, scale_prior):
     buf = F.pack(**args)
     rng = np.random.default_rng(1)
     for _ in range(5):
-        x = rng.normal(0, 1.5, _n_dim(structure))
+        x = rng.normal(0, 1.5, _n_dim(structure, family))
         want_lp, want_g = F.logp_grad(x, *args.values())
         rc, lp, g = _call_logp(buf, x)
         assert rc == 0
@@ -115,16 +123,20 @@ def test_c_callbacks_refuse_a_wrong_dimension():
     assert _call_expand(buf, np.zeros(n), n)[0] == -1  # alpha is missing from the output
 
 
+@pytest.mark.parametrize("family", [F.LOGISTIC, F.BETABINOMIAL])
 @pytest.mark.parametrize("structure", [F.NO_STRATA, F.CENTERED, F.NONCENTERED])
-def test_expand_writes_the_variables_in_order(structure):
-    args = _args(structure, F.LOGISTIC, SCALE_PRIORS[0])
+def test_expand_writes_the_variables_in_order(structure, family):
+    args = _args(structure, family, SCALE_PRIORS[0])
     buf = F.pack(**args)
-    x = np.random.default_rng(2).normal(size=_n_dim(structure))
+    x = np.random.default_rng(2).normal(size=_n_dim(structure, family))
+    bb = family == F.BETABINOMIAL
+    free, conc = (x[:-1], [np.exp(x[-1])]) if bb else (x, [])
     if structure == F.NO_STRATA:
-        want = x  # intercept, beta
+        want = [*free, *conc]  # intercept, beta, [concentration]
     else:
-        mu, sig, v, beta = x[0], np.exp(x[1]), x[2 : 2 + S], x[2 + S :]
-        want = [mu, sig, *v, *beta]  # mu_stratum, sigma_stratum, alpha or z_stratum, beta
+        mu, sig, v, beta = free[0], np.exp(free[1]), free[2 : 2 + S], free[2 + S :]
+        # mu_stratum, sigma_stratum, alpha or z_stratum, beta, [concentration]
+        want = [mu, sig, *v, *beta, *conc]
         if structure == F.NONCENTERED:
             want += list(mu + sig * v)  # alpha
     rc, out = _call_expand(buf, x, F.n_expanded(structure, S, len(x)))
@@ -136,6 +148,19 @@ def test_pack_rejects_arrays_of_different_lengths():
     args = _args(F.CENTERED, F.LOGISTIC, SCALE_PRIORS[0])
     args["b"] = args["b"][:-1]
     with pytest.raises(ValueError, match="disagree"):
+        F.pack(**args)
+    args = _args(F.CENTERED, F.BETABINOMIAL, SCALE_PRIORS[0])
+    args["priors"] = args["priors"][:-1]  # no concentration prior
+    with pytest.raises(ValueError, match="disagree"):
+        F.pack(**args)
+
+
+@pytest.mark.parametrize("bad", [2.5, -1.0, 10.0])
+def test_pack_rejects_beta_binomial_counts_outside_the_trials(bad):
+    """The beta-binomial density sums over 0..count-1: it is exact for integer counts only."""
+    args = _args(F.CENTERED, F.BETABINOMIAL, SCALE_PRIORS[0])
+    args["a"][3] = bad
+    with pytest.raises(ValueError, match="integers from 0 to 9"):
         F.pack(**args)
 
 

@@ -15,7 +15,7 @@ from cst_bayes.bayes.spec import load_spec
 from cst_bayes.core.config import DATA_DIR, STRATA
 from cst_bayes.core.errors import SamplerTrouble
 
-ARGS = ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const")
+ARGS = ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const", "n_trials")
 #: the C-function model, kept before any test replaces it in ``samplers``
 C_MODEL = samplers._compile_nutpie_fast
 
@@ -60,6 +60,91 @@ def test_fast_density_equals_pymc_on_a_formula_design(interaction_spec, sim_df):
         np.testing.assert_allclose(g, dlogp(point), rtol=1e-7, atol=1e-8)
         offsets.append(lp - logp(point))
     assert np.ptp(offsets) < 1e-7  # equal up to PyTensor's float32 constants
+
+
+def _pymc_point(model, x):
+    """The unconstrained vector ``x`` as a PyMC point (value variables in PyMC's order)."""
+    ip = model.initial_point()
+    point, o = {}, 0
+    for v in model.value_vars:
+        sz = int(np.prod(ip[v.name].shape))
+        point[v.name] = x[o : o + sz].reshape(ip[v.name].shape)
+        o += sz
+    assert o == len(x)
+    return point
+
+
+@pytest.mark.parametrize(
+    "name,grad_rtol",
+    [
+        ("logbinomial_approaches_strata", 1e-10),
+        # PyTensor's digamma (the beta function's gradient) is good to ~1e-8 relative; the fast
+        # density's finite sums agree with scipy's digamma to 1e-12 (tests/bayes/test_fastlogp.py)
+        ("count_betabinomial_strata", 1e-7),
+    ],
+)
+def test_fast_density_equals_pymc_on_shipped_specs(sim_df, name, grad_rtol):
+    """The log-binomial (bounded log link) and beta-binomial models: same initial point, same
+    log-density up to a constant and same gradient as the PyMC model, with survey weights and
+    scaled priors, at random points."""
+    spec = load_spec(name)
+    assert samplers.fast_supported(spec)
+    rng = np.random.default_rng(7)
+    w = normalise_weights(rng.uniform(0.3, 3.0, len(sim_df)), len(sim_df))
+    scales = {"beta": 1.3, "sigma_stratum": 0.8, "concentration": 1.6}
+    for weights in (None, w):
+        pat = collapse(spec, sim_df, weights)
+        model = build_from_patterns(spec, pat, scales)
+        logp, dlogp = model.compile_logp(), model.compile_dlogp()
+        x0 = samplers.fast_x0(spec, scales, pat.columns)
+        ip = model.initial_point()
+        np.testing.assert_allclose(
+            x0, np.concatenate([np.ravel(ip[v.name]) for v in model.value_vars])
+        )
+        a = samplers.fast_args(spec, pat, scales)
+        offsets = []
+        for _ in range(6):
+            x = x0 + rng.normal(0, 1.0, len(x0))
+            lp, g = F.logp_grad(x, *[a[k] for k in ARGS])
+            point = _pymc_point(model, x)
+            want = dlogp(point)
+            np.testing.assert_allclose(g, want, rtol=grad_rtol, atol=grad_rtol * np.abs(want).max())
+            offsets.append(lp - logp(point))
+        # equal up to PyTensor's float32 constants: the offset is that constant, not a function of x
+        assert np.ptp(offsets) < 1e-7 and abs(offsets[0]) < 1e-6
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "logbinomial_approaches_strata",
+        "count_betabinomial_strata",
+        "count_binomial_strata",
+        "logit_approaches_strata",
+        "logit_approaches",
+    ],
+)
+def test_fast_model_declares_the_variables_of_the_pymc_model(sim_df, name):
+    """Same posterior variable names, shapes and dims as the PyMC model the fallback samples."""
+    spec = load_spec(name)
+    pat = collapse(spec, sim_df)
+    model = build_from_patterns(spec, pat)
+    fast = C_MODEL(spec, pat, 1.0)
+    ip = model.initial_point()
+    free = {v.name for v in model.free_RVs}
+    want = {
+        v.name: tuple(model.named_vars_to_dims.get(v.name, ()))
+        for v in model.unobserved_value_vars
+        if not v.name.endswith("__")
+    }
+    assert set(fast.names) == set(want)
+    for nm, shape in fast.shapes.items():
+        dims = tuple(fast.dims.get(nm, ()))
+        assert dims == want[nm], nm
+        assert shape == tuple(len(model.coords[d]) for d in dims), nm
+        if nm in free and nm + "_log__" not in ip:
+            assert shape == ip[nm].shape, nm
+    assert all(list(fast.coords[d]) == list(model.coords[d]) for d in fast.coords)
 
 
 def test_fast_density_far_in_the_tail_is_minus_inf_not_an_error(sim_df):
@@ -180,7 +265,7 @@ def test_sample_stats_use_arviz_names(sim_df):
 
 
 @pytest.mark.slow
-def test_a_reused_compiled_model_samples_the_new_data_exactly():
+def test_a_reused_compiled_model_samples_the_new_data_exactly(monkeypatch):
     """Across ensemble members the PyMC-compiled density is reused with the new data: the
     posterior must equal a fresh compile's on that member (same seed), not the first's."""
     import numpy as np
@@ -188,10 +273,11 @@ def test_a_reused_compiled_model_samples_the_new_data_exactly():
     from cst_bayes.bayes import models, samplers
     from cst_bayes.data.simulate import simulate
 
-    spec = "count_betabinomial_strata"  # not covered by the fast density: nutpie's compile
+    spec = "count_betabinomial_strata"
     first, _ = simulate(21)
     second, _ = simulate(22)
     kw = dict(draws=150, tune=150, chains=2, seed=3, progress=False)
+    monkeypatch.setattr(samplers, "FAST_LOGP", False)  # nutpie's compile of the PyMC model
     samplers._COMPILED.clear()
     models.fit(spec, first, **kw)
     reused = models.fit(spec, second, **kw)

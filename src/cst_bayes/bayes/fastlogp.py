@@ -12,7 +12,9 @@ Why this module exists
 What it covers (anything else falls back to the PyMC/PyTensor path, see :func:`supports`)
     * likelihood on collapsed covariate patterns: bernoulli-logit and binomial-logit (``a``
       successes and ``b`` failures per pattern, weighted), Poisson-log (``a * eta - b *
-      exp(eta)``), plus a constant;
+      exp(eta)``), beta-binomial-logit (count ``a`` of ``n_trials`` with weighted multiplicity
+      ``b``, concentration ``kappa``), plus a constant; the log-binomial's bounded log link
+      (log P(y=1) = -softplus(-eta) = log sigmoid(eta)) is exactly the bernoulli-logit density;
     * a single intercept, or partially pooled stratum intercepts, centered or non-centered;
     * fixed coefficients on any centred design matrix (interactions, fixed strata; no varying
       slopes), each with its own prior;
@@ -22,11 +24,13 @@ What it covers (anything else falls back to the PyMC/PyTensor path, see :func:`s
 The density is exactly PyMC's (normalising constants included): the tests compare log-density
 and gradient with the PyMC model's compiled ``logp``/``dlogp`` at random points.
 
-Layout of the ``priors`` rows: intercept (or mu_stratum), sigma_stratum, one per coefficient.
+Layout of the ``priors`` rows: intercept (or mu_stratum), sigma_stratum, one per coefficient,
+[concentration].
 
 Layout of the unconstrained vector (PyMC's order of free variables)
-    no strata: ``[intercept, beta[K]]``;
-    pooled: ``[mu_stratum, log(sigma_stratum), alpha[S] or z_stratum[S], beta[K]]``.
+    no strata: ``[intercept, beta[K], (log(concentration))]``;
+    pooled: ``[mu_stratum, log(sigma_stratum), alpha[S] or z_stratum[S], beta[K],
+    (log(concentration))]``.
 """
 
 from __future__ import annotations
@@ -47,8 +51,17 @@ PRIOR_CODES = {
     "exponential": EXPONENTIAL,
     "gamma": GAMMA,
 }
-#: family codes: logistic (a log p + b log(1-p)) or log-linear (a eta - b exp(eta))
-LOGISTIC, LOGLINEAR = 0, 1
+#: family codes: logistic (a log p + b log(1-p)), log-linear (a eta - b exp(eta)) or
+#: beta-binomial (count ``a`` of ``n_trials``, multiplicity ``b``, mean logit eta, concentration)
+LOGISTIC, LOGLINEAR, BETABINOMIAL = 0, 1, 2
+#: the family code of each spec family the density covers
+FAMILY_CODES = {
+    "bernoulli": LOGISTIC,
+    "logbinomial": LOGISTIC,  # log P(y=1) = -softplus(-eta) is log sigmoid(eta): the logit density
+    "binomial": LOGISTIC,
+    "poisson": LOGLINEAR,
+    "betabinomial": BETABINOMIAL,
+}
 #: structure codes
 NO_STRATA, CENTERED, NONCENTERED = 0, 1, 2
 
@@ -118,13 +131,44 @@ def _prior(row, v):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g):
+def _betabinomial(y, n, p, q, kappa):
+    """Beta-binomial log-density of count ``y`` of ``n`` with mean ``p`` (``q = 1 - p``) and
+    concentration ``kappa``, binomial coefficient left out, and its derivatives in ``p`` (at
+    fixed kappa, through both shape parameters) and in ``kappa`` (at fixed p).
+
+    For integer ``y`` and ``n`` the beta functions are rising factorials:
+    ``B(y + A, n - y + B) / B(A, B) = prod_{i<y}(A + i) prod_{i<n-y}(B + i) / prod_{i<n}(kappa + i)``
+    with ``A = p kappa``, ``B = q kappa``, so the log-density is a sum of ``n`` logarithms and
+    its derivatives (differences of digammas) are exact finite sums of reciprocals.
+    """
+    A = p * kappa
+    B = q * kappa
+    lp = 0.0
+    dA = 0.0
+    dB = 0.0
+    dk = 0.0
+    for i in range(y):
+        lp += math.log(A + i)
+        dA += 1.0 / (A + i)
+    for i in range(n - y):
+        lp += math.log(B + i)
+        dB += 1.0 / (B + i)
+    for i in range(n):
+        lp -= math.log(kappa + i)
+        dk -= 1.0 / (kappa + i)
+    return lp, kappa * (dA - dB), p * dA + q * dB + dk
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g, n_trials, kappa):
     """Pattern log-likelihood; adds the coefficients' gradient to ``g`` and returns the
-    log-likelihood, the intercept's gradient and the stratum intercepts' gradients."""
+    log-likelihood, the intercept's gradient, the stratum intercepts' gradients and the
+    derivative in the beta-binomial concentration (natural scale)."""
     P, K = Xc.shape
     lp = 0.0
     galpha = np.zeros(S)
     gint = 0.0
+    gkappa = 0.0
     for p in range(P):
         eta = alpha[sidx[p]] if structure != NO_STRATA else x[0]
         for k in range(K):
@@ -138,27 +182,36 @@ def _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g):
             s = q if eta >= 0.0 else e * q  # sigmoid(eta)
             lp += -a[p] * (sp - eta) - b[p] * sp
             gp = a[p] * (1.0 - s) - b[p] * s
-        else:
+        elif family == LOGLINEAR:
             e = math.exp(eta)
             lp += a[p] * eta - b[p] * e
             gp = a[p] - b[p] * e
+        else:
+            e = math.exp(-abs(eta))
+            big = 1.0 / (1.0 + e)  # sigmoid(|eta|); 1 - sigmoid(|eta|) = e * big, no cancellation
+            pr, qr = (big, e * big) if eta >= 0.0 else (e * big, big)
+            lb, dp, dk = _betabinomial(int(a[p]), n_trials, pr, qr, kappa)
+            lp += b[p] * lb
+            gp = b[p] * dp * pr * qr
+            gkappa += b[p] * dk
         if structure == NO_STRATA:
             gint += gp
         else:
             galpha[sidx[p]] += gp
         for k in range(K):
             g[off + k] += Xc[p, k] * gp
-    return lp, gint, galpha
+    return lp, gint, galpha, gkappa
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
+def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials=0):
     """Log-density and gradient at the unconstrained point ``x``.
 
-    ``priors``: rows for the intercept (or mu_stratum), sigma_stratum (ignored without strata)
-    and one per coefficient. ``sidx``: stratum code per pattern; ``Xc``: centred design columns
-    (P, K); ``a``/``b``: the family's per-pattern weights; ``const``: additive constant of the
-    likelihood.
+    ``priors``: rows for the intercept (or mu_stratum), sigma_stratum (ignored without strata),
+    one per coefficient and, for the beta-binomial, the concentration. ``sidx``: stratum code
+    per pattern; ``Xc``: centred design columns (P, K); ``a``/``b``: the family's per-pattern
+    weights (beta-binomial: the count and its weighted multiplicity); ``const``: additive
+    constant of the likelihood; ``n_trials``: the beta-binomial's trials (unused otherwise).
 
     The scale ``sigma_stratum = exp(u)`` enters only through ``exp(u)`` and ``exp(-u)``
     (products, never a division), and numpy's error model turns an overflow into inf instead
@@ -167,14 +220,14 @@ def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const):
     """
     n = x.shape[0]
     g = np.empty(n)
-    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const)
+    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials)
     if not _all_finite(lp, g):
         return -math.inf, np.zeros(n)
     return lp, g
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const):
+def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials):
     """Log-density at ``x``; overwrites ``g`` with its gradient (may be non-finite)."""
     K = Xc.shape[1]
     g[:] = 0.0
@@ -203,6 +256,14 @@ def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const):
         lk, dk = _prior(priors[2 + k], x[off + k])
         lp += lk
         g[off + k] += dk
+    # beta-binomial concentration kappa = exp(v), the last free variable (PyMC creates it last)
+    kappa = 1.0
+    if family == BETABINOMIAL:
+        v = x[x.shape[0] - 1]
+        kappa = math.exp(v)
+        lk, dk = _prior(priors[2 + K], kappa)
+        lp += lk + v  # log-Jacobian
+        g[x.shape[0] - 1] += dk * kappa + 1.0
     alpha = np.empty(S)
     if structure == CENTERED:
         mu = x[0]
@@ -222,8 +283,12 @@ def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const):
             lp += -0.5 * zj * zj - 0.5 * 1.8378770664093453
             g[2 + j] += -zj
     # likelihood
-    llp, gint, galpha = _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g)
+    llp, gint, galpha, gkappa = _pattern_loglik(
+        x, structure, family, S, sidx, Xc, a, b, off, alpha, g, n_trials, kappa
+    )
     lp += llp
+    if family == BETABINOMIAL:
+        g[x.shape[0] - 1] += gkappa * kappa
     if structure == NO_STRATA:
         g[0] += gint
     elif structure == CENTERED:
@@ -250,8 +315,9 @@ def _all_finite(lp, g):
 # C functions serves every dataset and spec; they live in this file so that numba's cache,
 # which is invalidated by its own source file only, never pairs them with a stale density.
 
-#: buffer header: total length, structure, family, n_strata, patterns, columns, const, n_dim
-_HEADER = 8
+#: buffer header: total length, structure, family, n_strata, patterns, columns, const, n_dim,
+#: n_trials
+_HEADER = 9
 
 
 @njit(cache=True, nogil=True)
@@ -260,12 +326,22 @@ def n_expanded(structure, n_strata, n_dim):
     return n_dim + (n_strata if structure == NONCENTERED else 0)
 
 
-def pack(structure, family, n_strata, priors, sidx, Xc, a, b, const) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def n_priors(family, K):
+    """Rows of the ``priors`` array: intercept, sigma_stratum, K coefficients[, concentration]."""
+    return 2 + K + (1 if family == BETABINOMIAL else 0)
+
+
+def pack(structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials=0) -> np.ndarray:
     """The arguments of :func:`logp_grad` as one float64 buffer (stratum codes as int64 bits)."""
     P, K = Xc.shape
-    n_dim = 1 + K if structure == NO_STRATA else 2 + n_strata + K
-    if priors.shape != (2 + K, 5) or len(sidx) != P or len(a) != P or len(b) != P:
+    n_dim = (1 + K if structure == NO_STRATA else 2 + n_strata + K) + (family == BETABINOMIAL)
+    if priors.shape != (n_priors(family, K), 5) or len(sidx) != P or len(a) != P or len(b) != P:
         raise ValueError("fast density arrays disagree in length")
+    if family == BETABINOMIAL:
+        y = np.asarray(a)
+        if not (np.all(y == np.round(y)) and np.all(y >= 0) and np.all(y <= n_trials)):
+            raise ValueError(f"beta-binomial counts must be integers from 0 to {n_trials}")
     body = [
         np.asarray(priors, dtype=np.float64).ravel(),
         np.ascontiguousarray(sidx, dtype=np.int64).view(np.float64),
@@ -274,7 +350,8 @@ def pack(structure, family, n_strata, priors, sidx, Xc, a, b, const) -> np.ndarr
         np.asarray(b, dtype=np.float64),
     ]
     n = _HEADER + sum(len(v) for v in body)
-    head = np.array([n, structure, family, n_strata, P, K, const, n_dim], dtype=np.float64)
+    head = [n, structure, family, n_strata, P, K, const, n_dim, n_trials]
+    head = np.array(head, dtype=np.float64)
     return np.ascontiguousarray(np.concatenate([head, *body]))
 
 
@@ -283,15 +360,16 @@ def _unpack(buf):
     structure, family, n_strata = int(buf[1]), int(buf[2]), int(buf[3])
     P, K = int(buf[4]), int(buf[5])
     o = _HEADER
-    priors = buf[o : o + (2 + K) * 5].reshape((2 + K, 5))
-    o += (2 + K) * 5
+    R = n_priors(family, K)
+    priors = buf[o : o + R * 5].reshape((R, 5))
+    o += R * 5
     sidx = buf[o : o + P].view(np.int64)
     o += P
     Xc = buf[o : o + P * K].reshape((P, K))
     o += P * K
     a = buf[o : o + P]
     b = buf[o + P : o + 2 * P]
-    return structure, family, n_strata, priors, sidx, Xc, a, b, buf[6]
+    return structure, family, n_strata, priors, sidx, Xc, a, b, buf[6], int(buf[8])
 
 
 def _logp_c(dim, x_, grad_, logp_, user_data):
@@ -301,8 +379,8 @@ def _logp_c(dim, x_, grad_, logp_, user_data):
         return -1
     x = carray(x_, (n,))
     g = carray(grad_, (n,))
-    structure, family, n_strata, priors, sidx, Xc, a, b, const = _unpack(buf)
-    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const)
+    structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials = _unpack(buf)
+    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials)
     logp_[0] = lp
     # positive codes are recoverable for nutpie: the step becomes a divergence
     if not math.isfinite(lp):
@@ -314,7 +392,7 @@ def _logp_c(dim, x_, grad_, logp_, user_data):
 
 def _expand_c(dim, n_out, x_, out_, user_data):
     head = carray(user_data, (_HEADER,), np.float64)
-    structure, n_strata, n = int(head[1]), int(head[3]), int(head[7])
+    structure, family, n_strata, n = int(head[1]), int(head[2]), int(head[3]), int(head[7])
     if dim != n or n_out != n_expanded(structure, n_strata, n):
         return -1
     x = carray(x_, (n,))
@@ -327,6 +405,8 @@ def _expand_c(dim, n_out, x_, out_, user_data):
         if structure == NONCENTERED:
             for j in range(n_strata):
                 out[n + j] = x[0] + sig * x[2 + j]
+    if family == BETABINOMIAL:
+        out[n - 1] = math.exp(x[n - 1])  # concentration
     return 0
 
 
@@ -336,8 +416,9 @@ def c_functions():
 
     ``logp(dim, x, grad_out, logp_out, user_data) -> int64``: 0, or 4 / 3 for a non-finite
     log-density / gradient; ``expand(dim, n_expanded, x, out, user_data) -> int64`` writes the
-    draw in the order mu_stratum, sigma_stratum, alpha or z_stratum, beta, [alpha] (pooled) or
-    intercept, beta. ``user_data`` is a buffer from :func:`pack`.
+    draw in the order mu_stratum, sigma_stratum, alpha or z_stratum, beta, [concentration],
+    [alpha] (pooled) or intercept, beta, [concentration]. ``user_data`` is a buffer from
+    :func:`pack`.
     """
     dbl = types.CPointer(types.double)
     logp = cfunc(

@@ -1,11 +1,11 @@
 """Sampler back ends: nutpie over the numba density, nutpie over PyTensor (numba or C), PyMC.
 
 ``sampler="nutpie"`` runs the hand-written numba density of :mod:`cst_bayes.bayes.fastlogp`
-for every spec it covers (bernoulli/binomial logit and Poisson log likelihoods, one intercept or
-partially pooled stratum intercepts, any fixed-effect design matrix: interactions, covariates,
-fixed strata, a prior per term); its machine code is cached on disk, so a fresh process needs no
-compile. Anything else (varying slopes, the beta-binomial, the log-binomial) falls back to
-nutpie's compile of the PyMC model, with a one-line note of the cost on stderr.
+for every spec it covers (bernoulli/binomial/beta-binomial logit, bounded-log-link binomial and
+Poisson log likelihoods, one intercept or partially pooled stratum intercepts, any fixed-effect
+design matrix: interactions, covariates, fixed strata, a prior per term); its machine code is
+cached on disk, so a fresh process needs no compile. Anything else (varying slopes) falls back
+to nutpie's compile of the PyMC model, with a one-line note of the cost on stderr.
 
 Why the compiled model is cached
     The data enter the PyMC model only as ``pm.Data``; a compiled sampler is cached per
@@ -33,7 +33,7 @@ from cst_bayes.bayes.build import (
     slot_prior,
 )
 from cst_bayes.bayes.design import Patterns
-from cst_bayes.bayes.families import FAMILIES, N_TRIALS
+from cst_bayes.bayes.families import N_TRIALS
 from cst_bayes.bayes.spec import ModelSpec, Prior
 from cst_bayes.core.config import OUTCOME, STRATA
 from cst_bayes.core.errors import SamplerTrouble
@@ -142,14 +142,16 @@ def fast_supported(spec: ModelSpec) -> bool:
     from cst_bayes.bayes import fastlogp
 
     return (
-        FAMILIES[spec.family].fast
+        spec.family in fastlogp.FAMILY_CODES
         and not spec.varying_slopes
         and all(p.dist in fastlogp.PRIOR_CODES for p in spec.priors.values())
     )
 
 
 def _why_not_fast(spec: ModelSpec) -> str:
-    if not FAMILIES[spec.family].fast:
+    from cst_bayes.bayes import fastlogp
+
+    if spec.family not in fastlogp.FAMILY_CODES:
         return f"family {spec.family}"
     if spec.varying_slopes:
         return "varying slopes"
@@ -171,20 +173,27 @@ def fast_args(
         else Prior("halfnormal", {"sigma": 1.0}, "")
     )
     rows = [slot_prior(spec, "intercept", scales), sig, *column_priors(spec, pat.columns, scales)]
+    if spec.family == "betabinomial":
+        rows.append(slot_prior(spec, "concentration", scales))
     priors = np.vstack([F.prior_row(p.dist, p.params) for p in rows])
     w1, w0 = np.asarray(pat.w1, dtype=float), np.asarray(pat.w0, dtype=float)
+    fam = F.FAMILY_CODES[spec.family]
     if spec.outcome == OUTCOME:
-        if spec.family == "bernoulli":
-            fam, a, b, const = F.LOGISTIC, w1, w0, 0.0
+        if fam == F.LOGISTIC:
+            # the log-binomial's bounded log link: log P(y=1) = -softplus(-eta) = log sigmoid(eta)
+            # and log P(y=0) = log1mexp of it = log sigmoid(-eta): the Bernoulli-logit density
+            a, b, const = w1, w0, 0.0
         else:  # Poisson working likelihood on 0/1
-            fam, a, b, const = F.LOGLINEAR, w1, w1 + w0, 0.0
+            a, b, const = w1, w1 + w0, 0.0
     else:
         y, m = w1, w0
-        if spec.family == "poisson":
-            fam, a, b, const = F.LOGLINEAR, m * y, m, -float(np.sum(m * gammaln(y + 1)))
-        else:  # binomial(9)
-            lchoose = gammaln(N_TRIALS + 1) - gammaln(y + 1) - gammaln(N_TRIALS - y + 1)
-            fam, a, b, const = F.LOGISTIC, m * y, m * (N_TRIALS - y), float(np.sum(m * lchoose))
+        lchoose = gammaln(N_TRIALS + 1) - gammaln(y + 1) - gammaln(N_TRIALS - y + 1)
+        if fam == F.LOGLINEAR:
+            a, b, const = m * y, m, -float(np.sum(m * gammaln(y + 1)))
+        elif fam == F.LOGISTIC:  # binomial(9)
+            a, b, const = m * y, m * (N_TRIALS - y), float(np.sum(m * lchoose))
+        else:  # beta-binomial(9): the count and its multiplicity
+            a, b, const = y, m, float(np.sum(m * lchoose))
     structure = (
         F.NO_STRATA
         if not spec.pooled_strata
@@ -204,6 +213,7 @@ def fast_args(
         a=np.ascontiguousarray(a),
         b=np.ascontiguousarray(b),
         const=float(const),
+        n_trials=N_TRIALS,
     )
 
 
@@ -225,6 +235,9 @@ def fast_x0(
         parts.append([np.log(F.support_point(sp.dist, sp.params))])
         parts.append([mu0 if spec.intercept_parameterisation == "centered" else 0.0] * len(STRATA))
     parts.append([F.support_point(p.dist, p.params) for p in column_priors(spec, cols, scales)])
+    if spec.family == "betabinomial":
+        cp = slot_prior(spec, "concentration", scales)
+        parts.append([np.log(F.support_point(cp.dist, cp.params))])
     return np.concatenate([np.asarray(p, dtype=float) for p in parts])
 
 
@@ -255,6 +268,9 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: Any) -> An
         names.append("beta")
         shapes.append((K,))
         dims["beta"] = (dim,)
+    if spec.family == "betabinomial":
+        names.append("concentration")
+        shapes.append(())
     if spec.pooled_strata and not centered:
         names.append("alpha")
         shapes.append((S,))
