@@ -4,7 +4,9 @@ Usage: ``python benchmarks/_stage_memory.py OUT.json reproduce ...`` (benchmarks
 runs it as the whole process it times). The pipeline wraps each stage in ``_progress(ctx,
 total, stage)``; this wrapper resets the process's peak RSS (``/proc/self/clear_refs``, Linux)
 when a stage starts and reads it (``VmHWM``) when it ends, so each figure is that stage's own
-peak. Worker processes a stage waits for count through ``RUSAGE_CHILDREN`` (their largest
+peak (of the whole process while the stage ran, so what earlier stages left loaded counts;
+the reset also lowers the process's ``ru_maxrss``, so the whole-process peak is the largest of
+these and the exit figure). Worker processes a stage waits for count through ``RUSAGE_CHILDREN`` (their largest
 peak so far). Without that hook (renamed) or on another OS the file says why and holds no
 stage figures: the benchmark leaves the column blank rather than guess.
 """

@@ -102,7 +102,8 @@ def run_reproduce(out: Path, profile: str, extra: list[str]) -> dict:
         "exit": r.returncode,
         "wall_s": r.wall_s,
         "cpu_s": r.cpu_s,
-        "peak_rss_mb": r.peak_rss_mb,
+        # resetting the peak per stage also resets what the kernel reports for the process
+        "peak_rss_mb": max([r.peak_rss_mb, *mem.get("stage_peak_rss_mb", {}).values()]),
         "pipeline_s": float(run.get("total_seconds", float("nan"))),
         "stages": run.get("stage_seconds", {}),
         "stage_peak_mb": mem.get("stage_peak_rss_mb", {}),
@@ -122,7 +123,10 @@ def simulated_ensemble(folder: Path, scale: int, n: int = SCALE_MEMBERS, seed: i
         df = df.drop(columns=["n_approaches"])
         df["agency_id"] = range(1, len(df) + 1)
         write_microdata(
-            folder / f"reconstruction-{i:03d}.csv", df, synthetic=True, note=f"x{scale} rows"
+            folder / f"reconstruction-{i:03d}.csv",
+            df,
+            synthetic=True,
+            note=f"simulated (cst_bayes.data.simulate, seed {seed + i}) at x{scale} the study's rows by benchmarks/pipeline.py; not a reconstruction",
         )
     return folder
 
@@ -177,7 +181,8 @@ def profile_section(profile: str, runs: dict[str, dict], code: str) -> str:
         f"{first['load_before']:.1f} before, {(warm or cold)['load_after']:.1f} after; code "
         f"{code}. SYNTHETIC data (the shipped reconstructions). Cold: empty run folder; "
         "warm: the same command again (cached units). Stage seconds from `run.json`; MB: bytes "
-        "written under the stage's folder; peak MB: the stage's own peak resident memory.",
+        "written under the stage's folder; peak MB: the process's peak resident memory while "
+        "the stage ran (what earlier stages left loaded included).",
         "",
     ]
     phases = [p for p in ("cold", "warm") if p in runs]
@@ -228,7 +233,8 @@ def scale_section(runs: dict[int, dict], code: str) -> str:
         f"{runs[ks[0]]['load_before']:.1f} before, {runs[ks[-1]]['load_after']:.1f} after; code "
         f"{code}. SYNTHETIC: {SCALE_MEMBERS} simulated members per scale "
         "(`cst_bayes.data.simulate`, study stratum sizes x K); every stage but `weights` (its "
-        "scenarios describe the real frames). Seconds and peak resident MB per stage.",
+        "scenarios describe the real frames). Seconds per stage and the process's peak resident "
+        "MB while it ran.",
         "",
         "| stage | " + " | ".join(f"x{k} s | x{k} peak MB" for k in ks) + " |",
         "|---|" + "---:|---:|" * len(ks),
