@@ -335,8 +335,12 @@ def main(argv: list[str] | None = None) -> int:
             sections["scale"] = scale_section(scale_runs, code)
     if args.no_md:
         return 0
+    from cst_bayes.core.fileio import write_csv
+
     res = HERE / "results" / "pipeline.csv"
-    pd.DataFrame(rows).to_csv(res, index=False)
+    write_csv(
+        res, pd.DataFrame(rows), status="SYNTHETIC", notes=f"benchmarks/pipeline.py, {stamp()}"
+    )
     print(f"wrote {res}")
     write_sections(
         args.md,
