@@ -142,18 +142,28 @@ def log_likelihood(spec: Any, idata: Any, df: pd.DataFrame, weights: Any = None)
     """Summed (weighted) agency-level log-likelihood at every draw: (chain, draw)."""
     from cst_bayes.bayes import families as fam
     from cst_bayes.bayes.design import outcome
-    from cst_bayes.bayes.fit import _kappa
+    from cst_bayes.bayes.fit import _kappa, fit_columns, linear_predictor
 
     post = idata.posterior
     nc, nd = post.sizes["chain"], post.sizes["draw"]
     dz = _design(spec, idata, df)
     xbar = dz.X.mean(axis=0) if dz.X.shape[1] else np.zeros(0)
-    eta = _eta(spec, idata, df, xbar)
-    ll = fam.pointwise_loglik(
-        spec.family, spec.link, spec.outcome, eta, outcome(spec, df), _kappa(spec, idata)
-    )
+    y = np.asarray(outcome(spec, df))
     w = np.ones(len(df)) if weights is None else np.asarray(weights, dtype=float)
-    return (ll @ w).reshape(nc, nd)
+    # agencies with the same stratum, design row and outcome share their log-likelihood
+    first, inverse = _distinct(dz.codes, dz.X, y)
+    eta = linear_predictor(spec, idata, dz.codes[first], dz.X[first], xbar, fit_columns(idata))
+    ll = fam.pointwise_loglik(
+        spec.family, spec.link, spec.outcome, eta, y[first], _kappa(spec, idata)
+    )
+    return (ll @ np.bincount(inverse, weights=w, minlength=len(first))).reshape(nc, nd)
+
+
+def _distinct(codes: np.ndarray, X: np.ndarray, *more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First row of each distinct (stratum, design row, ...) and each row's distinct index."""
+    key = np.column_stack([codes.astype(float), X, *(np.asarray(m, dtype=float) for m in more)])
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return first, np.asarray(inverse).ravel()
 
 
 def derived_draws(spec: Any, idata: Any, df: pd.DataFrame) -> dict[str, tuple[str, np.ndarray]]:
@@ -164,7 +174,7 @@ def derived_draws(spec: Any, idata: Any, df: pd.DataFrame) -> dict[str, tuple[st
     """
     from cst_bayes.bayes import families as fam
     from cst_bayes.bayes.effects import frame_populations
-    from cst_bayes.bayes.fit import fit_columns, term_draws
+    from cst_bayes.bayes.fit import fit_columns, linear_predictor, term_draws
 
     out = {t: ("term", d) for t, d in term_draws(spec, idata).items()}
     if spec.outcome != OUTCOME or not fit_columns(idata):
@@ -182,7 +192,12 @@ def derived_draws(spec: Any, idata: Any, df: pd.DataFrame) -> dict[str, tuple[st
     w = w / w.sum()
 
     def risk(d: pd.DataFrame) -> np.ndarray:
-        return fam.mean_from_eta(spec.family, spec.link, _eta(spec, idata, d, xbar)) @ w
+        # frame-weighted mean risk, once per distinct (stratum, design row)
+        dd = _design(spec, idata, d)
+        first, inverse = _distinct(dd.codes, dd.X)
+        eta = linear_predictor(spec, idata, dd.codes[first], dd.X[first], xbar, dd.columns)
+        wu = np.bincount(inverse, weights=w, minlength=len(first))
+        return fam.mean_from_eta(spec.family, spec.link, eta) @ wu
 
     out["national_share"] = ("national_share", risk(df).reshape(shape))
     base = df.assign(**{COUNT: df[list(APPROACHES)].sum(axis=1)}) if COUNT not in df else df
