@@ -738,8 +738,12 @@ def test_fast_priors_equal_scipy(dist, params, ref):
 
 
 def test_fast_path_covers_only_what_it_implements(tmp_path):
-    assert not M._fast_supported(M.load_spec("logit_varying_slopes"))
+    import dataclasses
+
+    spec = M.load_spec("count_betabinomial_strata")
+    assert not M._fast_supported(dataclasses.replace(spec, family="negative_binomial"))
     for name in (
+        "logit_varying_slopes",
         "count_betabinomial_strata",
         "logbinomial_approaches_strata",
         "logit_approaches_strata",

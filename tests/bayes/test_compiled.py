@@ -31,6 +31,12 @@ CASES = list(
     )
 )
 N_TRIALS = 9
+SL = np.array([0, 2])  # design columns with stratum slopes
+SLOPE_CASES = list(
+    itertools.product(
+        (F.CENTERED, F.NONCENTERED), (F.LOGISTIC, F.BETABINOMIAL), (F.CENTERED, F.NONCENTERED)
+    )
+)
 
 
 def _dptr(a: np.ndarray) -> ctypes._Pointer:
@@ -38,7 +44,7 @@ def _dptr(a: np.ndarray) -> ctypes._Pointer:
     return a.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
 
 
-def _args(structure: int, family: int, scale_prior: tuple, seed: int = 0) -> dict:
+def _args(structure: int, family: int, scale_prior: tuple, seed: int = 0, slopes: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     rows = [
         F.prior_row("student_t", {"mu": 0.2, "sigma": 2.5, "nu": 4.0}),
@@ -46,9 +52,12 @@ def _args(structure: int, family: int, scale_prior: tuple, seed: int = 0) -> dic
         *[F.prior_row("normal", {"mu": 0.0, "sigma": 1.0 + k}) for k in range(K - 1)],
         F.prior_row("student_t", {"mu": -0.1, "sigma": 1.0, "nu": 7.0}),
     ]
+    if slopes:
+        rows.append(F.prior_row("exponential", {"lam": 1.5}))  # sigma_slope
     if family == F.BETABINOMIAL:
         rows.append(F.prior_row("gamma", {"alpha": 2.0, "beta": 0.1}))
     bb = family == F.BETABINOMIAL
+    extra = dict(sl=SL, slope_structure=slopes) if slopes else {}
     return dict(
         structure=structure,
         family=family,
@@ -60,12 +69,13 @@ def _args(structure: int, family: int, scale_prior: tuple, seed: int = 0) -> dic
         b=rng.uniform(0, 6, P),
         const=rng.normal(),
         n_trials=N_TRIALS if bb else 0,
+        **extra,
     )
 
 
-def _n_dim(structure: int, family: int = F.LOGISTIC) -> int:
+def _n_dim(structure: int, family: int = F.LOGISTIC, slopes: int = 0) -> int:
     base = 1 + K if structure == F.NO_STRATA else 2 + S + K
-    return base + (family == F.BETABINOMIAL)
+    return base + (1 + S * len(SL) if slopes else 0) + (family == F.BETABINOMIAL)
 
 
 def _call_logp(buf: np.ndarray, x: np.ndarray, dim: int | None = None) -> tuple:
@@ -99,6 +109,51 @@ def test_c_density_equals_logp_grad(structure, family, scale_prior):
         assert np.isfinite(want_lp)
         np.testing.assert_allclose(lp, want_lp, rtol=1e-13)
         np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("structure,family,slopes", SLOPE_CASES)
+def test_c_density_equals_logp_grad_with_varying_slopes(structure, family, slopes):
+    args = _args(structure, family, SCALE_PRIORS[1], slopes=slopes)
+    buf = F.pack(**args)
+    rng = np.random.default_rng(4)
+    for _ in range(5):
+        x = rng.normal(0, 1.0, _n_dim(structure, family, slopes))
+        want_lp, want_g = F.logp_grad(x, *args.values())
+        rc, lp, g = _call_logp(buf, x)
+        assert rc == 0 and np.isfinite(want_lp)
+        np.testing.assert_allclose(lp, want_lp, rtol=1e-13)
+        np.testing.assert_allclose(g, want_g, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("structure,family,slopes", SLOPE_CASES)
+def test_expand_writes_the_slope_variables_in_order(structure, family, slopes):
+    args = _args(structure, family, SCALE_PRIORS[0], slopes=slopes)
+    buf = F.pack(**args)
+    x = np.random.default_rng(3).normal(size=_n_dim(structure, family, slopes))
+    L = len(SL)
+    mu, sig, v = x[0], np.exp(x[1]), x[2 : 2 + S]
+    beta = x[2 + S : 2 + S + K]
+    tau, blk = np.exp(x[2 + S + K]), x[3 + S + K : 3 + S + K + S * L]
+    # mu_stratum, sigma_stratum, alpha or z_stratum, beta, sigma_slope, z_slope or beta_stratum
+    want = [mu, sig, *v, *beta, tau, *blk]
+    if family == F.BETABINOMIAL:
+        want.append(np.exp(x[-1]))  # concentration
+    if structure == F.NONCENTERED:
+        want += list(mu + sig * v)  # alpha
+    if slopes == F.NONCENTERED:
+        want += list((beta[SL][None, :] + tau * blk.reshape(S, L)).ravel())  # beta_stratum
+    n_out = F.n_expanded(structure, S, len(x), L, slopes)
+    assert n_out == len(want)
+    rc, out = _call_expand(buf, x, n_out)
+    assert rc == 0
+    np.testing.assert_allclose(out, want, rtol=1e-15)
+
+
+def test_pack_rejects_slopes_outside_the_design():
+    args = _args(F.CENTERED, F.LOGISTIC, SCALE_PRIORS[0], slopes=F.NONCENTERED)
+    args["sl"] = np.array([0, K])
+    with pytest.raises(ValueError, match="columns of the design"):
+        F.pack(**args)
 
 
 @pytest.mark.parametrize("structure", [F.CENTERED, F.NONCENTERED])

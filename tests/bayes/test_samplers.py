@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import nutpie
 import pytest
+from bayes_support import write_spec
 
 from cst_bayes.bayes import fastlogp as F
 from cst_bayes.bayes import samplers
@@ -15,7 +16,82 @@ from cst_bayes.bayes.spec import load_spec
 from cst_bayes.core.config import DATA_DIR, STRATA
 from cst_bayes.core.errors import SamplerTrouble
 
-ARGS = ("structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const", "n_trials")
+ARGS = (
+    "structure", "family", "n_strata", "priors", "sidx", "Xc", "a", "b", "const", "n_trials", "sl",
+    "slope_structure",
+)  # fmt: skip
+#: varying slopes on two of three terms (a "slope" dimension of their own), any family
+SLOPES = """
+[model]
+name = "{name}"
+description = "slopes on a subset of the terms"
+family = "{family}"
+link = "logit"
+formula = "{outcome} ~ court + training + victim_service + (1 | stratum) + (court | stratum) + (training | stratum)"
+
+[hierarchy]
+intercept_parameterisation = "{ip}"
+slope_parameterisation = "{sp}"
+
+[priors.intercept]
+dist = "normal"
+mu = -1.5
+sigma = 2.5
+reason = "r"
+
+[priors.beta]
+dist = "normal"
+mu = 0.0
+sigma = 2.5
+reason = "r"
+
+[priors.sigma_stratum]
+dist = "halfnormal"
+sigma = 2.0
+reason = "r"
+
+[priors.sigma_slope]
+dist = "{slope_prior}"
+{slope_params}
+reason = "r"
+
+[priors.concentration]
+dist = "gamma"
+alpha = 2.0
+beta = 0.1
+reason = "r"
+"""
+SLOPE_VARIANTS = {
+    "slopes_logit_cc": ("bernoulli", "any_cst", "centered", "centered", "halfnormal", "sigma = 0.5"),
+    "slopes_bb_nn": (
+        "betabinomial", "n_approaches", "noncentered", "noncentered", "gamma", "alpha = 2.0\nbeta = 3.0"
+    ),
+    "slopes_bb_cc": (
+        "betabinomial", "n_approaches", "centered", "centered", "exponential", "lam = 2.0"
+    ),
+}  # fmt: skip
+
+
+def _load(name, tmp_path):
+    """A shipped spec, a shipped spec with its parameterisations swapped, or a slopes variant."""
+    import dataclasses
+
+    if name == "logit_varying_slopes_swapped":
+        spec = load_spec("logit_varying_slopes")
+        return dataclasses.replace(
+            spec, intercept_parameterisation="noncentered", slope_parameterisation="centered"
+        )
+    if name in SLOPE_VARIANTS:
+        fam, out, ip, sp, prior, params = SLOPE_VARIANTS[name]
+        text = SLOPES.format(
+            name=name, family=fam, outcome=out, ip=ip, sp=sp, slope_prior=prior, slope_params=params
+        )
+        if fam != "betabinomial":
+            text = text[: text.index("[priors.concentration]")]
+        return load_spec(write_spec(tmp_path, text, name))
+    return load_spec(name)
+
+
 #: the C-function model, kept before any test replaces it in ``samplers``
 C_MODEL = samplers._compile_nutpie_fast
 
@@ -81,37 +157,44 @@ def _pymc_point(model, x):
         # PyTensor's digamma (the beta function's gradient) is good to ~1e-8 relative; the fast
         # density's finite sums agree with scipy's digamma to 1e-12 (tests/bayes/test_fastlogp.py)
         ("count_betabinomial_strata", 1e-7),
+        ("logit_varying_slopes", 1e-10),
+        ("logit_varying_slopes_swapped", 1e-10),
+        ("slopes_logit_cc", 1e-10),
+        ("slopes_bb_nn", 1e-7),
+        ("slopes_bb_cc", 1e-7),
     ],
 )
-def test_fast_density_equals_pymc_on_shipped_specs(sim_df, name, grad_rtol):
-    """The log-binomial (bounded log link) and beta-binomial models: same initial point, same
-    log-density up to a constant and same gradient as the PyMC model, with survey weights and
-    scaled priors, at random points."""
-    spec = load_spec(name)
+def test_fast_density_equals_pymc_on_shipped_specs(sim_df, tmp_path, name, grad_rtol):
+    """The log-binomial (bounded log link), beta-binomial and varying-slopes models (all slope
+    and intercept parameterisations, slopes on every term or a subset): same initial point,
+    same log-density up to a constant and same gradient as the PyMC model, with survey
+    weights and scaled priors, at random points."""
+    spec = _load(name, tmp_path)
     assert samplers.fast_supported(spec)
     rng = np.random.default_rng(7)
     w = normalise_weights(rng.uniform(0.3, 3.0, len(sim_df)), len(sim_df))
-    scales = {"beta": 1.3, "sigma_stratum": 0.8, "concentration": 1.6}
-    for weights in (None, w):
-        pat = collapse(spec, sim_df, weights)
-        model = build_from_patterns(spec, pat, scales)
-        logp, dlogp = model.compile_logp(), model.compile_dlogp()
-        x0 = samplers.fast_x0(spec, scales, pat.columns)
-        ip = model.initial_point()
-        np.testing.assert_allclose(
-            x0, np.concatenate([np.ravel(ip[v.name]) for v in model.value_vars])
-        )
-        a = samplers.fast_args(spec, pat, scales)
-        offsets = []
-        for _ in range(6):
-            x = x0 + rng.normal(0, 1.0, len(x0))
-            lp, g = F.logp_grad(x, *[a[k] for k in ARGS])
-            point = _pymc_point(model, x)
-            want = dlogp(point)
-            np.testing.assert_allclose(g, want, rtol=grad_rtol, atol=grad_rtol * np.abs(want).max())
-            offsets.append(lp - logp(point))
-        # equal up to PyTensor's float32 constants: the offset is that constant, not a function of x
-        assert np.ptp(offsets) < 1e-7 and abs(offsets[0]) < 1e-6
+    scales = {"beta": 1.3, "sigma_stratum": 0.8, "concentration": 1.6, "sigma_slope": 1.2}
+    # survey weights: the general case of the pattern sums
+    pat = collapse(spec, sim_df, w)
+    model = build_from_patterns(spec, pat, scales)
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    x0 = samplers.fast_x0(spec, scales, pat.columns)
+    ip = model.initial_point()
+    np.testing.assert_allclose(x0, np.concatenate([np.ravel(ip[v.name]) for v in model.value_vars]))
+    a = samplers.fast_args(spec, pat, scales)
+    offsets = []
+    for _ in range(6):
+        x = x0 + rng.normal(0, 1.0, len(x0))
+        lp, g = F.logp_grad(x, *[a[k] for k in ARGS])
+        point = _pymc_point(model, x)
+        want = dlogp(point)
+        np.testing.assert_allclose(g, want, rtol=grad_rtol, atol=grad_rtol * np.abs(want).max())
+        offsets.append(lp - logp(point))
+    # equal up to PyTensor's float32 constants: the offset is that constant, not a function of
+    # x, except that PyMC's Gamma keeps its scale 1/beta in float32 (here 1/3, see
+    # tests/test_models.py), which moves its log-density by up to ~1e-6
+    assert np.ptp(offsets) < (1e-6 if name == "slopes_bb_nn" else 1e-7), offsets
+    assert abs(offsets[0]) < 1e-6
 
 
 @pytest.mark.parametrize(
@@ -122,11 +205,14 @@ def test_fast_density_equals_pymc_on_shipped_specs(sim_df, name, grad_rtol):
         "count_binomial_strata",
         "logit_approaches_strata",
         "logit_approaches",
+        "logit_varying_slopes",
+        "logit_varying_slopes_swapped",
+        *SLOPE_VARIANTS,
     ],
 )
-def test_fast_model_declares_the_variables_of_the_pymc_model(sim_df, name):
+def test_fast_model_declares_the_variables_of_the_pymc_model(sim_df, tmp_path, name):
     """Same posterior variable names, shapes and dims as the PyMC model the fallback samples."""
-    spec = load_spec(name)
+    spec = _load(name, tmp_path)
     pat = collapse(spec, sim_df)
     model = build_from_patterns(spec, pat)
     fast = C_MODEL(spec, pat, 1.0)

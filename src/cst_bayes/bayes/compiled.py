@@ -113,7 +113,8 @@ def fast_model(
     """
     buf = F.pack(**args)
     n = len(x0)
-    want = F.n_expanded(args["structure"], args["n_strata"], n)
+    L = int(buf[9])
+    want = F.n_expanded(args["structure"], args["n_strata"], n, L, int(buf[10]))
     if int(buf[7]) != n or sum(int(np.prod(s)) for s in shapes) != want:
         raise ValueError("fast model: initial point or variable shapes do not fit the density")
     buf.flags.writeable = False

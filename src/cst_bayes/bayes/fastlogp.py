@@ -16,8 +16,11 @@ What it covers (anything else falls back to the PyMC/PyTensor path, see :func:`s
       ``b``, concentration ``kappa``), plus a constant; the log-binomial's bounded log link
       (log P(y=1) = -softplus(-eta) = log sigmoid(eta)) is exactly the bernoulli-logit density;
     * a single intercept, or partially pooled stratum intercepts, centered or non-centered;
-    * fixed coefficients on any centred design matrix (interactions, fixed strata; no varying
-      slopes), each with its own prior;
+    * fixed coefficients on any centred design matrix (interactions, fixed strata), each with
+      its own prior;
+    * varying slopes on any subset ``sl`` of the design columns (with pooled intercepts):
+      ``sigma_slope`` and a (stratum, slope) block ``z_slope`` (non-centered, ``beta_stratum =
+      beta[sl] + sigma_slope * z_slope``) or ``beta_stratum ~ N(beta[sl], sigma_slope)``;
     * priors normal, student_t (location slots), halfnormal, halfstudent_t, exponential,
       gamma (scale slot, sampled on the log scale with its Jacobian, as PyMC does).
 
@@ -25,12 +28,12 @@ The density is exactly PyMC's (normalising constants included): the tests compar
 and gradient with the PyMC model's compiled ``logp``/``dlogp`` at random points.
 
 Layout of the ``priors`` rows: intercept (or mu_stratum), sigma_stratum, one per coefficient,
-[concentration].
+[sigma_slope], [concentration].
 
 Layout of the unconstrained vector (PyMC's order of free variables)
     no strata: ``[intercept, beta[K], (log(concentration))]``;
     pooled: ``[mu_stratum, log(sigma_stratum), alpha[S] or z_stratum[S], beta[K],
-    (log(concentration))]``.
+    (log(sigma_slope), z_slope or beta_stratum [S, L] row-major), (log(concentration))]``.
 """
 
 from __future__ import annotations
@@ -160,19 +163,26 @@ def _betabinomial(y, n, p, q, kappa):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g, n_trials, kappa):
+def _pattern_loglik(
+    x, structure, family, S, sidx, Xc, a, b, off, alpha, g, n_trials, kappa, sl, dev
+):
     """Pattern log-likelihood; adds the coefficients' gradient to ``g`` and returns the
-    log-likelihood, the intercept's gradient, the stratum intercepts' gradients and the
-    derivative in the beta-binomial concentration (natural scale)."""
+    log-likelihood, the intercept's gradient, the stratum intercepts' gradients, the
+    derivative in the beta-binomial concentration (natural scale) and the gradient in the
+    stratum slope deviations ``dev`` (stratum, slope) of the design columns ``sl``."""
     P, K = Xc.shape
+    L = sl.shape[0]
     lp = 0.0
     galpha = np.zeros(S)
+    gdev = np.zeros((S, L))
     gint = 0.0
     gkappa = 0.0
     for p in range(P):
         eta = alpha[sidx[p]] if structure != NO_STRATA else x[0]
         for k in range(K):
             eta += Xc[p, k] * x[off + k]
+        for j in range(L):
+            eta += Xc[p, sl[j]] * dev[sidx[p], j]
         if family == LOGISTIC:
             # one exp and one log1p per pattern: softplus(eta) = max(eta, 0) + log1p(exp(-|eta|)),
             # softplus(-eta) = softplus(eta) - eta, sigmoid from the same exp
@@ -200,18 +210,36 @@ def _pattern_loglik(x, structure, family, S, sidx, Xc, a, b, off, alpha, g, n_tr
             galpha[sidx[p]] += gp
         for k in range(K):
             g[off + k] += Xc[p, k] * gp
-    return lp, gint, galpha, gkappa
+        for j in range(L):
+            gdev[sidx[p], j] += Xc[p, sl[j]] * gp
+    return lp, gint, galpha, gkappa, gdev
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials=0):
+def logp_grad(
+    x,
+    structure,
+    family,
+    n_strata,
+    priors,
+    sidx,
+    Xc,
+    a,
+    b,
+    const,
+    n_trials=0,
+    sl=None,
+    slope_structure=NONCENTERED,
+):
     """Log-density and gradient at the unconstrained point ``x``.
 
     ``priors``: rows for the intercept (or mu_stratum), sigma_stratum (ignored without strata),
-    one per coefficient and, for the beta-binomial, the concentration. ``sidx``: stratum code
-    per pattern; ``Xc``: centred design columns (P, K); ``a``/``b``: the family's per-pattern
-    weights (beta-binomial: the count and its weighted multiplicity); ``const``: additive
-    constant of the likelihood; ``n_trials``: the beta-binomial's trials (unused otherwise).
+    one per coefficient, sigma_slope (with varying slopes) and, for the beta-binomial, the
+    concentration. ``sidx``: stratum code per pattern; ``Xc``: centred design columns (P, K);
+    ``a``/``b``: the family's per-pattern weights (beta-binomial: the count and its weighted
+    multiplicity); ``const``: additive constant of the likelihood; ``n_trials``: the
+    beta-binomial's trials (unused otherwise); ``sl``: indices of the design columns whose
+    coefficient varies by stratum (None: none), ``slope_structure`` CENTERED or NONCENTERED.
 
     The scale ``sigma_stratum = exp(u)`` enters only through ``exp(u)`` and ``exp(-u)``
     (products, never a division), and numpy's error model turns an overflow into inf instead
@@ -220,16 +248,26 @@ def logp_grad(x, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_t
     """
     n = x.shape[0]
     g = np.empty(n)
-    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials)
+    if sl is None:
+        sl_ = np.zeros(0, dtype=np.int64)
+    else:
+        sl_ = sl
+    lp = _density(
+        x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials, sl_,
+        slope_structure,
+    )  # fmt: skip
     if not _all_finite(lp, g):
         return -math.inf, np.zeros(n)
     return lp, g
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials):
+def _density(
+    x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials, sl, slope_structure
+):
     """Log-density at ``x``; overwrites ``g`` with its gradient (may be non-finite)."""
     K = Xc.shape[1]
+    L = sl.shape[0]
     g[:] = 0.0
     lp = const
     # intercept / hyper-mean
@@ -256,12 +294,19 @@ def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n
         lk, dk = _prior(priors[2 + k], x[off + k])
         lp += lk
         g[off + k] += dk
+    # stratum slopes: sigma_slope = exp(t) then (stratum, slope) z_slope or beta_stratum
+    it = off + K
+    tau = 1.0
+    dev = np.zeros((S, L))
+    if L > 0:
+        lt, tau = _slopes_prior(x, g, priors[2 + K], sl, S, off, it, slope_structure, dev)
+        lp += lt
     # beta-binomial concentration kappa = exp(v), the last free variable (PyMC creates it last)
     kappa = 1.0
     if family == BETABINOMIAL:
         v = x[x.shape[0] - 1]
         kappa = math.exp(v)
-        lk, dk = _prior(priors[2 + K], kappa)
+        lk, dk = _prior(priors[priors.shape[0] - 1], kappa)
         lp += lk + v  # log-Jacobian
         g[x.shape[0] - 1] += dk * kappa + 1.0
     alpha = np.empty(S)
@@ -283,10 +328,12 @@ def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n
             lp += -0.5 * zj * zj - 0.5 * 1.8378770664093453
             g[2 + j] += -zj
     # likelihood
-    llp, gint, galpha, gkappa = _pattern_loglik(
-        x, structure, family, S, sidx, Xc, a, b, off, alpha, g, n_trials, kappa
+    llp, gint, galpha, gkappa, gdev = _pattern_loglik(
+        x, structure, family, S, sidx, Xc, a, b, off, alpha, g, n_trials, kappa, sl, dev
     )
     lp += llp
+    if L > 0:
+        _slopes_chain(x, g, gdev, tau, sl, off, it, slope_structure)
     if family == BETABINOMIAL:
         g[x.shape[0] - 1] += gkappa * kappa
     if structure == NO_STRATA:
@@ -300,6 +347,53 @@ def _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n
             g[1] += galpha[j] * sig * x[2 + j]
             g[2 + j] += galpha[j] * sig
     return lp
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _slopes_prior(x, g, row, sl, S, off, it, slope_structure, dev):
+    """Prior of sigma_slope = exp(x[it]) (with its log-Jacobian) and of the (stratum, slope)
+    block after it: z_slope ~ N(0, 1) with ``dev = sigma_slope * z`` (non-centered) or
+    beta_stratum ~ N(beta[sl], sigma_slope) with ``dev = beta_stratum - beta[sl]`` (centered).
+    Adds the gradient to ``g``, writes ``dev``; returns the log-density and sigma_slope."""
+    L = sl.shape[0]
+    t = x[it]
+    tau = math.exp(t)
+    itau = math.exp(-t)
+    lt, dt = _prior(row, tau)
+    lp = lt + t
+    g[it] += dt * tau + 1.0
+    for j in range(S):
+        for k in range(L):
+            i = it + 1 + j * L + k
+            v = x[i]
+            if slope_structure == NONCENTERED:
+                lp += -0.5 * v * v - 0.5 * 1.8378770664093453
+                g[i] -= v
+                dev[j, k] = tau * v
+            else:
+                d = v - x[off + sl[k]]
+                r = d * itau
+                lp += -0.5 * r * r - t - 0.5 * 1.8378770664093453
+                g[i] -= r * itau
+                g[off + sl[k]] += r * itau
+                g[it] += r * r - 1.0
+                dev[j, k] = d
+    return lp, tau
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _slopes_chain(x, g, gdev, tau, sl, off, it, slope_structure):
+    """Adds to ``g`` the likelihood's gradient through the slope deviations (``gdev``)."""
+    S, L = gdev.shape
+    for j in range(S):
+        for k in range(L):
+            i = it + 1 + j * L + k
+            if slope_structure == NONCENTERED:  # dev = tau * z
+                g[i] += gdev[j, k] * tau
+                g[it] += gdev[j, k] * tau * x[i]
+            else:  # dev = beta_stratum - beta
+                g[i] += gdev[j, k]
+                g[off + sl[k]] -= gdev[j, k]
 
 
 @njit(cache=True, nogil=True)
@@ -316,28 +410,38 @@ def _all_finite(lp, g):
 # which is invalidated by its own source file only, never pairs them with a stale density.
 
 #: buffer header: total length, structure, family, n_strata, patterns, columns, const, n_dim,
-#: n_trials
-_HEADER = 9
+#: n_trials, slopes, slope structure
+_HEADER = 11
 
 
 @njit(cache=True, nogil=True)
-def n_expanded(structure, n_strata, n_dim):
-    """Length of the expanded draw: the free vector plus ``alpha`` when it is derived."""
-    return n_dim + (n_strata if structure == NONCENTERED else 0)
+def n_expanded(structure, n_strata, n_dim, n_slopes=0, slope_structure=NONCENTERED):
+    """Length of the expanded draw: the free vector plus ``alpha`` and ``beta_stratum`` when
+    they are derived (non-centered)."""
+    n = n_dim + (n_strata if structure == NONCENTERED else 0)
+    return n + (n_strata * n_slopes if slope_structure == NONCENTERED else 0)
 
 
 @njit(cache=True, nogil=True)
-def n_priors(family, K):
-    """Rows of the ``priors`` array: intercept, sigma_stratum, K coefficients[, concentration]."""
-    return 2 + K + (1 if family == BETABINOMIAL else 0)
+def n_priors(family, K, n_slopes=0):
+    """Rows of ``priors``: intercept, sigma_stratum, K coefficients[, sigma_slope][, concentration]."""
+    return 2 + K + (1 if n_slopes > 0 else 0) + (1 if family == BETABINOMIAL else 0)
 
 
-def pack(structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials=0) -> np.ndarray:
-    """The arguments of :func:`logp_grad` as one float64 buffer (stratum codes as int64 bits)."""
+def pack(
+    structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials=0, sl=None,
+    slope_structure=NONCENTERED,
+) -> np.ndarray:  # fmt: skip
+    """The arguments of :func:`logp_grad` as one float64 buffer (integer codes as int64 bits)."""
     P, K = Xc.shape
-    n_dim = (1 + K if structure == NO_STRATA else 2 + n_strata + K) + (family == BETABINOMIAL)
-    if priors.shape != (n_priors(family, K), 5) or len(sidx) != P or len(a) != P or len(b) != P:
+    sl = np.zeros(0, dtype=np.int64) if sl is None else np.ascontiguousarray(sl, dtype=np.int64)
+    L = len(sl)
+    n_dim = 1 + K if structure == NO_STRATA else 2 + n_strata + K
+    n_dim += (1 + n_strata * L if L else 0) + (family == BETABINOMIAL)
+    if priors.shape != (n_priors(family, K, L), 5) or len(sidx) != P or len(a) != P or len(b) != P:
         raise ValueError("fast density arrays disagree in length")
+    if L and (structure == NO_STRATA or np.any(sl < 0) or np.any(sl >= K)):
+        raise ValueError("varying slopes need stratum intercepts and columns of the design")
     if family == BETABINOMIAL:
         y = np.asarray(a)
         if not (np.all(y == np.round(y)) and np.all(y >= 0) and np.all(y <= n_trials)):
@@ -348,9 +452,10 @@ def pack(structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials=0)
         np.asarray(Xc, dtype=np.float64).ravel(),
         np.asarray(a, dtype=np.float64),
         np.asarray(b, dtype=np.float64),
+        sl.view(np.float64),
     ]
     n = _HEADER + sum(len(v) for v in body)
-    head = [n, structure, family, n_strata, P, K, const, n_dim, n_trials]
+    head = [n, structure, family, n_strata, P, K, const, n_dim, n_trials, L, slope_structure]
     head = np.array(head, dtype=np.float64)
     return np.ascontiguousarray(np.concatenate([head, *body]))
 
@@ -358,9 +463,9 @@ def pack(structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials=0)
 @njit(cache=True, nogil=True)
 def _unpack(buf):
     structure, family, n_strata = int(buf[1]), int(buf[2]), int(buf[3])
-    P, K = int(buf[4]), int(buf[5])
+    P, K, L = int(buf[4]), int(buf[5]), int(buf[9])
     o = _HEADER
-    R = n_priors(family, K)
+    R = n_priors(family, K, L)
     priors = buf[o : o + R * 5].reshape((R, 5))
     o += R * 5
     sidx = buf[o : o + P].view(np.int64)
@@ -369,7 +474,8 @@ def _unpack(buf):
     o += P * K
     a = buf[o : o + P]
     b = buf[o + P : o + 2 * P]
-    return structure, family, n_strata, priors, sidx, Xc, a, b, buf[6], int(buf[8])
+    sl = buf[o + 2 * P : o + 2 * P + L].view(np.int64)
+    return structure, family, n_strata, priors, sidx, Xc, a, b, buf[6], int(buf[8]), sl
 
 
 def _logp_c(dim, x_, grad_, logp_, user_data):
@@ -379,8 +485,11 @@ def _logp_c(dim, x_, grad_, logp_, user_data):
         return -1
     x = carray(x_, (n,))
     g = carray(grad_, (n,))
-    structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials = _unpack(buf)
-    lp = _density(x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials)
+    structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials, sl = _unpack(buf)
+    lp = _density(
+        x, g, structure, family, n_strata, priors, sidx, Xc, a, b, const, n_trials, sl,
+        int(buf[10]),
+    )  # fmt: skip
     logp_[0] = lp
     # positive codes are recoverable for nutpie: the step becomes a divergence
     if not math.isfinite(lp):
@@ -391,20 +500,33 @@ def _logp_c(dim, x_, grad_, logp_, user_data):
 
 
 def _expand_c(dim, n_out, x_, out_, user_data):
-    head = carray(user_data, (_HEADER,), np.float64)
-    structure, family, n_strata, n = int(head[1]), int(head[2]), int(head[3]), int(head[7])
-    if dim != n or n_out != n_expanded(structure, n_strata, n):
+    buf = carray(user_data, (int(carray(user_data, (_HEADER,), np.float64)[0]),), np.float64)
+    structure, family, S, n, K = int(buf[1]), int(buf[2]), int(buf[3]), int(buf[7]), int(buf[5])
+    ss = int(buf[10])
+    sl = _unpack(buf)[10]
+    L = sl.shape[0]
+    if dim != n or n_out != n_expanded(structure, S, n, L, ss):
         return -1
     x = carray(x_, (n,))
     out = carray(out_, (n_out,))
     for i in range(n):
         out[i] = x[i]
+    o = n
     if structure != NO_STRATA:
         sig = math.exp(x[1])
         out[1] = sig
         if structure == NONCENTERED:
-            for j in range(n_strata):
-                out[n + j] = x[0] + sig * x[2 + j]
+            for j in range(S):
+                out[o + j] = x[0] + sig * x[2 + j]  # alpha
+            o += S
+    if L > 0:
+        it = 2 + S + K
+        tau = math.exp(x[it])
+        out[it] = tau  # sigma_slope
+        if ss == NONCENTERED:
+            for j in range(S):
+                for k in range(L):
+                    out[o + j * L + k] = x[2 + S + sl[k]] + tau * x[it + 1 + j * L + k]
     if family == BETABINOMIAL:
         out[n - 1] = math.exp(x[n - 1])  # concentration
     return 0
@@ -416,9 +538,9 @@ def c_functions():
 
     ``logp(dim, x, grad_out, logp_out, user_data) -> int64``: 0, or 4 / 3 for a non-finite
     log-density / gradient; ``expand(dim, n_expanded, x, out, user_data) -> int64`` writes the
-    draw in the order mu_stratum, sigma_stratum, alpha or z_stratum, beta, [concentration],
-    [alpha] (pooled) or intercept, beta, [concentration]. ``user_data`` is a buffer from
-    :func:`pack`.
+    draw in the order mu_stratum, sigma_stratum, alpha or z_stratum, beta, [sigma_slope,
+    z_slope or beta_stratum], [concentration], [alpha], [beta_stratum] (pooled) or intercept,
+    beta, [concentration]. ``user_data`` is a buffer from :func:`pack`.
     """
     dbl = types.CPointer(types.double)
     logp = cfunc(

@@ -2,10 +2,11 @@
 
 ``sampler="nutpie"`` runs the hand-written numba density of :mod:`cst_bayes.bayes.fastlogp`
 for every spec it covers (bernoulli/binomial/beta-binomial logit, bounded-log-link binomial and
-Poisson log likelihoods, one intercept or partially pooled stratum intercepts, any fixed-effect
-design matrix: interactions, covariates, fixed strata, a prior per term); its machine code is
-cached on disk, so a fresh process needs no compile. Anything else (varying slopes) falls back
-to nutpie's compile of the PyMC model, with a one-line note of the cost on stderr.
+Poisson log likelihoods, one intercept or partially pooled stratum intercepts, varying slopes,
+any fixed-effect design matrix: interactions, covariates, fixed strata, a prior per term): every
+shipped spec. Its machine code is cached on disk, so a fresh process needs no compile. Anything
+else (a family or prior it does not implement) falls back to nutpie's compile of the PyMC
+model, with a one-line note of the cost on stderr.
 
 Why the compiled model is cached
     The data enter the PyMC model only as ``pm.Data``; a compiled sampler is cached per
@@ -32,12 +33,12 @@ from cst_bayes.bayes.build import (
     scales_key,
     slot_prior,
 )
-from cst_bayes.bayes.design import Patterns
+from cst_bayes.bayes.design import Patterns, slope_columns
 from cst_bayes.bayes.families import N_TRIALS
 from cst_bayes.bayes.spec import ModelSpec, Prior
+from cst_bayes.core import lazy
 from cst_bayes.core.config import OUTCOME, STRATA
 from cst_bayes.core.errors import SamplerTrouble
-from cst_bayes.core.lazy import import_deferring
 
 #: NUTS target acceptance. 0.8 left a handful of scattered divergences (not a funnel: at ordinary
 #: values of sigma_stratum) in the stratum models; 0.9 removes them for ~15% more leapfrog steps.
@@ -143,7 +144,7 @@ def fast_supported(spec: ModelSpec) -> bool:
 
     return (
         spec.family in fastlogp.FAMILY_CODES
-        and not spec.varying_slopes
+        and (spec.pooled_strata or not spec.varying_slopes)
         and all(p.dist in fastlogp.PRIOR_CODES for p in spec.priors.values())
     )
 
@@ -153,8 +154,8 @@ def _why_not_fast(spec: ModelSpec) -> str:
 
     if spec.family not in fastlogp.FAMILY_CODES:
         return f"family {spec.family}"
-    if spec.varying_slopes:
-        return "varying slopes"
+    if spec.varying_slopes and not spec.pooled_strata:
+        return "varying slopes without stratum intercepts"
     return "a prior distribution"
 
 
@@ -173,6 +174,9 @@ def fast_args(
         else Prior("halfnormal", {"sigma": 1.0}, "")
     )
     rows = [slot_prior(spec, "intercept", scales), sig, *column_priors(spec, pat.columns, scales)]
+    sl = slope_columns(spec, pat.columns)
+    if len(sl):
+        rows.append(slot_prior(spec, "sigma_slope", scales))
     if spec.family == "betabinomial":
         rows.append(slot_prior(spec, "concentration", scales))
     priors = np.vstack([F.prior_row(p.dist, p.params) for p in rows])
@@ -214,6 +218,8 @@ def fast_args(
         b=np.ascontiguousarray(b),
         const=float(const),
         n_trials=N_TRIALS,
+        sl=sl,
+        slope_structure=F.CENTERED if spec.slope_parameterisation == "centered" else F.NONCENTERED,
     )
 
 
@@ -234,7 +240,16 @@ def fast_x0(
         sp = slot_prior(spec, "sigma_stratum", scales)
         parts.append([np.log(F.support_point(sp.dist, sp.params))])
         parts.append([mu0 if spec.intercept_parameterisation == "centered" else 0.0] * len(STRATA))
-    parts.append([F.support_point(p.dist, p.params) for p in column_priors(spec, cols, scales)])
+    beta0 = [F.support_point(p.dist, p.params) for p in column_priors(spec, cols, scales)]
+    parts.append(beta0)
+    sl = slope_columns(spec, cols)
+    if len(sl):
+        tp = slot_prior(spec, "sigma_slope", scales)
+        parts.append([np.log(F.support_point(tp.dist, tp.params))])
+        # z_slope starts at 0, beta_stratum at its mean beta (row-major: stratum, slope)
+        centered_slopes = spec.slope_parameterisation == "centered"
+        row = [beta0[i] for i in sl] if centered_slopes else [0.0] * len(sl)
+        parts.append(row * len(STRATA))
     if spec.family == "betabinomial":
         cp = slot_prior(spec, "concentration", scales)
         parts.append([np.log(F.support_point(cp.dist, cp.params))])
@@ -264,19 +279,33 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: Any) -> An
         dims = {"alpha": ("stratum",), "z_stratum": ("stratum",)}
     else:
         names, shapes, dims = ["intercept"], [()], {}
+    coords: dict[str, list] = {"stratum": list(STRATA)}
     if K:
         names.append("beta")
         shapes.append((K,))
         dims["beta"] = (dim,)
+        coords[dim] = list(pat.columns)
+    sl = slope_columns(spec, pat.columns)
+    L = len(sl)
+    slopes_centered = spec.slope_parameterisation == "centered"
+    if L:
+        # as build_from_patterns: the slopes share the coefficient dimension when every
+        # predictor of a predictors-list spec varies, else a "slope" dimension of their own
+        slope_dim = dim if L == K and not spec.formula else "slope"
+        if slope_dim == "slope":
+            coords["slope"] = [pat.columns[i] for i in sl]
+        names += ["sigma_slope", "beta_stratum" if slopes_centered else "z_slope"]
+        shapes += [(), (S, L)]
+        dims["z_slope"] = dims["beta_stratum"] = ("stratum", slope_dim)
     if spec.family == "betabinomial":
         names.append("concentration")
         shapes.append(())
     if spec.pooled_strata and not centered:
         names.append("alpha")
         shapes.append((S,))
-    coords: dict[str, list] = {"stratum": list(STRATA)}
-    if K:
-        coords[dim] = list(pat.columns)
+    if L and not slopes_centered:
+        names.append("beta_stratum")
+        shapes.append((S, L))
     return fast_model(
         fast_args(spec, pat, prior_scale), x0, names, shapes, coords=coords, dims=dims
     )
@@ -376,7 +405,7 @@ def _sample(
             )
         timings["sample_s"] = time.perf_counter() - t1
     else:
-        nutpie = _import_nutpie()
+        nutpie = lazy.nutpie()  # ArviZ deferred: 2-4 s of a fit
 
         key = (spec.hash, pat.columns, scales_key(scales), sampler)
         compiled = _COMPILED.get(key)
@@ -409,18 +438,13 @@ def _sample(
             return_raw_trace=True,
         )
         timings["sample_s"] = time.perf_counter() - t1
-        idata = _groups_from_trace(raw, compiled.coords)
+        idata = groups_from_trace(raw, compiled.coords)
     post = idata["posterior"]
     keep = [v for v in post.data_vars if not str(v).endswith("__")]
     post = post[keep]
     stats = idata["sample_stats"]
     stats = stats.rename({k: v for k, v in STAT_NAMES.items() if k in stats and v not in stats})
     return {"posterior": post, "sample_stats": stats}, timings
-
-
-def _import_nutpie() -> Any:
-    """nutpie, imported without ArviZ (see :mod:`cst_bayes.core.lazy`; ~2-4 s of a fit)."""
-    return import_deferring("nutpie", "arviz", users=("nutpie.sample",))
 
 
 #: nutpie statistics left out of ``sample_stats`` (nutpie's own conversion drops them too
@@ -442,7 +466,7 @@ _SKIPPED_STATS = frozenset(
 )
 
 
-def _groups_from_trace(raw: Any, coords: Mapping[str, Any] | None) -> dict[str, Any]:
+def groups_from_trace(raw: Any, coords: Mapping[str, Any] | None) -> dict[str, Any]:
     """``posterior`` and ``sample_stats`` Datasets from nutpie's raw (Arrow) trace, warm-up
     rows dropped: what ``nutpie.sample`` returns, without building an ArviZ object."""
     import xarray as xr

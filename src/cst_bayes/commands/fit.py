@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("nutpie", "nutpie-c", "pymc"),
         default="nutpie",
         help="nutpie (default: the package's numba density, cached on disk, so no compile, for "
-        "every fixed-effect model; varying-slopes models are "
+        "every shipped model; a family or prior it does not implement is "
         "compiled from PyMC, 10-35 s once per process), nutpie-c (nutpie on PyTensor's "
         "disk-cached C backend: ~3 s set-up, slower sampling) or pymc",
     )
