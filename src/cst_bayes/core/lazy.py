@@ -63,3 +63,8 @@ def import_deferring(module: str, heavy: str, *, users: tuple[str, ...]) -> Modu
     for user in users:
         setattr(sys.modules[user], heavy, real)
     return mod
+
+
+def nutpie() -> ModuleType:
+    """nutpie, imported with ArviZ deferred (what every sampler of the package calls)."""
+    return import_deferring("nutpie", "arviz", users=("nutpie.sample",))

@@ -109,15 +109,21 @@ def _sample_mcmc(
     chains: int,
     seed: int,
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """nutpie over :func:`cst_bayes.bayes.fastlogp.logp_grad` (no strata, centred predictors)."""
-    import arviz as az
-    import nutpie
-    from nutpie.compiled_pyfunc import from_pyfunc
+    """nutpie over the compiled :mod:`cst_bayes.bayes.fastlogp` density (no strata, centred
+    predictors), the weighted likelihood summed over distinct covariate rows (exact: agencies
+    with the same row share ``log p`` and ``log(1 - p)``)."""
+    from arviz_stats.base import array_stats as st
 
     from cst_bayes.bayes import fastlogp as F
+    from cst_bayes.bayes.compiled import fast_model
+    from cst_bayes.core.lazy import nutpie
 
     Xc = np.ascontiguousarray(Zc[:, 1:])
     K = Xc.shape[1]
+    rows, inverse = np.unique(Xc, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    a = np.bincount(inverse, weights=w * y, minlength=len(rows))
+    b = np.bincount(inverse, weights=w * (1 - y), minlength=len(rows))
     # fastlogp's layout: intercept, sigma_stratum (unused without strata), one row per coefficient.
     priors = np.vstack(
         [
@@ -126,38 +132,21 @@ def _sample_mcmc(
             *[F.prior_row("normal", {"mu": 0.0, "sigma": prior_sd})] * K,
         ]
     )
-    pos = (
-        F.NO_STRATA,
-        F.LOGISTIC,
-        1,
-        priors,
-        np.zeros(len(y), dtype=np.int64),
-        Xc,
-        np.ascontiguousarray(w * y),
-        np.ascontiguousarray(w * (1 - y)),
-        0.0,
+    args = dict(
+        structure=F.NO_STRATA,
+        family=F.LOGISTIC,
+        n_strata=1,
+        priors=priors,
+        sidx=np.zeros(len(rows), dtype=np.int64),
+        Xc=np.ascontiguousarray(rows),
+        a=np.ascontiguousarray(a),
+        b=np.ascontiguousarray(b),
+        const=0.0,
     )
     x0 = np.zeros(K + 1)
     x0[0] = INTERCEPT_PRIOR[0]
-    F.logp_grad(x0, *pos)
-
-    def make_logp():
-        fn = F.logp_grad
-        return lambda x: fn(x, *pos)
-
-    def make_expand(seed1, seed2, chain):
-        return lambda x: {"theta": x.copy()}
-
-    compiled = from_pyfunc(
-        K + 1,
-        make_logp,
-        make_expand,
-        [np.dtype("float64")],
-        [(K + 1,)],
-        ["theta"],
-        make_initial_point_fn=lambda s: x0 + np.random.default_rng(s).uniform(-1, 1, K + 1),
-    )
-    idata = nutpie.sample(
+    compiled = fast_model(args, x0, ["theta"], [(K + 1,)], coords={}, dims={})
+    raw = nutpie().sample(
         compiled,
         draws=draws,
         tune=tune,
@@ -165,11 +154,15 @@ def _sample_mcmc(
         seed=seed,
         progress_bar=False,
         target_accept=0.9,
+        return_raw_trace=True,
     )
-    th = idata.posterior["theta"].to_numpy()  # (chains, draws, p)
-    div = int(np.asarray(idata.sample_stats["diverging"]).sum())
-    rhat = float(np.max(az.rhat(idata.posterior)["theta"].to_numpy()))
-    ess = float(np.min(az.ess(idata.posterior)["theta"].to_numpy()))
+    from cst_bayes.bayes.samplers import groups_from_trace
+
+    idata = groups_from_trace(raw, {})
+    th = idata["posterior"]["theta"].to_numpy()  # (chains, draws, p)
+    div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
+    rhat = float(np.max(st.rhat(th, chain_axis=0, draw_axis=1)))
+    ess = float(np.min(st.ess(th, chain_axis=0, draw_axis=1, method="bulk")))
     diag = {"divergences": float(div), "max_rhat": rhat, "min_ess_bulk": ess}
     if div or rhat > 1.01 or ess < 100 * chains:
         warnings.warn(
