@@ -175,3 +175,62 @@ def test_new_checks_flag_the_main_model_on_stratum_specific_data():
     assert (new_main < 0.01).sum() >= 3
     assert (new_vs < 0.01).sum() <= 1
     assert ppc.n_outside(main)[0] >= 3 * max(1, ppc.n_outside(vs)[0])
+
+
+def _loo_probabilities_per_agency(p_draws):
+    """The reference: az.psislw on every agency's column, as the check first did it."""
+    import warnings
+
+    import arviz as az
+
+    p = np.clip(np.asarray(p_draws, dtype=float), 1e-12, 1 - 1e-12)
+    out = []
+    for ll in (np.log(p), np.log1p(-p)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lw, _ = az.psislw(-ll.T)
+        out.append((np.exp(lw) * p.T).sum(axis=1))
+    return out[0], out[1]
+
+
+def test_distinct_columns_expand_back_to_the_array():
+    rng = np.random.default_rng(2)
+    base = rng.random((5, 4))
+    idx = np.array([2, 0, 2, 3, 0, 0, 1, 3])
+    a = base[:, idx]
+    first, inverse = outside.distinct_columns(a)
+    np.testing.assert_array_equal(first, [0, 1, 3, 6])  # first appearance, in order
+    np.testing.assert_array_equal(a[:, first[inverse]], a)
+    assert len({a[:, j].tobytes() for j in first}) == len(first)
+
+
+def test_loo_probabilities_from_distinct_columns_equal_per_agency_psis():
+    # Per-draw probabilities of a logistic model on a shipped member: agencies with the same
+    # stratum and approaches share a column, and the answer must be that of PSIS on every
+    # agency's column (the laid-out arrays are the same, so to the last bit).
+    from pathlib import Path
+
+    from cst_bayes.data.ensemble import load_frames
+
+    shipped = Path(__file__).resolve().parents[2] / "data" / "reconstructed"
+    df = load_frames(shipped)[0]
+    rng = np.random.default_rng(8)
+    X = np.column_stack(
+        [(df["stratum"].astype(str).to_numpy() == s) for s in STRATA]
+        + [df[a].to_numpy() for a in APPROACHES]
+    ).astype(float)
+    S = 400
+    coef = rng.normal(0, 0.3, (S, X.shape[1])) + np.r_[[-2.0, -1.0, 0.0, 0.5], 0.2 * rng.random(9)]
+    p = 1 / (1 + np.exp(-(coef @ X.T)))  # (S, n)
+    n_distinct = len(outside.distinct_columns(p)[0])
+    assert n_distinct < len(df) / 3
+    q1, q0 = outside.loo_probabilities(p)
+    r1, r0 = _loo_probabilities_per_agency(p)
+    np.testing.assert_array_equal(q1, r1)
+    np.testing.assert_array_equal(q0, r0)
+    # and on inputs laid out otherwise: thinned (non-contiguous), Fortran order
+    for other in (p[::2, ::3], np.asfortranarray(p)):
+        q1, q0 = outside.loo_probabilities(other)
+        r1, r0 = _loo_probabilities_per_agency(other)
+        np.testing.assert_array_equal(q1, r1)
+        np.testing.assert_array_equal(q0, r0)

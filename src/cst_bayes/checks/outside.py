@@ -35,23 +35,17 @@ import pandas as pd
 
 from cst_bayes.checks.tablestats import (
     TABLE1_STRATA,
+    FrameDesign,
     Stat,
-    _stratum_onehot,
-    table3_designs,
+    frame_design,
 )
-from cst_bayes.core.config import APPROACHES, COUNT, STRATA
+from cst_bayes.core.config import APPROACHES, STRATA
 from cst_bayes.core.errors import InputError
 
 OUTSIDE_TABLES: tuple[str, ...] = ("approach_by_case", "rate_by_count", "calibration", "loo_pit")
 N_DECILES = 10
 #: Grid on which the LOO-PIT expected ECDF is compared with the uniform.
 _PIT_GRID = np.linspace(0.0, 1.0, 201)
-
-
-def _counts(df: pd.DataFrame) -> np.ndarray:
-    if COUNT in df.columns:
-        return df[COUNT].to_numpy(dtype=int)
-    return df[list(APPROACHES)].to_numpy(dtype=int).sum(axis=1)
 
 
 def outside_keys(tables: Sequence[str]) -> list[Stat]:
@@ -84,6 +78,21 @@ def risk_deciles(risk: np.ndarray) -> np.ndarray:
     return np.searchsorted(edges, risk, side="left") + 1
 
 
+def distinct_columns(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct columns of a 2-D array, bit for bit: ``(first, inverse)`` with
+    ``a[:, first[inverse]]`` equal to ``a`` (``first`` in order of first appearance)."""
+    cols = np.ascontiguousarray(np.asarray(a).T)
+    index: dict[bytes, int] = {}
+    first: list[int] = []
+    inverse = np.empty(len(cols), dtype=np.intp)
+    for i, c in enumerate(cols):
+        j = index.setdefault(c.tobytes(), len(first))
+        if j == len(first):
+            first.append(i)
+        inverse[i] = j
+    return np.asarray(first, dtype=np.intp), inverse
+
+
 def loo_probabilities(p_draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """LOO predictive P(y_i = 1) when agency i's outcome is 1 and when it is 0.
 
@@ -91,18 +100,28 @@ def loo_probabilities(p_draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     posterior reweights the draws by ``1 / p(y_i | draw)`` (PSIS-smoothed by
     :func:`arviz.psislw`); the weights depend on ``y_i`` only, so two sets cover every
     replicate. Returns ``(q_if_1, q_if_0)``, each (n,).
+
+    PSIS smooths each agency's weights on their own, so agencies with the same column of
+    probabilities (the same stratum and design row: on the shipped data a few hundred
+    patterns among 1,306 agencies) get the same weights: each distinct column is smoothed
+    once and the result expanded to its agencies.
     """
     import warnings
 
     import arviz as az
 
-    p = np.clip(np.asarray(p_draws, dtype=float), 1e-12, 1 - 1e-12)
+    p_all = np.clip(np.asarray(p_draws, dtype=float), 1e-12, 1 - 1e-12)
+    first, inverse = distinct_columns(p_all)
+    # (S, U) in p_all's memory order: the products below then have the layout they would
+    # have on every agency, and their sums are the same to the last bit
+    fortran = p_all.flags.f_contiguous and not p_all.flags.c_contiguous
+    p = np.asarray(p_all[:, first], order="F" if fortran else "C")
     out = []
     for ll in (np.log(p), np.log1p(-p)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # large k: reported by the comparison stage
-            lw, _ = az.psislw(-ll.T)  # (n, S), normalised log weights
-        out.append((np.exp(lw) * p.T).sum(axis=1))
+            lw, _ = az.psislw(-ll.T)  # (U, S), normalised log weights
+        out.append((np.exp(lw) * p.T).sum(axis=1)[inverse])
     return out[0], out[1]
 
 
@@ -127,7 +146,7 @@ def loo_pit_distance(y: np.ndarray, q1: np.ndarray, q0: np.ndarray) -> np.ndarra
 
 
 def outside_statistics(
-    df: pd.DataFrame,
+    df: pd.DataFrame | FrameDesign,
     y_rep: np.ndarray,
     *,
     tables: Sequence[str],
@@ -137,22 +156,23 @@ def outside_statistics(
     """The statistics of :func:`outside_keys` for every row of ``y_rep``: an (R, S) array.
 
     ``risk`` (n,) is needed for ``calibration``, ``loo_q`` (from :func:`loo_probabilities`)
-    for ``loo_pit``.
+    for ``loo_pit``. ``df`` may be the frame's :class:`~cst_bayes.checks.tablestats.FrameDesign`.
     """
+    fd = frame_design(df)
     Y = np.atleast_2d(np.asarray(y_rep, dtype=float))
-    if Y.shape[1] != len(df):
-        raise InputError(f"replicates have {Y.shape[1]} agencies but the data have {len(df)} rows")
-    oh = _stratum_onehot(df)
+    if Y.shape[1] != fd.n:
+        raise InputError(f"replicates have {Y.shape[1]} agencies but the data have {fd.n} rows")
+    oh = fd.onehot
     cols: list[np.ndarray] = []
     if "approach_by_case" in tables:
         for j in range(len(STRATA)):
             for a in APPROACHES:
-                x = df[a].to_numpy(dtype=float) * oh[:, j]
+                x = fd.column(a) * oh[:, j]
                 cols.append(Y @ x)
-                cols.append(Y @ ((1.0 - df[a].to_numpy(dtype=float)) * oh[:, j]))
+                cols.append(Y @ ((1.0 - fd.column(a)) * oh[:, j]))
     if "rate_by_count" in tables:
-        k_of = _counts(df)
-        groups = np.column_stack([np.ones(len(df)), oh])  # all, then STRATA order
+        k_of = fd.counts
+        groups = np.column_stack([np.ones(fd.n), oh])  # all, then STRATA order
         order = {s: (0 if s == "all" else 1 + STRATA.index(s)) for s in TABLE1_STRATA}
         for s in TABLE1_STRATA:
             g = groups[:, order[s]]
@@ -176,10 +196,19 @@ def outside_statistics(
 
 
 # ----------------------------------------------------------------------------- sufficiency
-def _dependence(df: pd.DataFrame, key: Stat, risk: np.ndarray | None) -> np.ndarray | None:
-    """(n, k) vectors v with the statistic a function of v'y only; None when not linear in y."""
-    oh = _stratum_onehot(df)
-    ones = np.ones((len(df), 1))
+def _dependence(
+    df: pd.DataFrame | FrameDesign,
+    key: Stat,
+    risk: np.ndarray | None,
+    deciles: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """(n, k) vectors v with the statistic a function of v'y only; None when not linear in y.
+
+    ``deciles`` are ``risk_deciles(risk)``, if already computed.
+    """
+    fd = frame_design(df)
+    oh = fd.onehot
+    ones = np.ones((fd.n, 1))
     t, stat, where = key.table, key.statistic, key.stratum_or_term
     if t == "table1":
         if stat == "n_yes":
@@ -188,32 +217,33 @@ def _dependence(df: pd.DataFrame, key: Stat, risk: np.ndarray | None) -> np.ndar
             return oh
         return None  # n_above_1: values above 1 are not linear in y
     if t == "fig1":
-        return np.column_stack([ones, df[where].to_numpy(dtype=float)])
+        return np.column_stack([ones, fd.column(where)])
     if t == "table3":
         an = stat[len("analysis")]
         adj = "no" if "_unadjusted_" in stat else "yes"
-        return table3_designs(df)[(an, adj)][0]
+        return fd.table3[(an, adj)][0]
     if t == "count":
         if stat == "mean":
             return oh[:, [STRATA.index(where)]]
         return None  # count distribution, SDs, F: not linear in the count
     if t == "approach_by_case":
         a, s = where[:-1].split("[", 1)
-        x = df[a].to_numpy(dtype=float)
+        x = fd.column(a)
         x = x if stat == "cases_with" else 1.0 - x
         return (x * oh[:, STRATA.index(s)])[:, None]
     if t == "rate_by_count":
         k = int(stat.split("=")[1])
         g = ones[:, 0] if where == "all" else oh[:, STRATA.index(where)]
-        return (g * (_counts(df) == k))[:, None]
+        return (g * (fd.counts == k))[:, None]
     if t == "calibration" and risk is not None:
         k = int(where.split("=")[1])
-        return (risk_deciles(risk) == k).astype(float)[:, None]
+        dec = risk_deciles(risk) if deciles is None else deciles
+        return (dec == k).astype(float)[:, None]
     return None
 
 
 def fitted_by_model(
-    df: pd.DataFrame,
+    df: pd.DataFrame | FrameDesign,
     keys: Sequence[Stat],
     design: np.ndarray | None,
     *,
@@ -229,11 +259,13 @@ def fitted_by_model(
     out = np.zeros(len(keys), dtype=bool)
     if design is None:
         return out
+    fd = frame_design(df)
+    deciles = None if risk is None else risk_deciles(risk)
     Z = np.asarray(design, dtype=float)
     u, sv, _ = np.linalg.svd(Z, full_matrices=False)
     Q = u[:, sv > sv.max() * 1e-10]
     for i, k in enumerate(keys):
-        v = _dependence(df, k, risk)
+        v = _dependence(fd, k, risk, deciles)
         if v is None:
             continue
         resid = v - Q @ (Q.T @ v)

@@ -46,11 +46,12 @@ from cst_bayes.checks.outside import (
 from cst_bayes.checks.tablestats import (
     MAX_COUNT,
     TABLE1_STRATA,
+    FrameDesign,
     Stat,
-    _stratum_onehot,
     batched_glm,
     batched_statistics,
     frequentist_statistics,
+    one_blas_thread,
     published_values,
     statistic_keys,
     table3_designs,
@@ -226,8 +227,29 @@ def _prepare(
     *,
     p_draws: np.ndarray | None = None,
     design: np.ndarray | None = None,
+    frame: FrameDesign | None = None,
 ) -> tuple[list[Stat], np.ndarray, np.ndarray, np.ndarray]:
-    """Keys, replicated and observed statistics of one dataset, and which are fitted."""
+    """Keys, replicated and observed statistics of one dataset, and which are fitted.
+
+    ``frame`` is ``df``'s :class:`FrameDesign`, if the caller has built it already.
+    """
+    with one_blas_thread():
+        return _prepare_one_thread(
+            df, y_rep, outcome, tables, observed, p_draws=p_draws, design=design, frame=frame
+        )
+
+
+def _prepare_one_thread(
+    df: pd.DataFrame,
+    y_rep: np.ndarray,
+    outcome: str,
+    tables: Sequence[str] | None,
+    observed: np.ndarray | None = None,
+    *,
+    p_draws: np.ndarray | None = None,
+    design: np.ndarray | None = None,
+    frame: FrameDesign | None = None,
+) -> tuple[list[Stat], np.ndarray, np.ndarray, np.ndarray]:
     risk = None if p_draws is None else np.asarray(p_draws, dtype=float).mean(axis=0)
     bernoulli = (
         p_draws is not None
@@ -241,20 +263,21 @@ def _prepare(
         y_rep, above = _binary_replicates(y_rep)
     pub = tuple(t for t in tabs if t in PUBLISHED_TABLES)
     out = tuple(t for t in tabs if t in OUTSIDE_TABLES)
+    fd = frame if frame is not None else FrameDesign(df)
     keys = statistic_keys(df, pub) + outside_keys(out)
     loo_q = loo_probabilities(p_draws) if "loo_pit" in out else None
     y_obs = df[outcome].to_numpy(dtype=float)[None, :]
     t_rep = np.column_stack(
         [
-            batched_statistics(df, y_rep, tables=pub),
-            outside_statistics(df, y_rep, tables=out, risk=risk, loo_q=loo_q),
+            batched_statistics(fd, y_rep, tables=pub),
+            outside_statistics(fd, y_rep, tables=out, risk=risk, loo_q=loo_q),
         ]
     )
     t_obs = (
         np.concatenate(
             [
                 frequentist_statistics(df, tables=pub),
-                outside_statistics(df, y_obs, tables=out, risk=risk, loo_q=loo_q)[0],
+                outside_statistics(fd, y_obs, tables=out, risk=risk, loo_q=loo_q)[0],
             ]
         )
         if observed is None
@@ -264,7 +287,7 @@ def _prepare(
         keys.append(Stat("table1", "n_above_1", "all", "two"))
         t_rep = np.column_stack([t_rep, above])
         t_obs = np.append(t_obs, 0.0)
-    fitted = fitted_by_model(df, keys, design, risk=risk)
+    fitted = fitted_by_model(fd, keys, design, risk=risk)
     return keys, t_rep, t_obs, fitted
 
 
@@ -403,21 +426,24 @@ def _thin(draws: np.ndarray, n: int) -> np.ndarray:
 _CANONICAL = {("bernoulli", "logit"), ("binomial", "logit"), ("poisson", "log")}
 
 
-def model_design(spec: Any, df: pd.DataFrame) -> np.ndarray | None:
+def model_design(
+    spec: Any, df: pd.DataFrame, *, frame: FrameDesign | None = None
+) -> np.ndarray | None:
     """The design ``Z`` whose ``Z'y`` is sufficient for ``spec`` on ``df``; None if no such.
 
     Stratum indicators (or an intercept), the predictors, and predictor x stratum columns
     with varying slopes. Only canonical-link exponential families have it (Bernoulli and
-    binomial logit, Poisson log); the beta-binomial does not.
+    binomial logit, Poisson log); the beta-binomial does not. ``frame`` is ``df``'s
+    :class:`FrameDesign`, if already built.
     """
     if (spec.family, spec.link) not in _CANONICAL:
         return None
-    cols = [_stratum_onehot(df) if spec.stratum_intercepts != "none" else np.ones((len(df), 1))]
+    oh = (frame if frame is not None else FrameDesign(df)).onehot
+    cols = [oh if spec.stratum_intercepts != "none" else np.ones((len(df), 1))]
     X = model_matrix(spec, df)
     if X.shape[1]:
         cols.append(X)
         if spec.varying_slopes:
-            oh = _stratum_onehot(df)
             cols += [X * oh[:, [j]] for j in range(oh.shape[1])]
     return np.column_stack(cols)
 
@@ -506,8 +532,10 @@ def ppc_tables(
     for f, d, ss in zip(fits, frames, seeds):
         y_rep = models.replicate(f, d, n_draws=per, seed=int(ss.generate_state(1)[0]))
         p_draws = _thin(models.predict_risk(f, d), max_draws)
+        fd = FrameDesign(d)
+        design = model_design(f.spec, d, frame=fd)
         results.append(
-            _prepare(d, y_rep, outcome, tables, p_draws=p_draws, design=model_design(f.spec, d))
+            _prepare(d, y_rep, outcome, tables, p_draws=p_draws, design=design, frame=fd)
         )
     # Only the trailing n_above_1 check (Poisson working likelihood) can be missing for a
     # member whose replicates happened to stay within 0/1: there it is 0.
