@@ -2,8 +2,8 @@
 
 Reference: posterior means and MCSEs from the code at commit a703ab6
 (tests/reference/shipped_posteriors.py wrote tests/reference/shipped_posteriors.json).
-The eight specs the fast density covers run here; CST_BAYES_ALL_SHIPPED=1 adds the two that
-compile a PyMC model (varying slopes, beta-binomial; about a minute more).
+Every shipped spec runs on the fast density; CST_BAYES_ALL_SHIPPED=1 adds the two slowest to
+sample (varying slopes, beta-binomial; about a minute more).
 """
 
 from __future__ import annotations

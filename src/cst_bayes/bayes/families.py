@@ -28,13 +28,12 @@ N_TRIALS = len(APPROACHES)
 
 @dataclass(frozen=True)
 class Family:
-    """One likelihood family: outcomes it fits, links it accepts, extra parameters, fast path."""
+    """One likelihood family: outcomes it fits, links it accepts, extra parameters."""
 
     name: str
     outcomes: tuple[str, ...]
     links: tuple[str, ...]
     extra: tuple[str, ...] = ()  # prior slots of family parameters (beta-binomial concentration)
-    fast: bool = True  # covered by the numba density of :mod:`cst_bayes.bayes.fastlogp`
     note: str = ""
 
 
@@ -46,8 +45,8 @@ FAMILIES: dict[str, Family] = {
             "logbinomial",
             (OUTCOME,),
             ("log",),
-            fast=False,
-            note="Bernoulli with a log link bounded below 0 (prevalence ratios directly)",
+            note="Bernoulli with a log link bounded below 0: log P(y=1) = log sigmoid(eta), so "
+            "exp(coefficient) approximates a prevalence ratio where risks are small",
         ),
         Family(
             "poisson",
@@ -56,7 +55,7 @@ FAMILIES: dict[str, Family] = {
             note="on a 0/1 outcome a working likelihood: log-link prevalence ratios",
         ),
         Family("binomial", (COUNT,), ("logit",)),
-        Family("betabinomial", (COUNT,), ("logit",), extra=("concentration",), fast=False),
+        Family("betabinomial", (COUNT,), ("logit",), extra=("concentration",)),
     )
 }
 #: Which links each family accepts. The log-binomial model is its own family (``logbinomial``):

@@ -365,7 +365,7 @@ def _note_fallback(spec: ModelSpec) -> None:
     _NOTED.add(spec.hash)
     print(
         f"note: {spec.name}: {_why_not_fast(spec)} is not covered by the fast density; "
-        "nutpie compiles the PyMC model instead (10-35 s once per process)",
+        "nutpie compiles the PyMC model instead (once per process)",
         file=sys.stderr,
     )
 

@@ -48,8 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="nutpie",
         help="nutpie (default: the package's numba density, cached on disk, so no compile, for "
         "every shipped model; a family or prior it does not implement is "
-        "compiled from PyMC, 10-35 s once per process), nutpie-c (nutpie on PyTensor's "
-        "disk-cached C backend: ~3 s set-up, slower sampling) or pymc",
+        "compiled from PyMC once per process), nutpie-c (nutpie on PyTensor's disk-cached C "
+        "backend: a Python call per gradient) or pymc",
     )
     parser.add_argument(
         "--weights", metavar="COLUMN", help="weight column: weighted pseudo-likelihood"
