@@ -102,3 +102,16 @@ def test_one_blas_thread_moves_the_statistics_by_rounding_only(members):
             one = T.batched_statistics(df, Y, tables=tabs)
         np.testing.assert_allclose(one, two, rtol=1e-10, atol=0)
         assert np.isfinite(one).mean() > 0.9
+
+
+def test_a_frame_pandas_cannot_hash_is_computed_and_not_kept(members):
+    tabs = ("table1",)
+    df = members[2].assign(notes=[[0]] * len(members[2]))  # list cells: unhashable
+    with pytest.raises(TypeError):
+        T.frame_fingerprint(df)
+    before = len(T._OBSERVED)
+    np.testing.assert_array_equal(
+        T.frequentist_statistics(df, tables=tabs),
+        T._frequentist_statistics(members[2], tables=tabs),
+    )
+    assert len(T._OBSERVED) == before

@@ -409,7 +409,10 @@ def frequentist_statistics(df: pd.DataFrame, *, tables: Sequence[str]) -> np.nda
     frame's content is kept (:func:`frame_fingerprint`): checking the next model of the same
     data reuses it instead of refitting the published models.
     """
-    key = (frame_fingerprint(df), tuple(tables))
+    try:
+        key = (frame_fingerprint(df), tuple(tables))
+    except TypeError:  # a column pandas cannot hash: compute, keep nothing
+        return _frequentist_statistics(df, tables=tables)
     if key in _OBSERVED:
         _OBSERVED.move_to_end(key)
         return _OBSERVED[key].copy()
