@@ -29,7 +29,10 @@ def test_pipeline_doc_profiles_match_the_code(col, profile):
         assert rows[key][col] == str(value), (profile, key)
     assert rows["PPC replicates"][col] == str(s.ppc_draws)
     n = rows["reconstructions"][col]
-    assert n == ("all" if s.n_reconstructions is None else str(s.n_reconstructions))
+    if s.members is not None:
+        assert n == f"{len(s.members)}: " + ", ".join(m.split("-")[1] for m in s.members)
+    else:
+        assert n == ("all" if s.n_reconstructions is None else str(s.n_reconstructions))
     models = rows["models"][col]
     assert (models == "every spec in `models/`") == (s.models is None)
     if s.models is not None:

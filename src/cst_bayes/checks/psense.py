@@ -199,9 +199,32 @@ def derived_draws(spec: Any, idata: Any, df: pd.DataFrame) -> dict[str, tuple[st
         wu = np.bincount(inverse, weights=w, minlength=len(first))
         return fam.mean_from_eta(spec.family, spec.link, eta) @ wu
 
-    out["national_share"] = ("national_share", risk(df).reshape(shape))
+    # Without a formula each term is one design column: a counterfactual changes that column
+    # only, so the distinct rows of the observed design (and their frame weights) serve every
+    # counterfactual; a formula (interactions) rebuilds the design of each counterfactual frame.
+    by_rows = not spec.formula and all(t in dz.columns for t in spec.predictors)
+    first, inverse = _distinct(dz.codes, dz.X)
+    codes_u, X_u = dz.codes[first], dz.X[first]
+    w_u = np.bincount(inverse, weights=w, minlength=len(first))
+
+    def risk_rows(X: np.ndarray) -> np.ndarray:
+        eta = linear_predictor(spec, idata, codes_u, X, xbar, dz.columns)
+        return fam.mean_from_eta(spec.family, spec.link, eta) @ w_u
+
+    national = risk_rows(X_u) if by_rows else risk(df)
+    out["national_share"] = ("national_share", national.reshape(shape))
     base = df.assign(**{COUNT: df[list(APPROACHES)].sum(axis=1)}) if COUNT not in df else df
     for term in spec.predictors:
+        binary = term in df.columns and set(pd.unique(df[term].dropna())) <= {0, 1}
+        if by_rows and (term == COUNT or binary):
+            j = dz.columns.index(term)
+            X1, X0 = X_u.copy(), X_u.copy()
+            if term == COUNT:
+                X1[:, j] += 1
+            else:
+                X1[:, j], X0[:, j] = 1.0, 0.0
+            out[f"PR {term}"] = ("pr", np.log(risk_rows(X1) / risk_rows(X0)).reshape(shape))
+            continue
         if term == COUNT:
             d1, d0 = base.assign(**{COUNT: base[COUNT] + 1}), base
         elif term in df.columns and set(pd.unique(df[term].dropna())) <= {0, 1}:

@@ -12,6 +12,7 @@ your own unrestricted data. Seeds are integers from 0 to 2**32 - 1.
 from __future__ import annotations
 
 import argparse
+import os
 
 from cst_bayes.commands.args import seed_type
 from cst_bayes.core.options import DEFAULT_SEED, DataClass, Profile, choices
@@ -89,6 +90,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also run this sensitivity grid into OUT/sweep (dask LocalCluster)",
     )
     parser.add_argument("--force", action="store_true", help="recompute every stage even if cached")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes for the per-model stages and the weighting members "
+        "(default: the number of cores, at most 4); the output files do not depend on it",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         data_class=args.data_class,
         keep_columns=args.keep_columns,
+        jobs=args.jobs if args.jobs is not None else min(4, os.cpu_count() or 1),
     )
     print(summary.text())
     # a failed stage is recorded and the others still ran, but the run is not a success

@@ -42,7 +42,17 @@ class Settings:
     #: design-based estimates and the normal-approximation pseudo-posterior run on every member)
     weights_mcmc: bool | tuple[str, ...]
     sampler: str = DEFAULT_SAMPLER
+    #: members of the shipped ensemble to use (None: ``n_reconstructions`` decides)
+    members: tuple[str, ...] | None = None
 
+
+#: The shipped members the ``standard`` profile uses: two of each generating family and the
+#: eight extreme members that, chosen greedily, attain the most of the certified bounds the
+#: 19 extreme members attain (106 of 121); ``tests/run/test_context.py`` re-derives the list
+#: from the ensemble's manifest. The ``full`` profile uses all 31.
+STANDARD_MEMBERS: tuple[str, ...] = tuple(
+    f"reconstruction-{i:03d}" for i in (1, 2, 3, 4, 16, 17, 18, 19, 20, 23, 29, 31)
+)
 
 PROFILES: dict[str, Settings] = {
     # CI: minutes on two cores. Short chains are enough to exercise every stage end to end.
@@ -55,18 +65,20 @@ PROFILES: dict[str, Settings] = {
         models=QUICK_MODELS,
         weights_mcmc=False,
     ),
-    # The default of `make reproduce`: every member and every model, chains long enough for
-    # the diagnostics thresholds pooled over the ensemble, MCMC weighting on two members.
+    # The default of `make reproduce` (five minutes on two cores): every model on
+    # STANDARD_MEMBERS, chains long enough for the diagnostics thresholds in each member, MCMC
+    # weighting on two members.
     "standard": Settings(
         n_reconstructions=None,
-        draws=500,
+        draws=1000,
         tune=500,
         chains=2,
         ppc_draws=300,
         models=None,
         weights_mcmc=("reconstruction-001", "reconstruction-002"),
+        members=STANDARD_MEMBERS,
     ),
-    # Publication quality: 2 x 1000 draws per member and MCMC weighting on every member.
+    # Publication quality: every member, 2 x 1000 draws and MCMC weighting on every member.
     "full": Settings(
         n_reconstructions=None,
         draws=1000,
@@ -105,6 +117,7 @@ class RunContext:
     spec_hashes: dict[str, str] = field(default_factory=dict)
     input_notes: dict[str, str] = field(default_factory=dict)
     progress: bool = True
+    jobs: int = 1  #: worker processes (cst_bayes.run.parallel); never part of a unit's inputs
 
     def base_inputs(self) -> dict[str, Any]:
         """Inputs every data-dependent unit depends on (sampler settings are added per unit)."""
@@ -250,6 +263,16 @@ def prepare(
             ensure_default_ensemble(settings.n_reconstructions, seed, progress)
         directory = Path(reconstructions) if reconstructions else config.RECONSTRUCTED_DIR
         ctx.frames = load_ensemble(directory, settings.n_reconstructions)
+        if settings.members is not None and reconstructions is None and n_reconstructions is None:
+            have = {str(df.attrs["member"]) for df in ctx.frames}
+            if set(settings.members) <= have:
+                ctx.frames = [df for df in ctx.frames if df.attrs["member"] in settings.members]
+            else:  # a rebuilt ensemble lacks the named members: say so, use all of it
+                print(
+                    f"cst-bayes reproduce: {directory} lacks the profile's members; using all "
+                    f"{len(ctx.frames)}",
+                    file=sys.stderr,
+                )
         ctx.dataset_ids = [df.attrs["member"] for df in ctx.frames]
         ctx.reconstruction_manifest = read_manifest(directory)
         ctx.synthetic, ctx.restricted, ctx.status = True, False, "SYNTHETIC"

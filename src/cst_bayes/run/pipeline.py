@@ -35,6 +35,7 @@ from cst_bayes.run import cache
 from cst_bayes.run.cache import input_hash
 from cst_bayes.run.context import PROFILES, RunContext, Settings, prepare
 from cst_bayes.run.environment import environment
+from cst_bayes.run.parallel import Workers
 from cst_bayes.run.stages import ONLY_MODELS, ORDER, PER_MODEL, module_name
 from cst_bayes.run.stages import audit as audit_stage
 from cst_bayes.run.stages import compare as compare_stage
@@ -297,6 +298,7 @@ def reproduce(
     progress: bool = True,
     data_class: DataClass | None = None,
     keep_columns: Sequence[str] | None = None,
+    jobs: int = 1,
 ) -> RunSummary:
     """Run the pipeline into ``out``; cached units are skipped.
 
@@ -326,6 +328,9 @@ def reproduce(
         A grid TOML run into ``RUN_DIR/sweep`` (LocalCluster, cached cells) before the report.
     force
         Recompute every unit even if cached.
+    jobs
+        Worker processes for the units of a per-model stage and the members of the weighting
+        stage (:mod:`cst_bayes.run.parallel`); the files do not depend on it.
     """
     t_start = time.perf_counter()
     stages = list(STAGES) if stages is None else list(stages)
@@ -347,6 +352,9 @@ def reproduce(
         keep_columns=keep_columns,
         weighting_stage="weights" in stages,
     )
+    if not isinstance(jobs, int) or jobs < 1:
+        raise InputError(f"jobs must be an integer >= 1, got {jobs!r}", column="jobs")
+    ctx.jobs = jobs
     grid = None
     if sweep is not None:
         from cst_bayes.run.sweep import load_grid
@@ -382,20 +390,29 @@ def _run(
     results: list[UnitResult] = []
     stage_seconds: dict[str, float] = {}
     units = _units(ctx, stages)
-    for st in ORDER:
-        mine = [u for u in units if u[0] == st]
-        if not mine:
-            continue
-        t0 = time.perf_counter()
-        with _progress(ctx, len(mine), st) as bar:
-            for _, unit, make in mine:
-                bar.set_postfix_str(unit.split("/")[-1][:24])
-                inputs, body = make()
-                results.append(
-                    run_unit(ctx.out, unit, inputs, body, restricted=ctx.restricted, force=force)
-                )
-                bar.update(1)
-        stage_seconds[st] = time.perf_counter() - t0
+    with Workers(ctx, BODIES, ctx.jobs) as workers:
+        for st in ORDER:
+            mine = [u for u in units if u[0] == st]
+            if not mine:
+                continue
+            t0 = time.perf_counter()
+            with _progress(ctx, len(mine), st) as bar:
+                if ctx.jobs > 1 and st in PER_MODEL and all("/" in u for _, u, _ in mine):
+                    tasks = [(st, u.split("/", 1)[1], u, make()[0]) for _, u, make in mine]
+                    for res in workers.run(tasks, force):
+                        results.append(res)
+                        bar.update(1)
+                else:
+                    for _, unit, make in mine:
+                        bar.set_postfix_str(unit.split("/")[-1][:24])
+                        inputs, body = make()
+                        results.append(
+                            run_unit(
+                                ctx.out, unit, inputs, body, restricted=ctx.restricted, force=force
+                            )
+                        )
+                        bar.update(1)
+            stage_seconds[st] = time.perf_counter() - t0
     if grid is not None:
         from cst_bayes.run.sweep import run_sweep
 

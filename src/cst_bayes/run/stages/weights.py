@@ -28,6 +28,7 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
         chains=s.chains,
         sampler=s.sampler,
         published_dir=ctx.published_dir,
+        jobs=min(ctx.jobs, len(ctx.frames)),
     )
     tables = {k: v for k, v in res.items() if isinstance(v, pd.DataFrame)}
     info: dict[str, Any] = {"datasets": len(ctx.frames), "mcmc": s.weights_mcmc}
