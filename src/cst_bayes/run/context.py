@@ -71,7 +71,7 @@ PROFILES: dict[str, Settings] = {
     "standard": Settings(
         n_reconstructions=None,
         draws=1000,
-        tune=500,
+        tune=1000,
         chains=2,
         ppc_draws=300,
         models=None,
@@ -82,7 +82,7 @@ PROFILES: dict[str, Settings] = {
     "full": Settings(
         n_reconstructions=None,
         draws=1000,
-        tune=500,
+        tune=1000,
         chains=2,
         ppc_draws=500,
         models=None,
