@@ -43,6 +43,12 @@ QUOTES: list[tuple[str, str, str, tuple[str, ...]]] = [
         "samplers.md",
         ("whole.cli_median_wall_s", "whole.rstanarm_median_wall_s", "whole.ratio_wall"),
     ),
+    (
+        "README.md",
+        r"pipeline took (\d+\.\d) s and wrote (\d+\.\d) MB",
+        "pipeline.md",
+        ("profile-standard.cold_pipeline_s", "profile-standard.output_mb"),
+    ),
 ]
 
 #: (doc, heading that opens the guarded part, heading that closes it; None: to the end).

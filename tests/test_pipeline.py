@@ -14,7 +14,7 @@ from cst_bayes.run import pipeline, units
 from cst_bayes.run.cache import input_hash
 from cst_bayes.run.context import PROFILES, RunContext
 from cst_bayes.run.stages.data import fidelity_table
-from pipeline_support import check_outputs_intact, write_sim
+from pipeline_support import check_outputs_intact, reconstructions_for_tests, write_sim
 
 
 def _ctx(tmp_path: Path) -> RunContext:
@@ -248,3 +248,27 @@ def test_an_input_error_inside_a_unit_is_that_units_failure(tmp_path):
     r = units.run_unit(ctx.out, "ppc/x", {}, bad)
     assert r.status == "failed" and "non-negative" in r.message
     assert units.run_unit(ctx.out, "ppc/y", {}, lambda w: {}).status == "done"
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("quick_run")
+def test_one_job_writes_the_same_tables_as_the_parallel_run(quick_run, tmp_path):
+    # the quick run went through the CLI (one worker per core, killed and resumed); the same
+    # stages in this process, one job, must give byte-identical tables
+    recs = reconstructions_for_tests(tmp_path)  # the quick run's inputs (shipped or seeded)
+    stages = ["data", "tables", "models", "prior_check", "ppc", "psense", "compare"]
+    one = pipeline.reproduce(
+        tmp_path / "one",
+        profile="quick",
+        reconstructions=recs,
+        stages=stages,
+        progress=False,
+        jobs=1,
+    )
+    compared = 0
+    for stage in stages[2:]:
+        for f in sorted((one.out / stage).rglob("*.csv")):
+            other = quick_run["out"] / f.relative_to(one.out)
+            assert f.read_bytes() == other.read_bytes(), f.relative_to(one.out)
+            compared += 1
+    assert compared >= 8
