@@ -115,3 +115,28 @@ def test_a_frame_pandas_cannot_hash_is_computed_and_not_kept(members):
         T._frequentist_statistics(members[2], tables=tabs),
     )
     assert len(T._OBSERVED) == before
+
+
+def test_batched_glm_on_distinct_rows_equals_the_row_by_row_fit():
+    # the collapsed likelihood (outcome sums and multiplicities per distinct design row) is the
+    # same function, so the MLE (and which replicates have none) must not move
+    rng = np.random.default_rng(3)
+    n = 2000
+    X = np.column_stack(
+        [np.ones(n), rng.integers(0, 2, (n, 3)), rng.integers(0, 4, n) == 2]
+    ).astype(float)
+    assert len(np.unique(X, axis=0)) < n // 2
+    for link in ("logit", "log"):
+        eta = X @ np.array([-1.0, 0.7, -0.4, 0.2, 1.1])
+        mean = 1 / (1 + np.exp(-eta)) if link == "logit" else np.exp(eta - 1)
+        Y = (
+            (rng.random((40, n)) < mean).astype(float)
+            if link == "logit"
+            else rng.poisson(np.broadcast_to(mean, (40, n))).astype(float)
+        )
+        Y[0, X[:, 1] == 1] = 0.0  # a replicate with quasi-separation: no finite MLE
+        collapsed = T.batched_glm(X, Y, link=link)
+        rowwise = T._newton(X, Y, np.ones(n), link=link, max_iter=100, tol=1e-10)
+        np.testing.assert_array_equal(np.isnan(collapsed), np.isnan(rowwise))
+        np.testing.assert_allclose(collapsed, rowwise, rtol=1e-9, atol=1e-9)
+        assert np.isnan(collapsed[0]).all() and np.isfinite(collapsed[1:]).all()

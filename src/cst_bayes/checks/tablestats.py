@@ -169,15 +169,41 @@ def batched_glm(
         raise InputError(f"link must be 'logit' or 'log', got {link!r}", column="link")
     X = np.asarray(X, dtype=float)
     Y = np.atleast_2d(np.asarray(Y, dtype=float))
+    # Rows with the same design row enter the likelihood only through their outcome sum:
+    # fit on the distinct rows with multiplicities (the same log-likelihood, so the same MLE),
+    # which makes the cost grow with the distinct rows, not the agencies.
+    rows, inverse = np.unique(X, axis=0, return_inverse=True)
+    if len(rows) < X.shape[0] // 2:
+        from scipy import sparse
+
+        inverse = np.asarray(inverse).ravel()
+        n = X.shape[0]
+        ind = sparse.csr_matrix((np.ones(n), (np.arange(n), inverse)), shape=(n, len(rows)))
+        sums = np.asarray((ind.T @ Y.T).T)
+        mult = np.bincount(inverse, minlength=len(rows)).astype(float)
+        return _newton(rows, sums, mult, link=link, max_iter=max_iter, tol=tol)
+    return _newton(X, Y, np.ones(X.shape[0]), link=link, max_iter=max_iter, tol=tol)
+
+
+def _newton(
+    X: np.ndarray,
+    Y: np.ndarray,
+    m: np.ndarray,
+    *,
+    link: Literal["logit", "log"],
+    max_iter: int,
+    tol: float,
+) -> np.ndarray:
+    """:func:`batched_glm` on rows ``X`` with multiplicities ``m`` and outcome sums ``Y``."""
     R, p = Y.shape[0], X.shape[1]
-    ybar = np.clip(Y.mean(axis=1), 1e-3, 1 - 1e-3 if link == "logit" else np.inf)
+    ybar = np.clip(Y.sum(axis=1) / m.sum(), 1e-3, 1 - 1e-3 if link == "logit" else np.inf)
     beta = np.zeros((R, p))
     # Warm start: the fit to the average replicate (a fractional outcome is a valid
     # quasi-likelihood target), itself started at the intercept-only MLE. Every replicate's
     # MLE is close to it, so Newton needs a handful of steps and rarely any damping.
     ybar_all = Y.mean(axis=0, keepdims=True)
     if R > 1:
-        b0 = batched_glm(X, ybar_all, link=link, max_iter=max_iter, tol=tol)
+        b0 = _newton(X, ybar_all, m, link=link, max_iter=max_iter, tol=tol)
         if np.isfinite(b0).all():
             beta[:] = b0
         else:
@@ -192,8 +218,8 @@ def batched_glm(
     def loglik(b: np.ndarray, y: np.ndarray) -> np.ndarray:
         eta = np.clip(b @ X.T, -50.0, 50.0)
         if link == "logit":
-            return (y * eta - np.logaddexp(0.0, eta)).sum(axis=1)
-        return (y * eta - np.exp(eta)).sum(axis=1)
+            return (y * eta - m * np.logaddexp(0.0, eta)).sum(axis=1)
+        return (y * eta - m * np.exp(eta)).sum(axis=1)
 
     ll = loglik(beta, Y)
     for _ in range(max_iter):
@@ -203,10 +229,10 @@ def batched_glm(
         b, y = beta[act], Y[act]
         eta = np.clip(b @ X.T, -50.0, 50.0)  # (r, n)
         if link == "logit":
-            mu = 1.0 / (1.0 + np.exp(-eta))
-            w = mu * (1.0 - mu)
+            mu = m / (1.0 + np.exp(-eta))  # expected outcome sum of each row
+            w = mu * (1.0 - mu / m)
         else:
-            mu = np.exp(eta)
+            mu = m * np.exp(eta)
             w = mu
         grad = (y - mu) @ X  # (r, p)
         hess = (w @ xx).reshape(-1, p, p)
