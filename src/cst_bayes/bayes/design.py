@@ -209,6 +209,29 @@ class Patterns:
         return d
 
 
+def unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(a, axis=0, return_index=True, return_inverse=True)``, the same arrays.
+
+    NumPy sorts the rows as records, which costs seconds at 100,000 rows; a design has few
+    distinct values per column, so each column is coded by rank and the codes are combined
+    into one integer per row (mixed radix, first column most significant: the integer order
+    is the rows' lexicographic order), whose 1-D unique is fast.
+    """
+    a = np.asarray(a, dtype=float) + 0.0  # -0.0 and 0.0 are one value, as in np.unique
+    n, k = a.shape
+    combined = np.zeros(n, dtype=np.int64)
+    radix = 1
+    for j in range(k - 1, -1, -1):
+        vals, codes = np.unique(a[:, j], return_inverse=True)
+        if radix > np.iinfo(np.int64).max // max(len(vals), 1):  # too many values to combine
+            u, first, inv = np.unique(a, axis=0, return_index=True, return_inverse=True)
+            return u, first, np.asarray(inv).ravel()
+        combined += np.asarray(codes).ravel().astype(np.int64) * radix
+        radix *= len(vals)
+    _, first, inv = np.unique(combined, return_index=True, return_inverse=True)
+    return a[first], first, np.asarray(inv).ravel()
+
+
 def collapse(spec: ModelSpec, df: pd.DataFrame, weights: np.ndarray | None = None) -> Patterns:
     """Collapse agencies to covariate patterns with (weighted) outcome sums.
 
@@ -221,8 +244,7 @@ def collapse(spec: ModelSpec, df: pd.DataFrame, weights: np.ndarray | None = Non
     y = outcome(spec, df)
     w = np.ones(len(df)) if weights is None else weights
     key = np.column_stack([codes, X] + ([y] if spec.outcome == COUNT else []))
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
-    inv = inv.ravel()
+    uniq, _, inv = unique_rows(key)
     P = len(uniq)
     if spec.outcome == COUNT:
         w1 = uniq[:, -1].astype(float)

@@ -36,7 +36,7 @@ class DistinctRows:
 
 def distinct_rows(spec: Any, idata: Any, df: pd.DataFrame) -> DistinctRows:
     """Distinct rows of ``df`` under the fit's design (its columns and categorical levels)."""
-    from cst_bayes.bayes.design import outcome
+    from cst_bayes.bayes.design import outcome, unique_rows
     from cst_bayes.checks.psense import _design
 
     nd = df
@@ -45,9 +45,8 @@ def distinct_rows(spec: Any, idata: Any, df: pd.DataFrame) -> DistinctRows:
     dz = _design(spec, idata, nd)
     y = np.asarray(outcome(spec, nd), dtype=float)
     key = np.column_stack([dz.codes.astype(float), dz.X, y])
-    _, first, inverse, counts = np.unique(
-        key, axis=0, return_index=True, return_inverse=True, return_counts=True
-    )
+    _, first, inverse = unique_rows(key)
+    counts = np.bincount(inverse, minlength=len(first))
     if "constant_data" in idata and "xbar" in idata["constant_data"]:
         xbar = np.asarray(idata["constant_data"]["xbar"].to_numpy(), dtype=float)
     else:  # a pooled member keeps no design: its centring is its data's mean
@@ -56,7 +55,7 @@ def distinct_rows(spec: Any, idata: Any, df: pd.DataFrame) -> DistinctRows:
         codes=dz.codes[first],
         X=dz.X[first],
         y=np.asarray(outcome(spec, nd))[first],
-        inverse=np.asarray(inverse).ravel(),
+        inverse=inverse,
         counts=counts,
         xbar=xbar,
     )

@@ -161,9 +161,11 @@ def log_likelihood(spec: Any, idata: Any, df: pd.DataFrame, weights: Any = None)
 
 def _distinct(codes: np.ndarray, X: np.ndarray, *more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First row of each distinct (stratum, design row, ...) and each row's distinct index."""
+    from cst_bayes.bayes.design import unique_rows
+
     key = np.column_stack([codes.astype(float), X, *(np.asarray(m, dtype=float) for m in more)])
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    return first, np.asarray(inverse).ravel()
+    _, first, inverse = unique_rows(key)
+    return first, inverse
 
 
 def derived_draws(spec: Any, idata: Any, df: pd.DataFrame) -> dict[str, tuple[str, np.ndarray]]:

@@ -172,11 +172,12 @@ def batched_glm(
     # Rows with the same design row enter the likelihood only through their outcome sum:
     # fit on the distinct rows with multiplicities (the same log-likelihood, so the same MLE),
     # which makes the cost grow with the distinct rows, not the agencies.
-    rows, inverse = np.unique(X, axis=0, return_inverse=True)
+    from cst_bayes.bayes.design import unique_rows
+
+    rows, _, inverse = unique_rows(X)
     if len(rows) < X.shape[0] // 2:
         from scipy import sparse
 
-        inverse = np.asarray(inverse).ravel()
         n = X.shape[0]
         ind = sparse.csr_matrix((np.ones(n), (np.arange(n), inverse)), shape=(n, len(rows)))
         sums = np.asarray((ind.T @ Y.T).T)
