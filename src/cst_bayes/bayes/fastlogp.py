@@ -455,8 +455,10 @@ def pack(
         sl.view(np.float64),
     ]
     n = _HEADER + sum(len(v) for v in body)
-    head = [n, structure, family, n_strata, P, K, const, n_dim, n_trials, L, slope_structure]
-    head = np.array(head, dtype=np.float64)
+    head = np.array(
+        [n, structure, family, n_strata, P, K, const, n_dim, n_trials, L, slope_structure],
+        dtype=np.float64,
+    )
     return np.ascontiguousarray(np.concatenate([head, *body]))
 
 

@@ -35,7 +35,7 @@ def _split(ds: xr.Dataset) -> xr.Dataset:
         return out.transpose("chain", "draw", MEMBER, ...)
     # equal consecutive blocks (what pooling writes): one reshape per variable
     ds = ds.drop_vars(STACKED)
-    data_vars = {}
+    data_vars: dict[Any, Any] = {}
     for name, da in ds.data_vars.items():
         if "chain" not in da.dims:
             data_vars[name] = da
@@ -58,7 +58,7 @@ def _split(ds: xr.Dataset) -> xr.Dataset:
 def _stack(ds: xr.Dataset) -> xr.Dataset:
     members = ds[MEMBER].to_numpy()
     ds = ds.load()  # one read of each variable, not one per member
-    data_vars = {}
+    data_vars: dict[Any, Any] = {}
     n_chain = ds.sizes["chain"]
     for name, da in ds.data_vars.items():
         if MEMBER not in da.dims:
@@ -72,8 +72,10 @@ def _stack(ds: xr.Dataset) -> xr.Dataset:
     coords = {k: v for k, v in ds.coords.items() if MEMBER not in v.dims and k != "chain"}
     out = xr.Dataset(data_vars, coords=coords, attrs=ds.attrs)
     out = out.assign_coords(
-        chain=np.arange(len(members) * n_chain),
-        **{STACKED: ("chain", np.repeat(members, n_chain))},
+        {
+            "chain": np.arange(len(members) * n_chain),
+            STACKED: ("chain", np.repeat(members, n_chain)),
+        }
     )
     return out.transpose("chain", "draw", ...) if "draw" in out.dims else out
 

@@ -273,6 +273,7 @@ def _compile_nutpie_fast(spec: ModelSpec, pat: Patterns, prior_scale: Any) -> An
     centered = spec.intercept_parameterisation == "centered"
     # the order the expand callback writes: the free vector (sigma on its natural scale), then
     # the derived alpha of the non-centered parameterisation
+    dims: dict[str, tuple[str, ...]]
     if spec.pooled_strata:
         names = ["mu_stratum", "sigma_stratum", "alpha" if centered else "z_stratum"]
         shapes: list[tuple[int, ...]] = [(), (), (S,)]

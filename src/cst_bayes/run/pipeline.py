@@ -399,8 +399,8 @@ def _run(
             with _progress(ctx, len(mine), st) as bar:
                 if ctx.jobs > 1 and st in PER_MODEL and all("/" in u for _, u, _ in mine):
                     tasks = [(st, u.split("/", 1)[1], u, make()[0]) for _, u, make in mine]
-                    for res in workers.run(tasks, force):
-                        results.append(res)
+                    for unit_result in workers.run(tasks, force):
+                        results.append(unit_result)
                         bar.update(1)
                 else:
                     for _, unit, make in mine:
