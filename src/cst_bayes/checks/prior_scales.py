@@ -40,7 +40,10 @@ def prior_scale_table(
     """The ratio table at x1 (slot ``none``) and at each scale of each slot (refits)."""
     from cst_bayes.bayes import models
 
-    kw: dict[str, Any] = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress=False)
+    # only the summaries are read: no agency-level log-likelihood or replicates per refit
+    kw: dict[str, Any] = dict(
+        draws=draws, tune=tune, chains=chains, seed=seed, progress=False, pointwise=False
+    )
     cells: list[tuple[str, float, float | dict[str, float]]] = [("none", 1.0, 1.0)]
     cells += [(s, k, {s: k}) for s in slots_of(spec) for k in scales]
     parts = []
