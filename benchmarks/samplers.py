@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cst_bayes.core.config import APPROACHES
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _common import (  # noqa: E402
@@ -52,17 +54,6 @@ from _common import (  # noqa: E402
 
 MODEL = "logit_approaches_strata"
 DATA = ROOT / "data" / "reconstructed" / "reconstruction-001.csv"
-APPROACHES = (
-    "court",
-    "prosecutor",
-    "training",
-    "victim_service",
-    "offense_code",
-    "child_welfare",
-    "task_force",
-    "advocates",
-    "mdt",
-)
 TARGET_WALL_S = 5.0
 TARGET_RATIO = 15.0
 

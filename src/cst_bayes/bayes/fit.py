@@ -64,7 +64,7 @@ class Fit:
     A fit made in this process holds its groups as a dict of xarray Datasets; ``idata``
     builds the ArviZ ``InferenceData`` from them on first use (importing ArviZ costs 2-4 s,
     which a fit that only writes its file and summary never pays). ``groups`` and ``idata``
-    always describe the same data: assigning either replaces both.
+    always describe the same data: assigning ``idata`` replaces both.
     """
 
     def __init__(
@@ -105,10 +105,6 @@ class Fit:
         if self._groups is None:
             self._groups = {g: self._idata[g] for g in self._idata.groups()}
         return self._groups
-
-    @groups.setter
-    def groups(self, value: Mapping[str, Any]) -> None:
-        self._groups, self._idata = dict(value), None
 
     @property
     def xbar(self) -> np.ndarray:
