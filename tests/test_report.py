@@ -251,7 +251,7 @@ def test_hand_made_run_shows_every_extra(tmp_path):
     assert "## Nonresponse tipping point" in md
     assert "| Table 3: court OR is not significant | rd:court | 0 | -0.5 |  | TRUE |" in md
     # diagnostics: integers, empty cells, no Python lists, no nan
-    assert "| logit_approaches_strata | 0 | 1.002 | 1306 | 900 | 0.9 |  | 2 |" in md
+    assert "| logit_approaches_strata | 0 | 1.002 | 1306 | 900 | 0.9 |  |  | 2 |" in md
     assert not re.search(r"\bnan\b", md) and "1.31e+03" not in md and "['" not in md
     # BARG checklist: linked where done
     barg = _barg(md)
@@ -306,3 +306,46 @@ def test_red_banner_names_failing_models_and_thresholds(tmp_path):
     assert (
         barg["MCMC diagnostics: R-hat, ESS, divergences, BFMI"][0] == "done: fails its thresholds"
     )
+
+
+def test_banner_names_failing_members_and_weighting_fits_and_the_extended(tmp_path):
+    run = _run_folder(tmp_path, extras=False)
+    man = run / "models" / "logit_approaches_strata" / "manifest.json"
+    info = json.loads(man.read_text())
+    info["info"]["diagnostics"].update(
+        ok=False,
+        members_with_trouble=[2],
+        member_messages={"reconstruction-016": "1 divergent transitions"},
+        members_extended={"reconstruction-001": 3, "reconstruction-016": 2},
+    )
+    man.write_text(json.dumps(info))
+    _write(
+        run / "weights" / "mcmc_diagnostics.csv",
+        "scenario,fit,divergences,max_r_hat,min_ess_bulk,min_ess_tail,min_bfmi,extended_thin,"
+        "ok,messages,dataset\n"
+        "design,pseudo_likelihood adjusted,0,1.004,900,700,0.9,1,True,,reconstruction-001\n"
+        "design,pseudo_likelihood unadjusted,0,1.02,300,250,0.9,4,False,"
+        "R-hat up to 1.020 > 1.01,reconstruction-001\n",
+    )
+    build_report(run)
+    md = (run / "report.md").read_text()
+    first = md.split("## ")[0]
+    assert "reconstruction-016: 1 divergent transitions" in first
+    assert "and in the weighting stage" in first
+    assert (
+        "weighting: 1 of 2 MCMC fits (reconstruction-001 design pseudo_likelihood unadjusted: "
+        "R-hat up to 1.020 > 1.01)" in first
+    )
+    assert "reconstruction-001 x3, reconstruction-016 x2" in md
+    assert "2 fits, 1 extended, 1 failing a threshold" in md
+    # all passing: no banner
+    _write(
+        run / "weights" / "mcmc_diagnostics.csv",
+        "scenario,fit,divergences,max_r_hat,min_ess_bulk,min_ess_tail,min_bfmi,extended_thin,"
+        "ok,messages,dataset\n"
+        "design,pseudo_likelihood adjusted,0,1.004,900,700,0.9,1,True,,reconstruction-001\n",
+    )
+    info["info"]["diagnostics"].update(ok=True, members_with_trouble=[], member_messages={})
+    man.write_text(json.dumps(info))
+    build_report(run)
+    assert "SAMPLER DIAGNOSTICS FAILED" not in (run / "report.md").read_text()

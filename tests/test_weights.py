@@ -20,6 +20,7 @@ from cst_bayes.core.errors import InputError, SpecError
 from cst_bayes.data import microdata
 from cst_bayes.weighting import mrp
 from cst_bayes.weighting import weights as W
+from cst_bayes.weighting import williams_savitsky as WS
 from cst_bayes.weighting.design import Design, svymean
 
 REF_DIR = Path(__file__).parent / "reference"
@@ -497,23 +498,74 @@ def bayes(ref_df, scenarios):
     from cst_bayes.weighting.stage import pseudo_likelihood
 
     sc = [scenarios["unweighted"], scenarios["design"]]
+    diag: list = []
     pl = pseudo_likelihood(
-        ref_df, sc, load_sampling_frames(), method="mcmc", draws=300, tune=300, seed=11
+        ref_df,
+        sc,
+        load_sampling_frames(),
+        method="mcmc",
+        draws=300,
+        tune=300,
+        seed=11,
+        diagnostics=diag,
     )
     targets = {}
     for s in sc:
         t = W.stratum_weights(s, W.respondent_counts(ref_df))
         targets[s.name] = (dict(zip(t["stratum"], t["eligible_frame"])), s.weighted)
+    mdiag: dict = {}
     m = mrp.poststratified(
-        ref_df, targets, draws=100, tune=150, chains=2, seed=11, max_risk_draws=300
+        ref_df,
+        targets,
+        draws=100,
+        tune=150,
+        chains=2,
+        seed=11,
+        max_risk_draws=300,
+        diagnostics=mdiag,
     )
-    return pl, m
+    return pl, m, diag, mdiag
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("weights_bayes")
+def test_every_mcmc_fit_of_the_weighting_stage_records_its_diagnostics(bayes):
+    from cst_bayes.bayes.fit import ESS_MIN
+    from cst_bayes.weighting.stage import DIAGNOSTICS_COLUMNS
+
+    _, _, diag, mdiag = bayes
+    rows = pd.DataFrame(diag, columns=DIAGNOSTICS_COLUMNS)
+    # two scenarios x (unadjusted, adjusted) pseudo-posteriors; two MRP models
+    assert len(rows) == 4 and set(rows["fit"]) == {
+        "pseudo_likelihood unadjusted",
+        "pseudo_likelihood adjusted",
+    }
+    assert set(mdiag) == {mrp.MODEL_UNADJUSTED, mrp.MODEL_ADJUSTED}
+    # 'ok' is the thresholds' verdict: a row fails exactly when it says why
+    assert (rows["ok"] == (rows["messages"] == "")).all()
+    low = rows["min_ess_bulk"].lt(ESS_MIN) | rows["min_ess_tail"].lt(ESS_MIN)
+    assert not rows.loc[low, "ok"].any()
+    # MRP at 2 x 100 draws cannot reach ESS 400: the check fires on it
+    assert not any(d["ok"] for d in mdiag.values())
+
+
+def test_a_failing_pseudo_posterior_warns(ref_df):
+    from cst_bayes.bayes.fit import SamplerWarning
+
+    sc = W.load_scenarios()["design"]
+    X, names = W.model_matrix(ref_df, True)
+    with pytest.warns(SamplerWarning, match="pseudo-posterior fit: .*ESS"):
+        post = WS.fit_pseudo_posterior(
+            X, ref_df[OUTCOME].to_numpy(float), W.make_design(ref_df, sc), names,
+            method="mcmc", draws=40, tune=100, chains=2, seed=1,
+        )  # fmt: skip
+    assert not post.diagnostics["ok"] and post.diagnostics["extended_thin"] == 1
 
 
 @pytest.mark.slow
 @pytest.mark.xdist_group("weights_bayes")
 def test_weighted_fits_move_toward_the_design_estimate(bayes, ref_df, scenarios):
-    pl, m = bayes
+    pl, m, _, _ = bayes
     de = W.design_estimates(ref_df, [scenarios["design"]]).set_index("estimand").loc[OUTCOME]
     unw = ref_df[OUTCOME].mean()
     for table in (pl[pl["method"] == "pseudo_likelihood_adjusted"], pl, m):

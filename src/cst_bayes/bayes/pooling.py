@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -379,6 +379,47 @@ def fit_ensemble(
     return pool_fits(spec, fits)
 
 
+#: Worst value over members of each numeric diagnostic (divergences add up).
+_WORST = {
+    "divergences": "sum",
+    "max_r_hat": "max",
+    "min_ess_bulk": "min",
+    "min_ess_tail": "min",
+    "min_bfmi": "min",
+}
+
+
+def pooled_diagnostics(member_diags: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The members' diagnostics in one dict: each pass/fail flag true only when every member
+    passes, the worst of each number (:data:`_WORST`), ``members_with_trouble`` (1-based),
+    ``member_messages`` (member -> what it fails), ``members_extended`` (member -> thin of its
+    extension, :func:`cst_bayes.bayes.fit.extension_plan`) and ``all_ok``."""
+    diag: dict[str, Any] = {}
+    trouble, messages, extended = [], {}, {}
+    for m, d in enumerate(member_diags, start=1):
+        for k, v in d.items():
+            if isinstance(v, (bool, np.bool_)):
+                diag[k] = bool(diag.get(k, True) and v)
+                if not v:
+                    trouble.append(m)
+        if d.get("messages"):
+            messages[str(m)] = "; ".join(d["messages"])
+        if int(d.get("extended_thin", 1)) > 1:
+            extended[str(m)] = int(d["extended_thin"])
+    for k, how in _WORST.items():
+        vals = [float(d[k]) for d in member_diags if k in d and d[k] is not None]
+        vals = [v for v in vals if not np.isnan(v)]
+        if vals:
+            diag[k] = float(getattr(np, how)(vals))
+    if "divergences" in diag:
+        diag["divergences"] = int(diag["divergences"])
+    diag["members_with_trouble"] = sorted(set(trouble))
+    diag["member_messages"] = messages
+    diag["members_extended"] = extended
+    diag["all_ok"] = not trouble
+    return diag
+
+
 def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFit:
     """Pool already fitted members (objects with ``.idata``, ``.summary``, ``.diagnostics``)."""
     idatas = [f.idata for f in fits]
@@ -416,17 +457,7 @@ def pool_fits(spec: Any, fits: Sequence[Any], *, prob: float = 0.95) -> PooledFi
     summary = summary.merge(dec, left_on="term", right_index=True, how="left")[
         list(SUMMARY_COLUMNS)
     ]
-    diag: dict[str, Any] = {}
-    trouble = []
-    for m, f in enumerate(fits, start=1):
-        d = getattr(f, "diagnostics", None) or {}
-        for k, v in d.items():
-            if isinstance(v, (bool, np.bool_)):
-                diag[k] = bool(diag.get(k, True) and v)
-                if not v:
-                    trouble.append(m)
-    diag["members_with_trouble"] = sorted(set(trouble))
-    diag["all_ok"] = not trouble
+    diag = pooled_diagnostics([getattr(f, "diagnostics", None) or {} for f in fits])
     diag["flipping_terms"] = between.loc[between["flips"], "term"].tolist()
     return PooledFit(
         spec=spec,

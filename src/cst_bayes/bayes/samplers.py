@@ -327,8 +327,13 @@ def sample(
     sampler: str,
     prior_scale: Any,
     progress: bool,
+    thin: int = 1,
+    target_accept: float = TARGET_ACCEPT,
 ) -> tuple[Any, dict[str, float]]:
     """Sample; return the posterior InferenceData (posterior + sample_stats) and timings.
+
+    ``thin`` > 1 runs ``draws * thin`` iterations per chain and keeps every ``thin``-th
+    (:func:`thin_groups`): the same number of draws, less autocorrelated.
 
     Raises
     ------
@@ -346,6 +351,8 @@ def sample(
             sampler=sampler,
             prior_scale=prior_scale,
             progress=progress,
+            thin=thin,
+            target_accept=target_accept,
         )
     except BaseException as exc:
         if _is_panic(exc):
@@ -382,8 +389,11 @@ def _sample(
     sampler: str,
     prior_scale: Any,
     progress: bool,
+    thin: int = 1,
+    target_accept: float = TARGET_ACCEPT,
 ) -> tuple[Any, dict[str, float]]:
     t0 = time.perf_counter()
+    n_iter = draws * thin
     timings: dict[str, float] = {}
     scales = prior_scales(prior_scale)
     if sampler == "pymc":
@@ -394,13 +404,13 @@ def _sample(
         t1 = time.perf_counter()
         with model:
             idata = pm.sample(
-                draws=draws,
+                draws=n_iter,
                 tune=tune,
                 chains=chains,
                 cores=min(chains, 2),
                 random_seed=seed,
                 progressbar=progress,
-                target_accept=TARGET_ACCEPT,
+                target_accept=target_accept,
                 compute_convergence_checks=False,
                 nuts_sampler="pymc",
             )
@@ -429,13 +439,13 @@ def _sample(
         t1 = time.perf_counter()
         raw = nutpie.sample(
             compiled,
-            draws=draws,
+            draws=n_iter,
             tune=tune,
             chains=chains,
             seed=seed,
             progress_bar=progress,
             save_warmup=False,
-            target_accept=TARGET_ACCEPT,
+            target_accept=target_accept,
             return_raw_trace=True,
         )
         timings["sample_s"] = time.perf_counter() - t1
@@ -445,7 +455,26 @@ def _sample(
     post = post[keep]
     stats = idata["sample_stats"]
     stats = stats.rename({k: v for k, v in STAT_NAMES.items() if k in stats and v not in stats})
-    return {"posterior": post, "sample_stats": stats}, timings
+    return thin_groups({"posterior": post, "sample_stats": stats}, thin), timings
+
+
+def thin_groups(groups: Mapping[str, Any], thin: int) -> dict[str, Any]:
+    """Keep every ``thin``-th draw (the last of each block of ``thin``) of every group.
+
+    A divergence anywhere in a block is kept on the block's draw (``diverging`` is the
+    block's any), so thinning never hides one from the diagnostics.
+    """
+    if thin == 1:
+        return dict(groups)
+    out = {}
+    for name, ds in groups.items():
+        n = ds.sizes["draw"] // thin
+        kept = ds.isel(draw=slice(thin - 1, n * thin, thin))
+        if "diverging" in ds:
+            d = ds["diverging"].transpose("chain", "draw").to_numpy()[:, : n * thin]
+            kept["diverging"] = (("chain", "draw"), d.reshape(d.shape[0], n, thin).any(axis=2))
+        out[name] = kept.assign_coords(draw=np.arange(n))
+    return out
 
 
 #: nutpie statistics left out of ``sample_stats`` (nutpie's own conversion drops them too

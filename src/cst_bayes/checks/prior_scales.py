@@ -36,13 +36,24 @@ def prior_scale_table(
     tune: int = 500,
     chains: int = 2,
     seed: int = DEFAULT_SEED,
+    extend: bool = False,
 ) -> pd.DataFrame:
-    """The ratio table at x1 (slot ``none``) and at each scale of each slot (refits)."""
+    """The ratio table at x1 (slot ``none``) and at each scale of each slot (refits).
+
+    ``extend``: a refit that fails a diagnostic threshold is sampled once more
+    (:func:`cst_bayes.bayes.fit.extension_plan`).
+    """
     from cst_bayes.bayes import models
 
     # only the summaries are read: no agency-level log-likelihood or replicates per refit
     kw: dict[str, Any] = dict(
-        draws=draws, tune=tune, chains=chains, seed=seed, progress=False, pointwise=False
+        draws=draws,
+        tune=tune,
+        chains=chains,
+        seed=seed,
+        progress=False,
+        pointwise=False,
+        extend=extend,
     )
     cells: list[tuple[str, float, float | dict[str, float]]] = [("none", 1.0, 1.0)]
     cells += [(s, k, {s: k}) for s in slots_of(spec) for k in scales]

@@ -63,6 +63,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--chains", type=int, default=2, help="chains (default 2)")
     parser.add_argument(
+        "--extend",
+        action="store_true",
+        help="an MCMC fit that fails a diagnostic threshold is sampled once more with K times "
+        "the draws, every K-th kept (as `cst-bayes fit --extend`); each fit's diagnostics are "
+        "in mcmc_diagnostics.csv",
+    )
+    parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
     )
     parser.add_argument(
@@ -117,6 +124,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the data, run the weighting stage, print what survives; exit status 0."""
+    import pandas as pd
+
     from cst_bayes.core.config import COUNT, WEIGHT
     from cst_bayes.core.errors import InputError
     from cst_bayes.data import microdata
@@ -171,8 +180,15 @@ def run(args: argparse.Namespace) -> int:
         sampler=args.sampler,
         tipping_point=args.tipping_point,
         design_columns=cols,
+        extend=args.extend,
     )
     print(res["sensitivity_text"], end="")
+    diag = res.get("mcmc_diagnostics")
+    if isinstance(diag, pd.DataFrame):
+        for r in diag[~diag["ok"].astype(bool)].itertuples():
+            print(
+                f"cst-bayes weights: WARNING: {r.scenario} {r.fit}: {r.messages}", file=sys.stderr
+            )
     print(
         f"wrote {args.out}/ (weights.csv, design_estimates.csv, mrp_estimates.csv, sensitivity.csv, sensitivity.png, ...)"
     )

@@ -44,6 +44,8 @@ class Settings:
     sampler: str = DEFAULT_SAMPLER
     #: members of the shipped ensemble to use (None: ``n_reconstructions`` decides)
     members: tuple[str, ...] | None = None
+    #: sample a fit that fails a diagnostic threshold once more (cst_bayes.bayes.fit.extension_plan)
+    extend: bool = False
 
 
 #: The shipped members the ``standard`` profile uses: two of each generating family and the
@@ -77,6 +79,7 @@ PROFILES: dict[str, Settings] = {
         models=None,
         weights_mcmc=("reconstruction-001", "reconstruction-002"),
         members=STANDARD_MEMBERS,
+        extend=True,
     ),
     # Publication quality: every member, 2 x 1000 draws and MCMC weighting on every member.
     "full": Settings(
@@ -87,6 +90,7 @@ PROFILES: dict[str, Settings] = {
         ppc_draws=500,
         models=None,
         weights_mcmc=True,
+        extend=True,
     ),
 }
 
@@ -131,7 +135,13 @@ class RunContext:
     def sampling_inputs(self) -> dict[str, Any]:
         """Sampler settings (model, PPC and weighting units)."""
         s = self.settings
-        return {"draws": s.draws, "tune": s.tune, "chains": s.chains, "sampler": s.sampler}
+        return {
+            "draws": s.draws,
+            "tune": s.tune,
+            "chains": s.chains,
+            "sampler": s.sampler,
+            "extend": s.extend,
+        }
 
 
 def _load_specs(names: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, str]]:

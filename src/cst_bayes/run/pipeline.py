@@ -231,6 +231,13 @@ class RunSummary:
             lines.append(
                 f"models fitted: {len(fits)}; with sampler warnings: {', '.join(trouble) or 'none'}"
             )
+        w = info.get("weights") or {}
+        if w.get("mcmc_fits"):
+            bad = w.get("mcmc_trouble") or []
+            lines.append(
+                f"weighting MCMC fits: {w['mcmc_fits']}; with sampler warnings: "
+                f"{', '.join(bad) or 'none'}"
+            )
         ppcs = {u.split("/", 1)[1]: i for u, i in info.items() if u.startswith("ppc/")}
         if ppcs:
             lines.append(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -297,6 +298,8 @@ def poststratified(
     seed: int = DEFAULT_SEED,
     sampler: str | None = DEFAULT_SAMPLER,
     max_risk_draws: int = 1000,
+    extend: bool = False,
+    diagnostics: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """The stratum model poststratified to each scenario's eligible frame (method ``poststratified``).
 
@@ -305,6 +308,8 @@ def poststratified(
     common-slope risks are poststratified. With the four design strata as the only
     poststratifier this is the stratified estimator, so its agreement with the design-based
     results is built in (hence the name). Without ``mcmc`` only the conjugate estimands.
+    ``extend`` and ``diagnostics`` (model name -> the fit's diagnostics, filled in): see
+    :func:`cst_bayes.bayes.fit.fit`.
     """
     base: dict[str, tuple[object, RiskDraws]] = {}
     ors: dict[str, dict[str, tuple[float, float, float]]] = {}
@@ -312,12 +317,14 @@ def poststratified(
         from cst_bayes.bayes import models
 
         kw: dict[str, object] = dict(
-            draws=draws, tune=tune, chains=chains, seed=seed, progress=False
+            draws=draws, tune=tune, chains=chains, seed=seed, progress=False, extend=extend
         )
         if sampler is not None:
             kw["sampler"] = sampler
         for label, name in (("unadjusted", MODEL_UNADJUSTED), ("adjusted", MODEL_ADJUSTED)):
             f = models.fit(name, df, **kw)
+            if diagnostics is not None:
+                diagnostics[name] = f.diagnostics
             base[label] = (f, risk_draws(f, df, max_draws=max_risk_draws))
             ors[label] = _or_from_summary(f)
     tables = []
@@ -359,18 +366,25 @@ def mrp_varying_slopes(
     seed: int = DEFAULT_SEED,
     sampler: str | None = DEFAULT_SAMPLER,
     max_risk_draws: int = 1000,
+    extend: bool = False,
+    diagnostics: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """MRP over ``logit_varying_slopes`` (method ``mrp``): national effects from stratum-specific slopes.
 
     Each stratum's marginal risk difference uses its own slopes; poststratifying them to the
-    frame weights the strata by their agencies, not by their respondents.
+    frame weights the strata by their agencies, not by their respondents. ``extend`` and
+    ``diagnostics``: as in :func:`poststratified`.
     """
     from cst_bayes.bayes import models
 
-    kw: dict[str, object] = dict(draws=draws, tune=tune, chains=chains, seed=seed, progress=False)
+    kw: dict[str, object] = dict(
+        draws=draws, tune=tune, chains=chains, seed=seed, progress=False, extend=extend
+    )
     if sampler is not None:
         kw["sampler"] = sampler
     f = models.fit(MODEL_VARYING, df, **kw)
+    if diagnostics is not None:
+        diagnostics[MODEL_VARYING] = f.diagnostics
     risk = risk_draws(f, df, max_draws=max_risk_draws)
     tables = []
     for name, (frame, fpc) in targets.items():

@@ -52,6 +52,8 @@ def pseudo_likelihood(
     chains: int = 2,
     seed: int = DEFAULT_SEED,
     designs: Mapping[str, Design] | None = None,
+    extend: bool = False,
+    diagnostics: list[dict[str, Any]] | None = None,
 ) -> pd.DataFrame:
     """Raw (``pseudo_likelihood``) and Williams-Savitsky-adjusted (``pseudo_likelihood_adjusted``) rows.
 
@@ -59,6 +61,8 @@ def pseudo_likelihood(
     every approach and stratum contrast (median/interval as ORs; ``p_positive`` and MCSEs on
     the log-OR scale) and ``rd_<...>:<approach>`` (standardised risk differences).
     ``designs``: each scenario's :func:`weights.make_design` by name, if already built.
+    ``extend``: MCMC fits that fail a diagnostic threshold are sampled once more. Each MCMC
+    fit's diagnostics are appended to ``diagnostics`` (:func:`diagnostics_row`), when given.
     """
     y = df[OUTCOME].to_numpy(float)
     keys: list[tuple[str, str, str, bool]] = []  # scenario, method, estimand, on the OR scale
@@ -74,8 +78,13 @@ def pseudo_likelihood(
             label = "adjusted" if adjusted_for_size else "unadjusted"
             X, names, cols, patterns = models[adjusted_for_size]
             post = WS.fit_pseudo_posterior(
-                X, y, design, names, method=method, draws=draws, tune=tune, chains=chains, seed=seed
-            )
+                X, y, design, names, method=method, draws=draws, tune=tune, chains=chains,
+                seed=seed, extend=extend,
+            )  # fmt: skip
+            if diagnostics is not None and post.diagnostics:
+                diagnostics.append(
+                    diagnostics_row(sc.name, f"pseudo_likelihood {label}", post.diagnostics)
+                )
             for adj in (False, True):
                 meth = "pseudo_likelihood_adjusted" if adj else "pseudo_likelihood"
                 th = post.draws(adj)
@@ -91,6 +100,21 @@ def pseudo_likelihood(
                     keys.append((sc.name, meth, f"rd_{label}:{a}", False))
                     draws_of.append(der[j])
     return pd.DataFrame(_summaries(keys, draws_of), columns=PL_COLUMNS)
+
+
+#: Columns of ``mcmc_diagnostics.csv``: one row per MCMC fit of the weighting stage.
+DIAGNOSTICS_COLUMNS = [
+    "scenario", "fit", "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "min_bfmi",
+    "extended_thin", "ok", "messages",
+]  # fmt: skip
+
+
+def diagnostics_row(scenario: str, fit: str, diag: Mapping[str, Any]) -> dict[str, Any]:
+    """One :data:`DIAGNOSTICS_COLUMNS` row from :func:`cst_bayes.bayes.fit.diagnose`'s dict."""
+    row = {c: diag.get(c) for c in DIAGNOSTICS_COLUMNS[2:]}
+    row["extended_thin"] = int(diag.get("extended_thin", 1))
+    row["messages"] = "; ".join(diag.get("messages") or [])
+    return {"scenario": scenario, "fit": fit, **row}
 
 
 def _summaries(
@@ -151,8 +175,12 @@ def run_weights(
     sampler: str | None = mrp.DEFAULT_SAMPLER,
     published_dir: str | Path | None = None,
     design_columns: filedesign.DesignColumns | None = None,
+    extend: bool = False,
 ) -> dict[str, pd.DataFrame | str]:
     """Every weighting table of one data set.
+
+    With MCMC, ``mcmc_diagnostics`` holds each fit's sampler diagnostics (``extend``: a fit
+    that fails a threshold is sampled once more, :func:`cst_bayes.bayes.fit.extension_plan`).
 
     ``mcmc`` false: the pseudo-posterior uses its normal approximation (``laplace``) and the
     MRP tables hold the conjugate estimands only (``mrp_fits`` overrides the latter).
@@ -171,6 +199,7 @@ def run_weights(
         if design_columns is not None:
             scenarios = [*scenarios, file_scenario(design_columns)]
         steps = W.weights_table(df, scenarios, frames)
+        diag_rows: list[dict[str, Any]] = []
         designs = {sc.name: W.make_design(df, sc, frames) for sc in scenarios}
         out: dict[str, pd.DataFrame] = {
             "weights": steps[W.WEIGHTS_COLUMNS].copy(),
@@ -189,6 +218,8 @@ def run_weights(
             chains=chains,
             seed=seed,
             designs=designs,
+            extend=extend,
+            diagnostics=diag_rows,
         )
         targets = {}
         for sc in scenarios:
@@ -198,12 +229,19 @@ def run_weights(
                 bool(sc.fpc and sc.weighted),
             )
         fit_mrp = mcmc if mrp_fits is None else mrp_fits
-        kw: dict[str, Any] = dict(draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler)
-        mrp_table = mrp.poststratified(df, targets, mcmc=fit_mrp, **kw)
+        kw: dict[str, Any] = dict(
+            draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, extend=extend
+        )
+        mrp_diag: dict[str, dict[str, Any]] = {}
+        mrp_table = mrp.poststratified(df, targets, mcmc=fit_mrp, diagnostics=mrp_diag, **kw)
         if fit_mrp:
             mrp_table = pd.concat(
-                [mrp_table, mrp.mrp_varying_slopes(df, targets, **kw)], ignore_index=True
+                [mrp_table, mrp.mrp_varying_slopes(df, targets, diagnostics=mrp_diag, **kw)],
+                ignore_index=True,
             )
+        diag_rows += [diagnostics_row("", f"mrp {m}", d) for m, d in mrp_diag.items()]
+        if diag_rows:
+            out["mcmc_diagnostics"] = pd.DataFrame(diag_rows, columns=DIAGNOSTICS_COLUMNS)
         out["pseudo_likelihood_estimates"] = pl
         out["mrp_estimates"] = mrp_table
         sens = sensitivity.sensitivity_table(
@@ -308,6 +346,7 @@ def run_ensemble(
     published_dir: str | Path | None = None,
     tipping_point: bool = True,
     jobs: int = 1,
+    extend: bool = False,
 ) -> dict[str, pd.DataFrame | str]:
     """The weighting stage over every member; every table gets a ``dataset`` column.
 
@@ -337,6 +376,7 @@ def run_ensemble(
             "sampler": sampler,
             "published_dir": published_dir,
             "tipping_point": tipping_point,
+            "extend": extend,
         }
         tasks.append((df, kw))
     if jobs < 1:

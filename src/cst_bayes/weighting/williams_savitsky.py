@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -64,7 +64,7 @@ class PseudoPosterior:
     J: np.ndarray
     X: np.ndarray
     weights: np.ndarray  #: normalised to sum to n
-    diagnostics: dict[str, float]
+    diagnostics: dict[str, Any]  #: :func:`cst_bayes.bayes.fit.diagnose`'s (MCMC), empty otherwise
 
     def draws(self, adjusted: bool) -> np.ndarray:
         """``(chains, draws, p)`` coefficient draws, raw or adjusted."""
@@ -108,14 +108,16 @@ def _sample_mcmc(
     tune: int,
     chains: int,
     seed: int,
-) -> tuple[np.ndarray, dict[str, float]]:
+    extend: bool = False,
+) -> tuple[np.ndarray, dict[str, Any]]:
     """nutpie over the compiled :mod:`cst_bayes.bayes.fastlogp` density (no strata, centred
     predictors), the weighted likelihood summed over distinct covariate rows (exact: agencies
-    with the same row share ``log p`` and ``log(1 - p)``)."""
-    from arviz_stats.base import array_stats as st
-
+    with the same row share ``log p`` and ``log(1 - p)``). Diagnostics and the one extension
+    (``extend``) are the models' own (:func:`cst_bayes.bayes.fit.sample_checked`)."""
     from cst_bayes.bayes import fastlogp as F
     from cst_bayes.bayes.compiled import fast_model
+    from cst_bayes.bayes.fit import SamplerWarning, sample_checked
+    from cst_bayes.bayes.samplers import groups_from_trace, thin_groups
     from cst_bayes.core.lazy import nutpie
 
     Xc = np.ascontiguousarray(Zc[:, 1:])
@@ -146,29 +148,25 @@ def _sample_mcmc(
     x0 = np.zeros(K + 1)
     x0[0] = INTERCEPT_PRIOR[0]
     compiled = fast_model(args, x0, ["theta"], [(K + 1,)], coords={}, dims={})
-    raw = nutpie().sample(
-        compiled,
-        draws=draws,
-        tune=tune,
-        chains=chains,
-        seed=seed,
-        progress_bar=False,
-        target_accept=0.9,
-        return_raw_trace=True,
-    )
-    from cst_bayes.bayes.samplers import groups_from_trace
 
-    idata = groups_from_trace(raw, {})
-    th = idata["posterior"]["theta"].to_numpy()  # (chains, draws, p)
-    div = int(np.asarray(idata["sample_stats"]["diverging"]).sum())
-    rhat = float(np.max(st.rhat(th, chain_axis=0, draw_axis=1)))
-    ess = float(np.min(st.ess(th, chain_axis=0, draw_axis=1, method="bulk")))
-    diag = {"divergences": float(div), "max_rhat": rhat, "min_ess_bulk": ess}
-    if div or rhat > 1.01 or ess < 100 * chains:
+    def run(thin: int, run_seed: int, target_accept: float) -> dict[str, Any]:
+        raw = nutpie().sample(
+            compiled,
+            draws=draws * thin,
+            tune=tune,
+            chains=chains,
+            seed=run_seed,
+            progress_bar=False,
+            target_accept=target_accept,
+            return_raw_trace=True,
+        )
+        return thin_groups(groups_from_trace(raw, {}), thin)
+
+    groups, diag = sample_checked(run, seed, extend=extend)
+    th = groups["posterior"]["theta"].to_numpy()  # (chains, draws, p)
+    if diag["messages"]:
         warnings.warn(
-            f"pseudo-posterior fit: {div} divergences, max R-hat {rhat:.3f}, min bulk ESS {ess:.0f}",
-            SamplerTrouble,
-            stacklevel=3,
+            "pseudo-posterior fit: " + "; ".join(diag["messages"]), SamplerWarning, stacklevel=3
         )
     return th, diag
 
@@ -202,6 +200,7 @@ def fit_pseudo_posterior(
     chains: int = 2,
     seed: int = 0,
     prior_sd: float = PRIOR_SD,
+    extend: bool = False,
 ) -> PseudoPosterior:
     """Weighted pseudo-posterior of a logistic regression and its Williams-Savitsky adjustment.
 
@@ -215,6 +214,9 @@ def fit_pseudo_posterior(
         Survey design (weights, strata, fpc); the weights are normalised to sum to ``n``.
     method
         ``"mcmc"`` (nutpie) or ``"laplace"`` (normal approximation at the mode).
+    extend
+        MCMC only: sample once more when a diagnostic threshold fails
+        (:func:`cst_bayes.bayes.fit.extension_plan`).
     """
     X = np.asarray(X, float)
     y = np.asarray(y, float)
@@ -228,14 +230,14 @@ def fit_pseudo_posterior(
     rng = np.random.default_rng(seed)
     if method == "mcmc":
         th, diag = _sample_mcmc(
-            Zc, y, w, prior_sd, draws=draws, tune=tune, chains=chains, seed=seed
+            Zc, y, w, prior_sd, draws=draws, tune=tune, chains=chains, seed=seed, extend=extend
         )
     elif method == "laplace":
         mode = _mode(Zc, y, w, prior_sd)
         mu = expit(Zc @ mode)
         H0 = Zc.T @ (Zc * (w * mu * (1 - mu))[:, None]) + _prior_precision(p, prior_sd)
         th = rng.multivariate_normal(mode, np.linalg.inv(H0), size=(chains, draws))
-        diag = {"divergences": 0.0, "max_rhat": float("nan"), "min_ess_bulk": float("nan")}
+        diag = {}  # independent draws from the normal approximation: nothing to diagnose
     else:
         raise InputError(f"unknown method {method!r} (mcmc or laplace)", column="method")
     center = th.reshape(-1, p).mean(axis=0)

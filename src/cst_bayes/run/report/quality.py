@@ -9,12 +9,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cst_bayes.bayes.fit import BFMI_MIN, ESS_MIN, RHAT_MAX
-from cst_bayes.run.report.base import Block, Section, num, read_csv, read_json
+from cst_bayes.bayes.fit import (
+    BFMI_MIN,
+    ESS_MIN,
+    EXTEND_MAX_THIN,
+    EXTEND_TARGET_ACCEPT,
+    RHAT_MAX,
+)
+from cst_bayes.run.report.base import Block, Section, num, read_csv, read_json, true
 from cst_bayes.run.report.extra import bounds_source
 
 THRESHOLDS_TEXT = (
     f"R-hat &le; {RHAT_MAX}, bulk and tail ESS &ge; {ESS_MIN}, no divergences, BFMI &ge; {BFMI_MIN}"
+)
+EXTENSION_TEXT = (
+    "A fit that fails a threshold is sampled once more: fresh warm-up, k times the draws, "
+    f"every k-th kept, so it keeps its number of draws; k is what its worst ESS asks for with a "
+    f"quarter to spare (2 to {EXTEND_MAX_THIN}), and after divergences the target acceptance "
+    f"is {EXTEND_TARGET_ACCEPT}. Only the second run's draws are used. A fit that still fails "
+    "is named under 'problems'."
 )
 DIAG_COLUMNS = [
     "model",
@@ -24,6 +37,7 @@ DIAG_COLUMNS = [
     "min_ess_tail",
     "min_bfmi",
     "problems",
+    "extended",
     "seconds",
 ]
 #: Pass/fail flags of a pooled fit's members -> (number they stand for, problem text).
@@ -41,6 +55,16 @@ def _worst(values: list[Any], how: str) -> float:
     if v.empty:
         return float("nan")
     return float(v.max() if how == "max" else v.min())
+
+
+def extended_text(d: dict[str, Any]) -> str:
+    """Which fits were extended once (:func:`cst_bayes.bayes.fit.extension_plan`), e.g.
+    ``reconstruction-001 x3, reconstruction-016 x4``; empty when none."""
+    ext = d.get("members_extended") or {}
+    if ext:
+        return ", ".join(f"{m} x{k}" for m, k in ext.items())
+    k = int(d.get("extended_thin") or 1)
+    return f"x{k}" if k > 1 else ""
 
 
 def model_diagnostics(run_dir: Path, names: list[str] | None = None) -> pd.DataFrame:
@@ -79,28 +103,59 @@ def model_diagnostics(run_dir: Path, names: list[str] | None = None) -> pd.DataF
             probs.append(f"tail ESS {r['min_ess_tail']:.0f} < {ESS_MIN}")
         if r["min_bfmi"] < BFMI_MIN:
             probs.append(f"BFMI {r['min_bfmi']:.2f} < {BFMI_MIN}")
-        # pooled fits record only whether every member passed each check
+        # files of runs that recorded only whether every member passed each check
         for flag, (key, text) in _FLAGS.items():
             if d.get(flag) is False and np.isnan(r[key]):
                 probs.append(text + " (some member)")
-        if d.get("members_with_trouble"):
+        per = d.get("member_messages") or {}
+        if per:
+            probs.extend(f"{m}: {msg}" for m, msg in per.items())
+        elif d.get("members_with_trouble"):
             probs.append(
                 "trouble in members " + ", ".join(str(m) for m in d["members_with_trouble"])
             )
         r["problems"] = "; ".join(probs)
+        r["extended"] = extended_text(d)
         rows.append(r)
     return pd.DataFrame(rows, columns=DIAG_COLUMNS)
+
+
+def weighting_diagnostics(run_dir: Path) -> pd.DataFrame | None:
+    """``weights/mcmc_diagnostics.csv`` (one row per MCMC fit of the weighting stage), or None
+    when the run made none."""
+    return read_csv(run_dir / "weights" / "mcmc_diagnostics.csv")
+
+
+def weighting_failures(run_dir: Path) -> pd.DataFrame:
+    """The weighting stage's MCMC fits that fail a threshold (empty when none)."""
+    t = weighting_diagnostics(run_dir)
+    if t is None or t.empty:
+        return pd.DataFrame()
+    return t[~true(t["ok"])]
+
+
+def fit_label(row: pd.Series) -> str:
+    """``dataset scenario fit`` of a ``mcmc_diagnostics.csv`` row (parts it lacks left out)."""
+    parts = [row.get("dataset"), row.get("scenario"), row.get("fit")]
+    return " ".join(str(p) for p in parts if isinstance(p, str) and p)
 
 
 def failure_banner(run_dir: Path) -> str | None:
     """The red banner's text when some fit fails its own diagnostics, else None."""
     t = model_diagnostics(run_dir)
     bad = t[t["problems"] != ""]
-    if bad.empty:
+    wbad = weighting_failures(run_dir)
+    if bad.empty and wbad.empty:
         return None
     parts = [f"{r.model} ({r.problems})" for r in bad.itertuples(index=False)]
+    if not wbad.empty:
+        n = len(weighting_diagnostics(run_dir))  # type: ignore[arg-type]
+        what = "; ".join(f"{fit_label(r)}: {r['messages']}" for _, r in wbad.iterrows())
+        parts.append(f"weighting: {len(wbad)} of {n} MCMC fits ({what})")
     return (
-        f"SAMPLER DIAGNOSTICS FAILED for {len(bad)} of {len(t)} model(s): "
+        f"SAMPLER DIAGNOSTICS FAILED for {len(bad)} of {len(t)} model(s)"
+        + (" and in the weighting stage" if not wbad.empty else "")
+        + ": "
         + "; ".join(parts)
         + f". Thresholds: R-hat <= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN}, no divergences, "
         f"BFMI >= {BFMI_MIN}. Their posterior numbers are not reliable; rerun with more draws "

@@ -283,7 +283,13 @@ def forest_figure(df: pd.DataFrame, *, synthetic: bool, restricted: bool) -> Any
 
 def _section_models(run: dict[str, Any], run_dir: Path, figs: Figures) -> tuple[Section, Section]:
     from cst_bayes.run.report.extra import prior_blocks
-    from cst_bayes.run.report.quality import THRESHOLDS_TEXT, model_diagnostics
+    from cst_bayes.run.report.quality import (
+        EXTENSION_TEXT,
+        THRESHOLDS_TEXT,
+        model_diagnostics,
+        weighting_diagnostics,
+        weighting_failures,
+    )
 
     sec = Section("models", "Models and priors")
     diag = Section("diagnostics", "Computation and diagnostics")
@@ -302,6 +308,8 @@ def _section_models(run: dict[str, Any], run_dir: Path, figs: Figures) -> tuple[
         f"Sampler {s.get('sampler')}, {s.get('chains')} chains x {s.get('draws')} draws after {s.get('tune')} "
         f"tuning steps, seed {run.get('seed')}. Thresholds: {THRESHOLDS_TEXT}."
     )
+    if s.get("extend"):
+        diag.p(EXTENSION_TEXT)
     for name in names:
         spec_file = mdir / name / "spec.toml"
         if spec_file.is_file():
@@ -316,8 +324,19 @@ def _section_models(run: dict[str, Any], run_dir: Path, figs: Figures) -> tuple[
         model_diagnostics(run_dir, names),
         "Convergence per model (pooled over the reconstructions when there are several: the "
         "worst member). R-hat and ESS are the worst over the parameters and every reported term; "
-        "'problems' names each threshold a model fails.",
+        "'problems' names each threshold a model fails (after any extension); 'extended' "
+        "names the fits sampled a second time and their thinning factor.",
     )
+    wdiag = weighting_diagnostics(run_dir)
+    if wdiag is not None and not wdiag.empty:
+        wbad = weighting_failures(run_dir)
+        diag.p(
+            f"The weighting stage's MCMC fits (pseudo-posteriors and MRP models, "
+            f"`weights/mcmc_diagnostics.csv`): {len(wdiag)} fits, "
+            f"{int((num(wdiag['extended_thin']) > 1).sum())} extended, {len(wbad)} failing a threshold."
+        )
+        if not wbad.empty:
+            diag.table(wbad, "Weighting-stage MCMC fits that fail a threshold.")
     return sec, diag
 
 

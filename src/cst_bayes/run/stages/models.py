@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 #: Diagnostics a model unit records in its manifest (the report and the summary read them).
 DIAGNOSTICS = (
     "divergences", "max_r_hat", "min_ess_bulk", "min_ess_tail", "min_bfmi", "ok", "messages",
-    "all_ok", "members_with_trouble", "flipping_terms",
+    "all_ok", "members_with_trouble", "flipping_terms", "extended_thin", "first_messages",
+    "member_messages", "members_extended",
 )  # fmt: skip
 
 
@@ -36,6 +37,7 @@ def run(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
         seed=ctx.seed,
         sampler=s.sampler,
         pointwise=False,
+        extend=s.extend,
     )
     info: dict[str, Any] = {"model": name, "datasets": len(ctx.frames)}
     if len(ctx.frames) > 1:
@@ -49,6 +51,10 @@ def run(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     diag = res.diagnostics
     info["diagnostics"] = {k: v for k, v in diag.items() if k in DIAGNOSTICS}
     info["diagnostics"].setdefault("ok", info["diagnostics"].get("all_ok"))
+    for key in ("member_messages", "members_extended"):  # members by dataset name, not number
+        per = info["diagnostics"].get(key)
+        if per and len(ctx.dataset_ids) == len(ctx.frames):
+            info["diagnostics"][key] = {ctx.dataset_ids[int(m) - 1]: v for m, v in per.items()}
     write_table(ctx, work / "summary.csv", res.summary, pair_with=config.OUTCOME)
     if getattr(spec, "text", None):
         write_text(work / "spec.toml", spec.text)

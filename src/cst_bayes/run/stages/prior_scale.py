@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 def run(ctx: RunContext, name: str, work: Path) -> dict[str, Any]:
     s = ctx.settings
     table = prior_scale_table(
-        ctx.specs[name], ctx.frames[0], draws=s.draws, tune=s.tune, chains=s.chains, seed=ctx.seed
+        ctx.specs[name],
+        ctx.frames[0],
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        seed=ctx.seed,
+        extend=s.extend,
     )
     write_table(ctx, work / "prior_scale.csv", table)
     return {"fits": int(table[["slot", "scale"]].drop_duplicates().shape[0])}

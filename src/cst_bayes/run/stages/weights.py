@@ -29,10 +29,19 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
         sampler=s.sampler,
         published_dir=ctx.published_dir,
         jobs=min(ctx.jobs, len(ctx.frames)),
+        extend=s.extend,
     )
     tables = {k: v for k, v in res.items() if isinstance(v, pd.DataFrame)}
     info: dict[str, Any] = {"datasets": len(ctx.frames), "mcmc": s.weights_mcmc}
     info.update({k: len(v) for k, v in tables.items()})
+    diag = tables.get("mcmc_diagnostics")
+    if diag is not None:  # the report and the summary name MCMC fits that fail a threshold
+        bad = diag[~diag["ok"].astype(bool)]
+        info["mcmc_fits"] = len(diag)
+        info["mcmc_trouble"] = [
+            f"{r.dataset} {r.scenario} {r.fit}".replace("  ", " ") for r in bad.itertuples()
+        ]
+        info["mcmc_extended"] = int((diag["extended_thin"] > 1).sum())
     if ctx.restricted:  # every table through the policy; figures would bypass it
         for k, v in tables.items():
             write_table(ctx, work / f"{k}.csv", v)
