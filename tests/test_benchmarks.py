@@ -44,6 +44,18 @@ QUOTES: list[tuple[str, str, str, tuple[str, ...]]] = [
         ("whole.cli_median_wall_s", "whole.rstanarm_median_wall_s", "whole.ratio_wall"),
     ),
     (
+        "docs/models.md",
+        r"this one passed (\d+) of (\d+), twice the draws\s+passed (\d+), and four times the "
+        r"draws at the old target acceptance (\d+)",
+        "extension.md",
+        (
+            "standard.pass_x4_0.95",
+            "standard.failing",
+            "standard.pass_x2_0.95",
+            "standard.pass_x4_0.9",
+        ),
+    ),
+    (
         "README.md",
         r"pipeline took (\d+\.\d) s and wrote (\d+\.\d) MB",
         "pipeline.md",

@@ -42,6 +42,7 @@ def test_pipeline_doc_profiles_match_the_code(col, profile):
     if want is None:
         want = ", ".join(s.weights_mcmc)  # type: ignore[arg-type]
     assert mcmc == want
+    assert rows["failing fits sampled once more"][col] == ("yes" if s.extend else "no")
 
 
 def test_pipeline_doc_names_every_stage():

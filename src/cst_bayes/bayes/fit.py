@@ -287,12 +287,12 @@ def diagnose(idata: Any) -> dict[str, Any]:
 
 
 #: The one extension of a fit that fails a threshold: the chains run again (fresh warm-up, a
-#: seed derived from the first) for ``thin`` times the draws, of which every ``thin``-th is
-#: kept, so the fit keeps its shape (pooled members must share it, and every later stage costs
-#: what it did). ``thin`` is what the worst ESS asks for with a quarter to spare, at least 2
-#: and at most EXTEND_MAX_THIN: at 2 x 1000 the varying slopes' sigma_slope had bulk ESS 185-322.
-EXTEND_MAX_THIN = 4
-#: Target acceptance of an extension of a fit with divergences (smaller steps).
+#: seed derived from the first, smaller steps) for EXTEND_THIN times the draws, of which every
+#: EXTEND_THIN-th is kept, so the fit keeps its shape (pooled members must share it, and every
+#: later stage costs what it did). benchmarks/extension.py tries the candidates on the fits of a
+#: standard run that fail (docs/generated/extension.md): divergences need the smaller steps, and
+#: the varying slopes' sigma_slope needs the four-fold length.
+EXTEND_THIN = 4
 EXTEND_TARGET_ACCEPT = 0.95
 
 
@@ -301,11 +301,7 @@ def extension_plan(diag: Mapping[str, Any]) -> tuple[int, float] | None:
     when it passes every threshold."""
     if diag.get("ok", True):
         return None
-    ess = min(float(diag["min_ess_bulk"]), float(diag["min_ess_tail"]))
-    want = 1.25 * ESS_MIN / ess if np.isfinite(ess) and ess > 0 else float(EXTEND_MAX_THIN)
-    thin = int(np.clip(np.ceil(want), 2, EXTEND_MAX_THIN))
-    target = EXTEND_TARGET_ACCEPT if diag.get("divergences", 0) else TARGET_ACCEPT
-    return thin, float(target)
+    return EXTEND_THIN, EXTEND_TARGET_ACCEPT
 
 
 def extension_seed(seed: int, thin: int) -> int:
@@ -526,8 +522,8 @@ def fit(
         PyMC's prior predictive of the model (covariate-pattern level, dimension
         ``pattern``; PyMC is imported for it).
     extend
-        When the draws fail a diagnostic threshold, sample once more with ``thin`` times the
-        draws, keeping every ``thin``-th (:func:`extension_plan`; the fit keeps its shape).
+        When the draws fail a diagnostic threshold, sample once more with EXTEND_THIN times
+        the draws, keeping every EXTEND_THIN-th (:func:`extension_plan`; the fit keeps its shape).
         ``diagnostics["extended_thin"]`` and the ``thin`` attribute say what ran; thresholds
         that still fail are warned as ever.
     """

@@ -113,9 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--extend",
         action="store_true",
-        help="when the draws fail a diagnostic threshold, sample once more with K times the "
-        "draws, keeping every K-th (K 2-4, from the worst ESS; target acceptance 0.95 after "
-        "divergences); the file records K as the attribute thin",
+        help="when the draws fail a diagnostic threshold, sample once more with 4 times the "
+        "draws, keeping every 4th, at target acceptance 0.95; the file records the attribute "
+        "thin",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

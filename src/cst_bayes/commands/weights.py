@@ -65,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--extend",
         action="store_true",
-        help="an MCMC fit that fails a diagnostic threshold is sampled once more with K times "
-        "the draws, every K-th kept (as `cst-bayes fit --extend`); each fit's diagnostics are "
+        help="an MCMC fit that fails a diagnostic threshold is sampled once more with 4 times "
+        "the draws, every 4th kept (as `cst-bayes fit --extend`); each fit's diagnostics are "
         "in mcmc_diagnostics.csv",
     )
     parser.add_argument(

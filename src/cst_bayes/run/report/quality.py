@@ -12,8 +12,8 @@ import pandas as pd
 from cst_bayes.bayes.fit import (
     BFMI_MIN,
     ESS_MIN,
-    EXTEND_MAX_THIN,
     EXTEND_TARGET_ACCEPT,
+    EXTEND_THIN,
     RHAT_MAX,
 )
 from cst_bayes.run.report.base import Block, Section, num, read_csv, read_json, true
@@ -23,11 +23,10 @@ THRESHOLDS_TEXT = (
     f"R-hat &le; {RHAT_MAX}, bulk and tail ESS &ge; {ESS_MIN}, no divergences, BFMI &ge; {BFMI_MIN}"
 )
 EXTENSION_TEXT = (
-    "A fit that fails a threshold is sampled once more: fresh warm-up, k times the draws, "
-    f"every k-th kept, so it keeps its number of draws; k is what its worst ESS asks for with a "
-    f"quarter to spare (2 to {EXTEND_MAX_THIN}), and after divergences the target acceptance "
-    f"is {EXTEND_TARGET_ACCEPT}. Only the second run's draws are used. A fit that still fails "
-    "is named under 'problems'."
+    f"A fit that fails a threshold is sampled once more: fresh warm-up, {EXTEND_THIN} times the "
+    f"draws, every {EXTEND_THIN}th kept (so it keeps its number of draws), target acceptance "
+    f"{EXTEND_TARGET_ACCEPT}. Only the second run's draws are used. A fit that still fails is "
+    "named under 'problems'."
 )
 DIAG_COLUMNS = [
     "model",
