@@ -405,3 +405,11 @@ def test_pooled_summary_carries_decisions_on_the_stacked_draws():
     assert {"p_gt_1", "p_rope", "mcse_estimate"} <= set(s.columns)
     want = 0.5 * (stats.norm.sf(0, 0.0, 0.3) + stats.norm.sf(0, 0.5, 0.3))
     assert s.loc["court", "p_gt_1"] == pytest.approx(want, abs=0.02)
+
+
+def test_pooled_file_records_each_members_thinning():
+    fits = [normal_member({"court": 0.1}, 0.2, seed=i, draws=50) for i in range(3)]
+    fits[1].idata.posterior.attrs["thin"] = 4  # an extended member (bayes.fit.extension_plan)
+    pooled = pooling.pool_fits("spec", fits)
+    assert pooled.idata.posterior.attrs["member_thin"] == "1,4,1"
+    assert "thin" not in pooled.idata.posterior.attrs  # members disagree: no single value

@@ -266,7 +266,11 @@ def stack_members(idatas: Sequence[Any]) -> Any:
         pooling="stacked draws (multiple imputation)",
         loo="per member: cst_bayes.bayes.pooling.member_idata(idata, m) has its log_likelihood",
         member_data_hashes=",".join(hashes),
+        # an extended member's draws are every thin-th of thin x as many (bayes.fit.extension_plan)
+        member_thin=",".join(str(int(i.posterior.attrs.get("thin", 1))) for i in idatas),
     )
+    for a in ("thin", "target_accept"):  # per member: member_thin says which were extended
+        out.posterior.attrs.pop(a, None)
     return out
 
 
