@@ -409,7 +409,9 @@ def test_pooled_summary_carries_decisions_on_the_stacked_draws():
 
 def test_pooled_file_records_each_members_thinning():
     fits = [normal_member({"court": 0.1}, 0.2, seed=i, draws=50) for i in range(3)]
-    fits[1].idata.posterior.attrs["thin"] = 4  # an extended member (bayes.fit.extension_plan)
+    fits[1].idata.posterior.attrs["thin"] = (
+        4  # an extended member (bayes.convergence.extension_plan)
+    )
     pooled = pooling.pool_fits("spec", fits)
     assert pooled.idata.posterior.attrs["member_thin"] == "1,4,1"
     assert "thin" not in pooled.idata.posterior.attrs  # members disagree: no single value

@@ -530,7 +530,7 @@ def bayes(ref_df, scenarios):
 @pytest.mark.slow
 @pytest.mark.xdist_group("weights_bayes")
 def test_every_mcmc_fit_of_the_weighting_stage_records_its_diagnostics(bayes):
-    from cst_bayes.bayes.fit import ESS_MIN
+    from cst_bayes.bayes.convergence import ESS_MIN
     from cst_bayes.weighting.stage import DIAGNOSTICS_COLUMNS
 
     _, _, diag, mdiag = bayes
@@ -550,7 +550,7 @@ def test_every_mcmc_fit_of_the_weighting_stage_records_its_diagnostics(bayes):
 
 
 def test_a_failing_pseudo_posterior_warns(ref_df):
-    from cst_bayes.bayes.fit import SamplerWarning
+    from cst_bayes.bayes.convergence import SamplerWarning
 
     sc = W.load_scenarios()["design"]
     X, names = W.model_matrix(ref_df, True)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cst_bayes.bayes import layout
-from cst_bayes.bayes.fit import Fit, diagnose, summarise
+from cst_bayes.bayes.convergence import diagnose
+from cst_bayes.bayes.fit import Fit, summarise
 from cst_bayes.bayes.spec import spec_from_text
 from cst_bayes.core.errors import InputError
 from cst_bayes.core.options import DataStatus

@@ -13,6 +13,13 @@ from __future__ import annotations
 
 from cst_bayes.bayes.build import build, prior_scales
 from cst_bayes.bayes.build import build_from_patterns as _build_from_patterns
+from cst_bayes.bayes.convergence import (
+    BFMI_MIN,
+    ESS_MIN,
+    RHAT_MAX,
+    SamplerWarning,
+    diagnose,
+)
 from cst_bayes.bayes.design import Design, Patterns, collapse, design, normalise_weights
 from cst_bayes.bayes.effects import (
     COMPARE_COLUMNS,
@@ -36,14 +43,9 @@ from cst_bayes.bayes.families import (
     Sampler,
 )
 from cst_bayes.bayes.fit import (
-    BFMI_MIN,
-    ESS_MIN,
-    RHAT_MAX,
     SUMMARY_COLUMNS,
     Fit,
-    SamplerWarning,
     check_diagnostics,
-    diagnose,
     fit,
     summarise,
     with_pointwise,

@@ -266,7 +266,7 @@ def stack_members(idatas: Sequence[Any]) -> Any:
         pooling="stacked draws (multiple imputation)",
         loo="per member: cst_bayes.bayes.pooling.member_idata(idata, m) has its log_likelihood",
         member_data_hashes=",".join(hashes),
-        # an extended member's draws are every thin-th of thin x as many (bayes.fit.extension_plan)
+        # an extended member's draws are every thin-th of thin x as many (bayes.convergence.extension_plan)
         member_thin=",".join(str(int(i.posterior.attrs.get("thin", 1))) for i in idatas),
     )
     for a in ("thin", "target_accept"):  # per member: member_thin says which were extended
@@ -397,7 +397,7 @@ def pooled_diagnostics(member_diags: Sequence[Mapping[str, Any]]) -> dict[str, A
     """The members' diagnostics in one dict: each pass/fail flag true only when every member
     passes, the worst of each number (:data:`_WORST`), ``members_with_trouble`` (1-based),
     ``member_messages`` (member -> what it fails), ``members_extended`` (member -> thin of its
-    extension, :func:`cst_bayes.bayes.fit.extension_plan`) and ``all_ok``."""
+    extension, :func:`cst_bayes.bayes.convergence.extension_plan`) and ``all_ok``."""
     diag: dict[str, Any] = {}
     trouble, messages, extended = [], {}, {}
     for m, d in enumerate(member_diags, start=1):

@@ -41,7 +41,7 @@ def prior_scale_table(
     """The ratio table at x1 (slot ``none``) and at each scale of each slot (refits).
 
     ``extend``: a refit that fails a diagnostic threshold is sampled once more
-    (:func:`cst_bayes.bayes.fit.extension_plan`).
+    (:func:`cst_bayes.bayes.convergence.extension_plan`).
     """
     from cst_bayes.bayes import models
 

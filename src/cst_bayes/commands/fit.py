@@ -240,7 +240,7 @@ def _warn(name: str, messages: list[str], args: argparse.Namespace) -> None:
     """Failed thresholds: one warning line on stderr, or exit 3 under ``--strict``."""
     if not messages:
         return
-    from cst_bayes.bayes.fit import BFMI_MIN, ESS_MIN, RHAT_MAX
+    from cst_bayes.bayes.convergence import BFMI_MIN, ESS_MIN, RHAT_MAX
     from cst_bayes.core.errors import SamplerTrouble
 
     text = f"{name}: " + "; ".join(messages)

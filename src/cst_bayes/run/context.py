@@ -44,7 +44,7 @@ class Settings:
     sampler: str = DEFAULT_SAMPLER
     #: members of the shipped ensemble to use (None: ``n_reconstructions`` decides)
     members: tuple[str, ...] | None = None
-    #: sample a fit that fails a diagnostic threshold once more (cst_bayes.bayes.fit.extension_plan)
+    #: sample a fit that fails a diagnostic threshold once more (cst_bayes.bayes.convergence.extension_plan)
     extend: bool = False
 
 

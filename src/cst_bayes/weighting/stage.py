@@ -110,7 +110,7 @@ DIAGNOSTICS_COLUMNS = [
 
 
 def diagnostics_row(scenario: str, fit: str, diag: Mapping[str, Any]) -> dict[str, Any]:
-    """One :data:`DIAGNOSTICS_COLUMNS` row from :func:`cst_bayes.bayes.fit.diagnose`'s dict."""
+    """One :data:`DIAGNOSTICS_COLUMNS` row from :func:`cst_bayes.bayes.convergence.diagnose`'s dict."""
     row = {c: diag.get(c) for c in DIAGNOSTICS_COLUMNS[2:]}
     row["extended_thin"] = int(diag.get("extended_thin", 1))
     row["messages"] = "; ".join(diag.get("messages") or [])
@@ -180,7 +180,7 @@ def run_weights(
     """Every weighting table of one data set.
 
     With MCMC, ``mcmc_diagnostics`` holds each fit's sampler diagnostics (``extend``: a fit
-    that fails a threshold is sampled once more, :func:`cst_bayes.bayes.fit.extension_plan`).
+    that fails a threshold is sampled once more, :func:`cst_bayes.bayes.convergence.extension_plan`).
 
     ``mcmc`` false: the pseudo-posterior uses its normal approximation (``laplace``) and the
     MRP tables hold the conjugate estimands only (``mrp_fits`` overrides the latter).

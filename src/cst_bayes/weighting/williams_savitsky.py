@@ -64,7 +64,9 @@ class PseudoPosterior:
     J: np.ndarray
     X: np.ndarray
     weights: np.ndarray  #: normalised to sum to n
-    diagnostics: dict[str, Any]  #: :func:`cst_bayes.bayes.fit.diagnose`'s (MCMC), empty otherwise
+    diagnostics: dict[
+        str, Any
+    ]  #: :func:`cst_bayes.bayes.convergence.diagnose`'s (MCMC), empty otherwise
 
     def draws(self, adjusted: bool) -> np.ndarray:
         """``(chains, draws, p)`` coefficient draws, raw or adjusted."""
@@ -113,10 +115,10 @@ def _sample_mcmc(
     """nutpie over the compiled :mod:`cst_bayes.bayes.fastlogp` density (no strata, centred
     predictors), the weighted likelihood summed over distinct covariate rows (exact: agencies
     with the same row share ``log p`` and ``log(1 - p)``). Diagnostics and the one extension
-    (``extend``) are the models' own (:func:`cst_bayes.bayes.fit.sample_checked`)."""
+    (``extend``) are the models' own (:func:`cst_bayes.bayes.convergence.sample_checked`)."""
     from cst_bayes.bayes import fastlogp as F
     from cst_bayes.bayes.compiled import fast_model
-    from cst_bayes.bayes.fit import SamplerWarning, sample_checked
+    from cst_bayes.bayes.convergence import SamplerWarning, sample_checked
     from cst_bayes.bayes.samplers import groups_from_trace, thin_groups
     from cst_bayes.core.lazy import nutpie
 
@@ -216,7 +218,7 @@ def fit_pseudo_posterior(
         ``"mcmc"`` (nutpie) or ``"laplace"`` (normal approximation at the mode).
     extend
         MCMC only: sample once more when a diagnostic threshold fails
-        (:func:`cst_bayes.bayes.fit.extension_plan`).
+        (:func:`cst_bayes.bayes.convergence.extension_plan`).
     """
     X = np.asarray(X, float)
     y = np.asarray(y, float)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from cst_bayes.bayes.fit import (
+from cst_bayes.bayes.convergence import (
     BFMI_MIN,
     ESS_MIN,
     EXTEND_TARGET_ACCEPT,
@@ -57,7 +57,7 @@ def _worst(values: list[Any], how: str) -> float:
 
 
 def extended_text(d: dict[str, Any]) -> str:
-    """Which fits were extended once (:func:`cst_bayes.bayes.fit.extension_plan`), e.g.
+    """Which fits were extended once (:func:`cst_bayes.bayes.convergence.extension_plan`), e.g.
     ``reconstruction-001 x3, reconstruction-016 x4``; empty when none."""
     ext = d.get("members_extended") or {}
     if ext:

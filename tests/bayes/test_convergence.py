@@ -1,4 +1,4 @@
-"""The one extension of a fit that fails a diagnostic threshold (cst_bayes.bayes.fit).
+"""The one extension of a fit that fails a diagnostic threshold (cst_bayes.bayes.convergence).
 
 The rule is checked on AR(1) chains, whose effective sample size is known in closed form
 (N (1 - rho) / (1 + rho)): chains that fail the threshold are extended and pass, chains that
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from cst_bayes.bayes import fit as F
+from cst_bayes.bayes import convergence as F
 from cst_bayes.bayes.pooling import pooled_diagnostics
 from cst_bayes.bayes.samplers import thin_groups
 
