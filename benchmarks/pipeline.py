@@ -21,7 +21,14 @@ section not run in this invocation keeps its earlier text and date) and
 ``benchmarks/results/pipeline.csv`` (this invocation's rows). The machine is shared: compare
 figures of one section.
 
-Usage: ``python benchmarks/pipeline.py [--profiles quick standard full] [--scales 1 10 100]``
+Fresh clone (``--fresh-clone``): ``git clone`` of this checkout's HEAD into a temporary folder
+(with the ``shared`` folder beside it linked, as CI has it) and ``make reproduce`` there as one
+whole process, exactly what the README tells a new user to run: the virtualenv, the numba
+compile of every density (no cache yet) and the default profile. Records the pipeline's own
+total from ``reports/run.json``, the whole command's wall time and the size of ``reports/``.
+
+Usage: ``python benchmarks/pipeline.py [--profiles quick standard full] [--scales 1 10 100]
+[--fresh-clone]``
 """
 
 from __future__ import annotations
@@ -223,6 +230,62 @@ def profile_section(profile: str, runs: dict[str, dict], code: str) -> str:
     return "\n".join([*lines, "", figure_table(figs)])
 
 
+def run_fresh_clone(work: Path) -> dict:
+    """``make reproduce`` in a fresh clone of HEAD: see the module docstring."""
+    root = HERE.parent
+    clone = work / "fresh" / "main"
+    clone.parent.mkdir(parents=True, exist_ok=True)
+    shared = root.parent / "shared"
+    if shared.is_dir():
+        (clone.parent / "shared").symlink_to(shared)
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=clone, capture_output=True, text=True
+    ).stdout.strip()
+    load_before = load()
+    r = run_process(["make", "reproduce"], cwd=clone, adopt_orphans=True)
+    if r.returncode != 0:
+        raise SystemExit(f"make reproduce failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    out = clone / "reports"
+    run = json.loads((out / "run.json").read_text())
+    return {
+        "date": stamp(),
+        "load_before": load_before,
+        "load_after": load(),
+        "code": head,
+        "profile": run.get("profile"),
+        "wall_s": r.wall_s,
+        "pipeline_s": float(run["total_seconds"]),
+        "stages": run.get("stage_seconds", {}),
+        "du_bytes": disk_usage(out),
+    }
+
+
+def fresh_section(r: dict) -> str:
+    figs = {
+        "pipeline_s": _num(r["pipeline_s"]),
+        "make_wall_s": _num(r["wall_s"]),
+        "reports_du_mb": _num(r["du_bytes"] / 1e6),
+    }
+    lines = [
+        "## A fresh clone's `make reproduce`",
+        "",
+        f"Measured {r['date']} on {os.cpu_count()} cores; load average {r['load_before']:.1f} "
+        f"before, {r['load_after']:.1f} after; code {r['code']} (a fresh `git clone`: empty "
+        "numba cache, new virtualenv from the pip cache). SYNTHETIC data (the shipped "
+        f"reconstructions). Profile `{r['profile']}` (the default). The pipeline took "
+        f"{figs['pipeline_s']} s (target <= {TARGET_PIPELINE_S:g} s); the whole command, "
+        f"virtualenv and package install included, {figs['make_wall_s']} s; `reports/` holds "
+        f"{figs['reports_du_mb']} MB on disk (target <= {TARGET_OUTPUT_MB:g} MB).",
+        "",
+        "| stage | cold s |",
+        "|---|---:|",
+        *(f"| {st} | {_num(v)} |" for st, v in r["stages"].items()),
+        f"| whole process | {figs['make_wall_s']} |",
+    ]
+    return "\n".join([*lines, "", figure_table(figs)])
+
+
 def scale_section(runs: dict[int, dict], code: str) -> str:
     base = runs[1]["wall_s"]
     ks = sorted(runs)
@@ -283,6 +346,11 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="row multipliers for the quick profile (x1 is added)",
     )
+    ap.add_argument(
+        "--fresh-clone",
+        action="store_true",
+        help="also time `make reproduce` in a fresh clone of HEAD (what the README says to run)",
+    )
     ap.add_argument("--md", type=Path, default=GENERATED / "pipeline.md")
     ap.add_argument("--no-md", action="store_true", help="print only; write no files")
     ap.add_argument(
@@ -333,6 +401,22 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
             sections["scale"] = scale_section(scale_runs, code)
+        if args.fresh_clone:
+            r = run_fresh_clone(work)
+            rows += [
+                dict(run="fresh-clone", stage=st, seconds=v, date=r["date"])
+                for st, v in r["stages"].items()
+            ]
+            rows.append(
+                dict(run="fresh-clone", stage="(make reproduce)", seconds=r["wall_s"],
+                     bytes=r["du_bytes"], date=r["date"])
+            )  # fmt: skip
+            print(
+                f"fresh clone: make reproduce {r['wall_s']:.1f} s, pipeline {r['pipeline_s']:.1f} s, "
+                f"reports {r['du_bytes'] / 1e6:.1f} MB",
+                flush=True,
+            )
+            sections["fresh-clone"] = fresh_section(r)
     if args.no_md:
         return 0
     from cst_bayes.core.fileio import write_csv
@@ -346,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         args.md,
         "benchmarks/pipeline.py",
         "Pipeline timings and sizes",
-        ["profile-quick", "profile-standard", "profile-full", "scale"],
+        ["fresh-clone", "profile-quick", "profile-standard", "profile-full", "scale"],
         sections,
     )
     return 0
