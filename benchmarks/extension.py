@@ -30,7 +30,7 @@ CANDIDATES = [(2, 0.95), (3, 0.95), (4, 0.9), (4, 0.95), (4, 0.99)]
 
 def measure() -> tuple[list[dict], list[dict]]:
     """(one row per failing fit with each candidate's outcome, every first fit's outcome)."""
-    from cst_bayes.bayes import fit as F
+    from cst_bayes.bayes import convergence as F
     from cst_bayes.bayes import models, pooling
     from cst_bayes.bayes.design import collapse, normalise_weights
     from cst_bayes.bayes.samplers import sample
@@ -72,7 +72,7 @@ def measure() -> tuple[list[dict], list[dict]]:
 def page(failing: list[dict], first: list[dict], seconds: float, load0: float) -> str:
     import pandas as pd
 
-    from cst_bayes.bayes.fit import EXTEND_TARGET_ACCEPT, EXTEND_THIN
+    from cst_bayes.bayes.convergence import EXTEND_TARGET_ACCEPT, EXTEND_THIN
     from cst_bayes.run.context import PROFILES
 
     s = PROFILES["standard"]
