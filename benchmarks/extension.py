@@ -8,7 +8,7 @@ seeds (what ``cst-bayes reproduce`` fits first). Each fit that fails a threshold
 again under every candidate extension (thinning factor K: K times the draws, every K-th kept;
 target acceptance), each with the seed the package derives for it. The page counts how many
 failing fits each candidate brings within every threshold, and what it costs in sampling
-seconds; :data:`cst_bayes.bayes.fit.EXTEND_THIN` and ``EXTEND_TARGET_ACCEPT`` are the rule
+seconds; :data:`cst_bayes.bayes.convergence.EXTEND_THIN` and ``EXTEND_TARGET_ACCEPT`` are the rule
 chosen from it.
 """
 
@@ -28,8 +28,14 @@ from _common import code_version, figure_table, load, stamp, write_sections  # n
 CANDIDATES = [(2, 0.95), (3, 0.95), (4, 0.9), (4, 0.95), (4, 0.99)]
 
 
-def measure() -> tuple[list[dict], list[dict]]:
-    """(one row per failing fit with each candidate's outcome, every first fit's outcome)."""
+def measure(
+    specs: list[str] | None = None, n_members: int | None = None, draws: int | None = None
+) -> tuple[list[dict], list[dict]]:
+    """(one row per failing fit with each candidate's outcome, every first fit's outcome).
+
+    ``specs``, ``n_members`` and ``draws`` narrow the run (the tests' smoke run); by default
+    every shipped spec on every ``standard`` member with its draws.
+    """
     from cst_bayes.bayes import convergence as F
     from cst_bayes.bayes import models, pooling
     from cst_bayes.bayes.design import collapse, normalise_weights
@@ -43,9 +49,12 @@ def measure() -> tuple[list[dict], list[dict]]:
     frames = {df.attrs["member"]: df for df in load_ensemble(config.RECONSTRUCTED_DIR)}
     members = [frames[m] for m in s.members or ()]
     seeds = pooling.member_seeds(DEFAULT_SEED, len(members))
-    kw = dict(draws=s.draws, tune=s.tune, chains=s.chains, sampler=s.sampler, progress=False)
+    members, seeds = members[:n_members], seeds[:n_members]
+    kw = dict(
+        draws=draws or s.draws, tune=s.tune, chains=s.chains, sampler=s.sampler, progress=False
+    )
     failing, first = [], []
-    for name in models.list_specs()["name"]:
+    for name in specs or models.list_specs()["name"]:
         spec = models.load_spec(name)
         for df, seed in zip(members, seeds):
             pat = collapse(spec, df, normalise_weights(None, len(df)))
@@ -64,7 +73,6 @@ def measure() -> tuple[list[dict], list[dict]]:
                 d2 = F.diagnose(g)
                 row[f"x{k} {ta}"] = "ok" if d2["ok"] else "; ".join(d2["messages"])
                 row[f"x{k} {ta} s"] = time.perf_counter() - t0
-            print(row, flush=True)
             failing.append(row)
     return failing, first
 

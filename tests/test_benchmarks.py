@@ -341,3 +341,19 @@ def test_samplers_smoke_run_writes_a_section_the_tests_accept(tmp_path):
     assert "rstanarm/CLI not measured" in line
     assert "Quick smoke run: not the benchmark." in common.read_sections(md)["whole"]
     assert float(figs["whole.cli_median_cpu_s"]) > 0
+
+
+@pytest.mark.slow
+def test_extension_smoke_run_writes_a_section_the_tests_accept():
+    """benchmarks/extension.py on one spec and member with 50 draws (fails for sure)."""
+    ext = _load("extension")
+    failing, first = ext.measure(specs=["count_poisson_strata"], n_members=1, draws=50)
+    assert len(first) == 1 and len(failing) == 1 and not first[0]["ok"]
+    text = ext.page(failing, first, 1.0, 0.5)
+    assert "SYNTHETIC" in text and "| K = 4, target 0.95 |" in text
+    figs = dict(
+        line.strip("|").replace(" ", "").split("|")
+        for line in text.splitlines()
+        if line.startswith("| fits |") or line.startswith("| failing |")
+    )
+    assert figs == {"fits": "1", "failing": "1"}
