@@ -157,8 +157,8 @@ def failure_banner(run_dir: Path) -> str | None:
         + ": "
         + "; ".join(parts)
         + f". Thresholds: R-hat <= {RHAT_MAX}, bulk and tail ESS >= {ESS_MIN}, no divergences, "
-        f"BFMI >= {BFMI_MIN}. Their posterior numbers are not reliable; rerun with more draws "
-        "(e.g. the default profile)."
+        f"BFMI >= {BFMI_MIN}. Their posterior numbers are not reliable until a rerun with more "
+        "draws, or a reparameterised model, passes."
     )
 
 
