@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from cst_bayes.checks import tablestats as T
+from cst_bayes.core.blas import one_blas_thread
 from cst_bayes.core.config import APPROACHES, COUNT, STRATA, STRATUM
 
 SHIPPED = Path(__file__).resolve().parents[2] / "data" / "reconstructed"
@@ -98,7 +99,7 @@ def test_one_blas_thread_moves_the_statistics_by_rounding_only(members):
         Y = (rng.random((12, len(df))) < df["any_cst"].mean()).astype(float)
         with threadpool_limits(limits=2):
             two = T.batched_statistics(df, Y, tables=tabs)
-        with T.one_blas_thread():
+        with one_blas_thread():
             one = T.batched_statistics(df, Y, tables=tabs)
         np.testing.assert_allclose(one, two, rtol=1e-10, atol=0)
         assert np.isfinite(one).mean() > 0.9

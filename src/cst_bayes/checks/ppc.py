@@ -51,11 +51,11 @@ from cst_bayes.checks.tablestats import (
     batched_glm,
     batched_statistics,
     frequentist_statistics,
-    one_blas_thread,
     published_values,
     statistic_keys,
     table3_designs,
 )
+from cst_bayes.core.blas import one_blas_thread
 from cst_bayes.core.config import COUNT, OUTCOME, STRATUM
 from cst_bayes.core.errors import InputError
 
@@ -231,64 +231,49 @@ def _prepare(
 ) -> tuple[list[Stat], np.ndarray, np.ndarray, np.ndarray]:
     """Keys, replicated and observed statistics of one dataset, and which are fitted.
 
-    ``frame`` is ``df``'s :class:`FrameDesign`, if the caller has built it already.
+    ``frame`` is ``df``'s :class:`FrameDesign`, if the caller has built it already. BLAS runs
+    on one thread (:func:`cst_bayes.core.blas.one_blas_thread`).
     """
     with one_blas_thread():
-        return _prepare_one_thread(
-            df, y_rep, outcome, tables, observed, p_draws=p_draws, design=design, frame=frame
+        risk = None if p_draws is None else np.asarray(p_draws, dtype=float).mean(axis=0)
+        bernoulli = (
+            p_draws is not None
+            and outcome == OUTCOME
+            and bool(((np.asarray(p_draws) >= 0) & (np.asarray(p_draws) <= 1)).all())
         )
-
-
-def _prepare_one_thread(
-    df: pd.DataFrame,
-    y_rep: np.ndarray,
-    outcome: str,
-    tables: Sequence[str] | None,
-    observed: np.ndarray | None = None,
-    *,
-    p_draws: np.ndarray | None = None,
-    design: np.ndarray | None = None,
-    frame: FrameDesign | None = None,
-) -> tuple[list[Stat], np.ndarray, np.ndarray, np.ndarray]:
-    risk = None if p_draws is None else np.asarray(p_draws, dtype=float).mean(axis=0)
-    bernoulli = (
-        p_draws is not None
-        and outcome == OUTCOME
-        and bool(((np.asarray(p_draws) >= 0) & (np.asarray(p_draws) <= 1)).all())
-    )
-    tabs = _check_tables(tables, outcome, risk=risk is not None, loo=bernoulli)
-    y_rep = np.atleast_2d(np.asarray(y_rep))
-    above = None
-    if outcome == OUTCOME:
-        y_rep, above = _binary_replicates(y_rep)
-    pub = tuple(t for t in tabs if t in PUBLISHED_TABLES)
-    out = tuple(t for t in tabs if t in OUTSIDE_TABLES)
-    fd = frame if frame is not None else FrameDesign(df)
-    keys = statistic_keys(df, pub) + outside_keys(out)
-    loo_q = loo_probabilities(p_draws) if "loo_pit" in out else None
-    y_obs = df[outcome].to_numpy(dtype=float)[None, :]
-    t_rep = np.column_stack(
-        [
-            batched_statistics(fd, y_rep, tables=pub),
-            outside_statistics(fd, y_rep, tables=out, risk=risk, loo_q=loo_q),
-        ]
-    )
-    t_obs = (
-        np.concatenate(
+        tabs = _check_tables(tables, outcome, risk=risk is not None, loo=bernoulli)
+        y_rep = np.atleast_2d(np.asarray(y_rep))
+        above = None
+        if outcome == OUTCOME:
+            y_rep, above = _binary_replicates(y_rep)
+        pub = tuple(t for t in tabs if t in PUBLISHED_TABLES)
+        out = tuple(t for t in tabs if t in OUTSIDE_TABLES)
+        fd = frame if frame is not None else FrameDesign(df)
+        keys = statistic_keys(df, pub) + outside_keys(out)
+        loo_q = loo_probabilities(p_draws) if "loo_pit" in out else None
+        y_obs = df[outcome].to_numpy(dtype=float)[None, :]
+        t_rep = np.column_stack(
             [
-                frequentist_statistics(df, tables=pub),
-                outside_statistics(fd, y_obs, tables=out, risk=risk, loo_q=loo_q)[0],
+                batched_statistics(fd, y_rep, tables=pub),
+                outside_statistics(fd, y_rep, tables=out, risk=risk, loo_q=loo_q),
             ]
         )
-        if observed is None
-        else np.asarray(observed, float)
-    )
-    if above is not None:
-        keys.append(Stat("table1", "n_above_1", "all", "two"))
-        t_rep = np.column_stack([t_rep, above])
-        t_obs = np.append(t_obs, 0.0)
-    fitted = fitted_by_model(fd, keys, design, risk=risk)
-    return keys, t_rep, t_obs, fitted
+        t_obs = (
+            np.concatenate(
+                [
+                    frequentist_statistics(df, tables=pub),
+                    outside_statistics(fd, y_obs, tables=out, risk=risk, loo_q=loo_q)[0],
+                ]
+            )
+            if observed is None
+            else np.asarray(observed, float)
+        )
+        if above is not None:
+            keys.append(Stat("table1", "n_above_1", "all", "two"))
+            t_rep = np.column_stack([t_rep, above])
+            t_obs = np.append(t_obs, 0.0)
+        fitted = fitted_by_model(fd, keys, design, risk=risk)
+        return keys, t_rep, t_obs, fitted
 
 
 def _check_common(outcome: str, prob: float) -> None:

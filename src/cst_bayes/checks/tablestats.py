@@ -23,7 +23,6 @@ the outcome changes); ``tests/test_ppc.py`` shows both paths agree on fixed repl
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -41,21 +40,6 @@ from cst_bayes.core.errors import InputError
 TABLE1_STRATA: tuple[str, ...] = ("all", "1000+", "state", "50-999", "1-49")
 MAX_COUNT = len(APPROACHES)
 _DUMMIES = tuple(f"stratum[{s}]" for s in STRATA[1:])
-
-
-def one_blas_thread() -> contextlib.AbstractContextManager[object]:
-    """BLAS on one thread while the statistics are computed.
-
-    Their matrices are small (agencies x at most 13, a few dozen replicates): threads only
-    add contention, and with the two BLAS runtimes a fitted model's imports load, the
-    batched GLM refits ran ~7x slower on a shared 2-core machine. One thread also makes the
-    last bit of a sum independent of the machine's core count.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - comes with PyMC
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
 
 
 def _stratum_onehot(df: pd.DataFrame) -> np.ndarray:

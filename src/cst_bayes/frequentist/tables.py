@@ -31,6 +31,7 @@ from typing import Literal, get_args
 import numpy as np
 import pandas as pd
 
+from cst_bayes.core.blas import one_blas_thread
 from cst_bayes.core.config import (
     APPROACHES,
     COUNT,
@@ -368,22 +369,10 @@ def table3(df: pd.DataFrame, link: Link | Iterable[Link] = LINKS) -> pd.DataFram
     rows: list[tuple[object, ...]] = []
     notes: list[str] = []
     fits = {}
-    # The design matrices are small (n x 13): multithreaded BLAS only adds contention, and
-    # on a shared 2-core machine it made these fits ~10x slower. threadpoolctl comes with
-    # PyMC; without it the fits just run with the process-wide setting.
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limit = threadpool_limits(limits=1)
-    except ImportError:  # pragma: no cover
-        limit = None
-    try:
+    with one_blas_thread():
         for lk in links:
             for key, (x, _terms) in designs.items():
                 fits[(lk, key)] = _fit(y, x, lk)
-    finally:
-        if limit is not None:
-            limit.restore_original_limits()
     for lk in links:
         for (analysis, adjusted), (_x, terms) in designs.items():
             params, bse, msg = fits[(lk, (analysis, adjusted))]

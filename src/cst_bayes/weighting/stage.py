@@ -7,7 +7,6 @@ Orchestration above :mod:`weights` (scenarios, design-based), :mod:`williams_sav
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cst_bayes.core.blas import one_blas_thread
 from cst_bayes.core.config import APPROACHES, OUTCOME
 from cst_bayes.core.disclosure import protect, small_cells
 from cst_bayes.core.errors import InputError
@@ -149,16 +149,6 @@ def file_scenario(cols: filedesign.DesignColumns) -> W.Scenario:
     )
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
-    """BLAS on one thread: the matrices are small (agencies x 13), more threads only add
-    contention on a shared machine, and the last bit of a sum would depend on the count."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - comes with PyMC
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
 def run_weights(
     df: pd.DataFrame,
     *,
@@ -187,7 +177,7 @@ def run_weights(
     ``design_columns``: the file's own design becomes scenario ``file_weights``, analysed
     beside ``unweighted`` (and the scenarios named in ``scenario_names``, if any).
     """
-    with _one_blas_thread():
+    with one_blas_thread():
         from cst_bayes.data.published import load_sampling_frames
 
         frames = load_sampling_frames(published_dir)
