@@ -117,6 +117,12 @@ def diagnostics_row(scenario: str, fit: str, diag: Mapping[str, Any]) -> dict[st
     return {"scenario": scenario, "fit": fit, **row}
 
 
+def fit_label(row: Mapping[Any, Any]) -> str:
+    """``dataset scenario fit`` of a :data:`DIAGNOSTICS_COLUMNS` row (empty parts left out)."""
+    parts = [row.get("dataset"), row.get("scenario"), row.get("fit")]
+    return " ".join(str(p) for p in parts if isinstance(p, str) and p)
+
+
 def _summaries(
     keys: Sequence[tuple[str, str, str, bool]], draws_of: Sequence[np.ndarray]
 ) -> list[dict[str, object]]:

@@ -18,6 +18,7 @@ from cst_bayes.bayes.convergence import (
 )
 from cst_bayes.run.report.base import Block, Section, num, read_csv, read_json, true
 from cst_bayes.run.report.extra import bounds_source
+from cst_bayes.weighting.stage import fit_label
 
 THRESHOLDS_TEXT = (
     f"R-hat &le; {RHAT_MAX}, bulk and tail ESS &ge; {ESS_MIN}, no divergences, BFMI &ge; {BFMI_MIN}"
@@ -133,12 +134,6 @@ def weighting_failures(run_dir: Path) -> pd.DataFrame:
     return t[~true(t["ok"])]
 
 
-def fit_label(row: pd.Series) -> str:
-    """``dataset scenario fit`` of a ``mcmc_diagnostics.csv`` row (parts it lacks left out)."""
-    parts = [row.get("dataset"), row.get("scenario"), row.get("fit")]
-    return " ".join(str(p) for p in parts if isinstance(p, str) and p)
-
-
 def failure_banner(run_dir: Path) -> str | None:
     """The red banner's text when some fit fails its own diagnostics, else None."""
     t = model_diagnostics(run_dir)
@@ -149,7 +144,7 @@ def failure_banner(run_dir: Path) -> str | None:
     parts = [f"{r.model} ({r.problems})" for r in bad.itertuples(index=False)]
     if not wbad.empty:
         n = len(weighting_diagnostics(run_dir))  # type: ignore[arg-type]
-        what = "; ".join(f"{fit_label(r)}: {r['messages']}" for _, r in wbad.iterrows())
+        what = "; ".join(f"{fit_label(r)}: {r['messages']}" for r in wbad.to_dict("records"))
         parts.append(f"weighting: {len(wbad)} of {n} MCMC fits ({what})")
     return (
         f"SAMPLER DIAGNOSTICS FAILED for {len(bad)} of {len(t)} model(s)"

@@ -38,9 +38,7 @@ def run(ctx: RunContext, work: Path) -> dict[str, Any]:
     if diag is not None:  # the report and the summary name MCMC fits that fail a threshold
         bad = diag[~diag["ok"].astype(bool)]
         info["mcmc_fits"] = len(diag)
-        info["mcmc_trouble"] = [
-            f"{r.dataset} {r.scenario} {r.fit}".replace("  ", " ") for r in bad.itertuples()
-        ]
+        info["mcmc_trouble"] = [weighting.fit_label(r) for r in bad.to_dict("records")]
         info["mcmc_extended"] = int((diag["extended_thin"] > 1).sum())
     if ctx.restricted:  # every table through the policy; figures would bypass it
         for k, v in tables.items():
